@@ -1,0 +1,101 @@
+//! Wires the stages together and runs them until shutdown.
+//!
+//! source (tokio task) → bounded channel → pipeline (own thread: decode,
+//! window, journal, ack, cut) → outbox (sled) → syncer (tokio task) → sink.
+//! Shutdown: stop forwarding new messages, let the pipeline drain and commit
+//! what it has (acking it), then stop the syncer; whatever is not acked stays
+//! at the broker, whatever is not synced stays in the outbox.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tracing::{error, info};
+
+use crate::config::Settings;
+use crate::pipeline::Pipeline;
+use crate::source::{self, SourceError};
+use crate::store::StoreError;
+use crate::syncer::Syncer;
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("uplink token: {0}")]
+    Token(String),
+    #[error("pipeline thread panicked")]
+    Panicked,
+}
+
+/// Reads the gateway's bearer token from where the config says it is.
+pub fn read_token(settings: &Settings) -> Result<String, AgentError> {
+    let u = &settings.uplink;
+    let token = if let Some(var) = &u.token_env {
+        std::env::var(var).map_err(|_| AgentError::Token(format!("environment variable {var} is not set")))?
+    } else if let Some(file) = &u.token_file {
+        std::fs::read_to_string(file)
+            .map_err(|e| AgentError::Token(format!("cannot read {}: {e}", file.display())))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        String::new()
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return Err(AgentError::Token("token is empty".into()));
+    }
+    Ok(token)
+}
+
+/// Runs the agent until `shutdown` completes (or a stage fails).
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let token = read_token(&settings)?;
+    let outbox_ready = Arc::new(Notify::new());
+    let pipeline = {
+        let settings = settings.clone();
+        let ready = outbox_ready.clone();
+        tokio::task::spawn_blocking(move || Pipeline::open(&settings, ready))
+            .await
+            .map_err(|_| AgentError::Panicked)??
+    };
+    let store = pipeline.store().clone();
+    let (tx, rx) = mpsc::channel(settings.journal.queue_capacity);
+    let (source, acker) = source::connect(&settings.mqtt, settings.journal.queue_capacity)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    let pipeline_thread = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            let result = pipeline.run(rx, acker, runtime);
+            let _ = done_tx.send(());
+            result
+        })
+        .expect("spawning the pipeline thread");
+    let mut source_task = tokio::spawn(source.run(tx, stop_rx.clone(), done_rx));
+    let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready);
+    let syncer_task = tokio::spawn(syncer.run(stop_rx));
+    info!(gateway = %settings.gateway_id, broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port), sink = %settings.uplink.url, "edge-agent running");
+
+    tokio::select! {
+        _ = shutdown => info!("shutting down: draining the pipeline"),
+        _ = &mut source_task => error!("the pipeline stopped"),
+    }
+    let _ = stop_tx.send(true);
+    let _ = source_task.await;
+    let pipeline_result = tokio::task::spawn_blocking(move || pipeline_thread.join())
+        .await
+        .map_err(|_| AgentError::Panicked)?
+        .map_err(|_| AgentError::Panicked)?;
+    let syncer_result = syncer_task.await.map_err(|_| AgentError::Panicked)?;
+    pipeline_result?;
+    syncer_result?;
+    info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! The agent's configuration file: what users write (TOML, unknown keys rejected).
+//!
+//! This layer only describes the file; `validate.rs` checks it as a whole and
+//! produces the typed [`Settings`] the agent runs with. Secrets never live here:
+//! tokens and passwords are named by environment variable or file.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::decode::{Format, TimeUnit};
+
+pub use validate::{Problem, Route, Settings};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This gateway's id at the sink.
+    pub gateway_id: String,
+    /// Directory of the durable journal and outbox.
+    pub data_dir: PathBuf,
+    pub mqtt: MqttConfig,
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub window: WindowConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    pub uplink: UplinkConfig,
+    #[serde(default)]
+    pub journal: JournalConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    #[serde(default = "defaults::host")]
+    pub host: String,
+    #[serde(default = "defaults::port")]
+    pub port: u16,
+    pub client_id: String,
+    /// Topic filters to subscribe to (QoS 1).
+    pub subscribe: Vec<String>,
+    #[serde(default = "defaults::keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
+    #[serde(default = "defaults::max_packet_size")]
+    pub max_packet_size: usize,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the MQTT password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "defaults::reconnect_min", with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(default = "defaults::reconnect_max", with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA that signed the broker's certificate.
+    pub ca_file: PathBuf,
+    /// PEM client certificate and key, for mTLS.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Topic filter this route handles (first matching route wins).
+    pub topic: String,
+    pub format: Format,
+    #[serde(default = "defaults::device_segment")]
+    pub device_segment: usize,
+    #[serde(default = "defaults::time_field")]
+    pub time_field: String,
+    #[serde(default)]
+    pub time_unit: Option<TimeUnit>,
+    #[serde(default)]
+    pub seq_field: Option<String>,
+    #[serde(default = "defaults::device_tag")]
+    pub device_tag: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    #[serde(default = "defaults::width", with = "humantime_serde")]
+    pub width: Duration,
+    #[serde(default = "defaults::lateness", with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    #[serde(default = "defaults::idle_close", with = "humantime_serde")]
+    pub idle_close: Duration,
+    #[serde(default = "defaults::alpha")]
+    pub sketch_alpha: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "defaults::max_payload_bytes")]
+    pub max_payload_bytes: usize,
+    #[serde(default = "defaults::max_name_bytes")]
+    pub max_name_bytes: usize,
+    #[serde(default = "defaults::max_series")]
+    pub max_series: usize,
+    #[serde(default = "defaults::max_future", with = "humantime_serde")]
+    pub max_future_skew: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    /// Base URL of cloud-sink, e.g. `https://sink.example.com`.
+    pub url: String,
+    /// Environment variable holding this gateway's bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding this gateway's bearer token (first line).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default = "defaults::batch_interval", with = "humantime_serde")]
+    pub batch_interval: Duration,
+    #[serde(default = "defaults::max_windows_per_batch")]
+    pub max_windows_per_batch: usize,
+    #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(default = "defaults::retry_min", with = "humantime_serde")]
+    pub retry_min: Duration,
+    #[serde(default = "defaults::retry_max", with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Most messages made durable (and then acked) by one group commit.
+    #[serde(default = "defaults::commit_max_messages")]
+    pub commit_max_messages: usize,
+    /// Queue between the MQTT client and the pipeline (messages).
+    #[serde(default = "defaults::queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("window defaults")
+    }
+}
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("limits defaults")
+    }
+}
+impl Default for JournalConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("journal defaults")
+    }
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+impl AgentConfig {
+    /// Parses TOML text (syntax and types only).
+    pub fn parse(text: &str) -> Result<AgentConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = AgentConfig::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        config.validate().map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn host() -> String {
+        "127.0.0.1".into()
+    }
+    pub fn port() -> u16 {
+        1883
+    }
+    pub fn keep_alive() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_packet_size() -> usize {
+        1024 * 1024
+    }
+    pub fn reconnect_min() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn reconnect_max() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn device_segment() -> usize {
+        1
+    }
+    pub fn time_field() -> String {
+        "ts".into()
+    }
+    pub fn device_tag() -> String {
+        "device".into()
+    }
+    pub fn width() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn lateness() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn idle_close() -> Duration {
+        Duration::from_secs(120)
+    }
+    pub fn alpha() -> f64 {
+        0.01
+    }
+    pub fn max_payload_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn max_name_bytes() -> usize {
+        128
+    }
+    pub fn max_series() -> usize {
+        10_000
+    }
+    pub fn max_future() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+    pub fn batch_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn max_windows_per_batch() -> usize {
+        2000
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn retry_min() -> Duration {
+        Duration::from_millis(500)
+    }
+    pub fn retry_max() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn commit_max_messages() -> usize {
+        1024
+    }
+    pub fn queue_capacity() -> usize {
+        8192
+    }
+}

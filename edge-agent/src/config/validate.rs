@@ -1,0 +1,303 @@
+//! The second config layer: checks the whole file and yields typed [`Settings`].
+//!
+//! Every problem is collected (not just the first) and names the key it is
+//! about, so `edge-agent check-config` can list them all at once. It checks
+//! what can be checked offline; whether the broker or the sink answers is the
+//! runtime's business.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::decode::{DecodeLimits, DecodeRules, Format, TimeUnit};
+use crate::topic::TopicFilter;
+use crate::windower::WindowPolicy;
+
+use super::{AgentConfig, JournalConfig, MqttConfig, UplinkConfig};
+
+/// One thing wrong with a config, at a key path like `routes[1].topic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// A route after validation: which topics, decoded how.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub filter: TopicFilter,
+    pub rules: DecodeRules,
+}
+
+/// Everything the agent runs with, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub gateway_id: String,
+    pub data_dir: PathBuf,
+    pub mqtt: MqttConfig,
+    pub routes: Vec<Route>,
+    pub window: WindowPolicy,
+    pub limits: DecodeLimits,
+    pub uplink: UplinkConfig,
+    pub journal: JournalConfig,
+}
+
+struct Checker(Vec<Problem>);
+
+impl Checker {
+    fn require(&mut self, ok: bool, key: impl Into<String>, message: impl Into<String>) {
+        if !ok {
+            self.0.push(Problem {
+                key: key.into(),
+                message: message.into(),
+            });
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn whole_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl AgentConfig {
+    /// Checks the whole config; returns every problem found.
+    pub fn validate(&self) -> Result<Settings, Vec<Problem>> {
+        let mut c = Checker(Vec::new());
+        c.require(
+            is_identifier(&self.gateway_id),
+            "gateway_id",
+            "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+        );
+        c.require(!self.data_dir.as_os_str().is_empty(), "data_dir", "must not be empty");
+        self.check_mqtt(&mut c);
+        let routes = self.check_routes(&mut c);
+        let w = &self.window;
+        c.require(w.width >= Duration::from_millis(1), "window.width", "must be at least 1ms");
+        c.require(
+            w.idle_close >= Duration::from_millis(100),
+            "window.idle_close",
+            "must be at least 100ms",
+        );
+        c.require(
+            w.sketch_alpha > 0.0 && w.sketch_alpha <= 0.5,
+            "window.sketch_alpha",
+            "must be in (0, 0.5]",
+        );
+        let l = &self.limits;
+        c.require(
+            (1..=16 * 1024 * 1024).contains(&l.max_payload_bytes),
+            "limits.max_payload_bytes",
+            "must be between 1 and 16777216",
+        );
+        c.require(l.max_name_bytes >= 1, "limits.max_name_bytes", "must be at least 1");
+        c.require(l.max_series >= 1, "limits.max_series", "must be at least 1");
+        c.require(
+            self.mqtt.max_packet_size > l.max_payload_bytes,
+            "mqtt.max_packet_size",
+            format!(
+                "must exceed limits.max_payload_bytes ({}), or an oversized message breaks the \
+                 connection instead of being counted",
+                l.max_payload_bytes
+            ),
+        );
+        check_uplink(&self.uplink, &mut c);
+        c.require(
+            self.journal.commit_max_messages >= 1,
+            "journal.commit_max_messages",
+            "must be at least 1",
+        );
+        c.require(self.journal.queue_capacity >= 1, "journal.queue_capacity", "must be at least 1");
+        if !c.0.is_empty() {
+            return Err(c.0);
+        }
+        Ok(Settings {
+            gateway_id: self.gateway_id.clone(),
+            data_dir: self.data_dir.clone(),
+            mqtt: self.mqtt.clone(),
+            routes,
+            window: WindowPolicy {
+                width_ms: whole_ms(w.width),
+                allowed_lateness_ms: whole_ms(w.allowed_lateness),
+                idle_close: w.idle_close,
+                sketch_alpha: w.sketch_alpha,
+                max_series: l.max_series,
+            },
+            limits: DecodeLimits {
+                max_payload_bytes: l.max_payload_bytes,
+                max_name_bytes: l.max_name_bytes,
+                max_future_ms: whole_ms(l.max_future_skew),
+            },
+            uplink: self.uplink.clone(),
+            journal: self.journal.clone(),
+        })
+    }
+
+    fn check_mqtt(&self, c: &mut Checker) {
+        let m = &self.mqtt;
+        c.require(!m.host.is_empty(), "mqtt.host", "must not be empty");
+        c.require(m.port != 0, "mqtt.port", "must not be 0");
+        c.require(!m.client_id.is_empty(), "mqtt.client_id", "must not be empty");
+        c.require(!m.subscribe.is_empty(), "mqtt.subscribe", "needs at least one topic filter");
+        for (i, s) in m.subscribe.iter().enumerate() {
+            if let Err(e) = TopicFilter::parse(s) {
+                c.require(false, format!("mqtt.subscribe[{i}]"), e);
+            }
+        }
+        c.require(
+            m.keep_alive >= Duration::from_secs(5),
+            "mqtt.keep_alive",
+            "must be at least 5s",
+        );
+        c.require(
+            m.reconnect_min > Duration::ZERO && m.reconnect_min <= m.reconnect_max,
+            "mqtt.reconnect_min",
+            "must be above 0 and at most mqtt.reconnect_max",
+        );
+        c.require(
+            m.password_env.is_none() || m.username.is_some(),
+            "mqtt.password_env",
+            "needs mqtt.username",
+        );
+        if let Some(tls) = &m.tls {
+            c.require(tls.ca_file.is_file(), "mqtt.tls.ca_file", format!("{} is not a readable file", tls.ca_file.display()));
+            c.require(
+                tls.client_cert_file.is_some() == tls.client_key_file.is_some(),
+                "mqtt.tls.client_cert_file",
+                "client_cert_file and client_key_file go together (mTLS)",
+            );
+            for (key, file) in [("client_cert_file", &tls.client_cert_file), ("client_key_file", &tls.client_key_file)] {
+                if let Some(f) = file {
+                    c.require(f.is_file(), format!("mqtt.tls.{key}"), format!("{} is not a readable file", f.display()));
+                }
+            }
+        }
+    }
+
+    fn check_routes(&self, c: &mut Checker) -> Vec<Route> {
+        c.require(!self.routes.is_empty(), "routes", "needs at least one [[routes]] entry");
+        let mut routes = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |k: &str| format!("routes[{i}].{k}");
+            let filter = match TopicFilter::parse(&r.topic) {
+                Ok(f) => f,
+                Err(e) => {
+                    c.require(false, key("topic"), e);
+                    continue;
+                }
+            };
+            let levels: Vec<&str> = r.topic.split('/').collect();
+            c.require(
+                levels.last() == Some(&"#") || r.device_segment < levels.len(),
+                key("device_segment"),
+                format!("topic '{}' has only {} levels", r.topic, levels.len()),
+            );
+            c.require(
+                r.seq_field.as_deref() != Some(r.time_field.as_str()),
+                key("seq_field"),
+                "must differ from time_field",
+            );
+            let default_unit = if r.format == Format::Influx {
+                TimeUnit::Nanoseconds
+            } else {
+                TimeUnit::Milliseconds
+            };
+            routes.push(Route {
+                filter,
+                rules: DecodeRules {
+                    format: r.format,
+                    device_segment: r.device_segment,
+                    time_field: r.time_field.clone(),
+                    time_unit: r.time_unit.unwrap_or(default_unit),
+                    seq_field: r.seq_field.clone(),
+                    device_tag: r.device_tag.clone(),
+                },
+            });
+        }
+        routes
+    }
+}
+
+fn check_uplink(u: &UplinkConfig, c: &mut Checker) {
+    c.require(
+        u.url.starts_with("http://") || u.url.starts_with("https://"),
+        "uplink.url",
+        "must start with http:// or https://",
+    );
+    c.require(
+        u.token_env.is_some() != u.token_file.is_some(),
+        "uplink.token_env",
+        "set exactly one of uplink.token_env or uplink.token_file",
+    );
+    c.require(
+        u.batch_interval >= Duration::from_millis(10),
+        "uplink.batch_interval",
+        "must be at least 10ms",
+    );
+    c.require(
+        (1..=100_000).contains(&u.max_windows_per_batch),
+        "uplink.max_windows_per_batch",
+        "must be between 1 and 100000",
+    );
+    c.require(
+        u.retry_min > Duration::ZERO && u.retry_min <= u.retry_max,
+        "uplink.retry_min",
+        "must be above 0 and at most uplink.retry_max",
+    );
+    c.require(u.request_timeout >= Duration::from_millis(100), "uplink.request_timeout", "must be at least 100ms");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        gateway_id = "gw-1"
+        data_dir = "/tmp/x"
+        [mqtt]
+        client_id = "a"
+        subscribe = ["plant/#"]
+        [[routes]]
+        topic = "plant/+/sensors"
+        format = "json"
+        [uplink]
+        url = "http://127.0.0.1:8080"
+        token_env = "EDGE_TOKEN"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_sane_defaults() {
+        let s = AgentConfig::parse(MINIMAL).unwrap().validate().unwrap();
+        assert_eq!(s.window.width_ms, 60_000);
+        assert_eq!(s.routes[0].rules.time_unit, TimeUnit::Milliseconds);
+        assert_eq!(s.mqtt.port, 1883);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let bad = MINIMAL
+            .replace("gw-1", "gw 1!")
+            .replace("plant/+/sensors", "plant/#/x")
+            .replace("http://", "ftp://")
+            .replace("[uplink]", "[window]\nsketch_alpha = 2.0\n[uplink]");
+        let problems = AgentConfig::parse(&bad).unwrap().validate().unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["gateway_id", "routes[0].topic", "window.sketch_alpha", "uplink.url"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = AgentConfig::parse(&format!("{MINIMAL}\nsurprise = 1")).unwrap_err();
+        assert!(err.contains("surprise"), "{err}");
+    }
+}

@@ -1,0 +1,19 @@
+//! edge-agent: the gateway side of the pipeline, as a library the binary wraps.
+//!
+//! MQTT in ([`source`]) → [`decode`] → [`windower`] → durable journal and outbox
+//! ([`store`], written only by the [`pipeline`] thread) → [`syncer`] → cloud-sink.
+//! See ARCHITECTURE.md at the repository root for the invariants.
+
+pub mod agent;
+pub mod backoff;
+pub mod config;
+pub mod decode;
+pub mod journal_record;
+pub mod pipeline;
+pub mod sketch;
+pub mod source;
+pub mod store;
+pub mod syncer;
+pub mod topic;
+pub mod window;
+pub mod windower;

@@ -1,0 +1,275 @@
+//! The ingest pipeline: decode → dedup → window → group commit → ack, and batch cuts.
+//!
+//! It runs on one dedicated thread that owns the [`Windower`] and is the only
+//! writer of journal and outbox. Each loop takes whatever messages are queued
+//! (up to `commit_max_messages`), applies them in memory, makes their effect
+//! durable in one sled commit, and only then acks them: the journal's group
+//! commit is the durability point of guarantee 1. Every `batch_interval` it
+//! closes due windows and seals them, with the counters, into outbox batches.
+//! Start-up replays the journal so open windows come back exactly as they were.
+//! It does no network I/O; the source and the syncer do.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Notify};
+use tracing::info;
+use wire::{BatchKey, Body, Counters, Envelope, Reason};
+
+use crate::config::{Route, Settings};
+use crate::decode::{self, DecodeLimits};
+use crate::journal_record::JournalRecord;
+use crate::source::{Acker, Delivery};
+use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
+use crate::windower::Windower;
+
+/// A sequence number this far below a device's highest is taken as a device
+/// restart (counter reset), not a redelivery.
+const SEQ_RESET_GAP: u64 = 1_000_000;
+
+/// What one cut produced (for logs and the demo).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutReport {
+    pub first_seq: u64,
+    pub batches: usize,
+    pub windows: usize,
+    pub devices: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub counters: Counters,
+}
+
+/// The pipeline state (single owner, one thread).
+#[derive(Debug)]
+pub struct Pipeline {
+    gateway: String,
+    routes: Vec<Route>,
+    limits: DecodeLimits,
+    batch_interval: Duration,
+    max_windows_per_batch: usize,
+    commit_max_messages: usize,
+    store: Store,
+    windower: Windower,
+    device_seqs: HashMap<String, u64>,
+    counters: Counters,
+    epoch: u64,
+    next_seq: u64,
+    next_message: u64,
+    last_cut: Instant,
+    bytes_in: u64,
+    outbox_ready: Arc<Notify>,
+}
+
+/// Milliseconds since the Unix epoch by the gateway clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Pipeline {
+    /// Opens the store and replays the journal.
+    pub fn open(settings: &Settings, outbox_ready: Arc<Notify>) -> Result<Pipeline, StoreError> {
+        let (store, recovered) = Store::open(&settings.data_dir, now_ms())?;
+        let mut windower = Windower::new(settings.window);
+        for (device, metric, closed_before) in &recovered.closed {
+            windower.restore_closed(device, metric, *closed_before);
+        }
+        let now = Instant::now();
+        let mut next_message = 1;
+        for (id, record) in &recovered.journal {
+            let mut readings = record.readings.clone();
+            windower.ingest(&record.device, &mut readings, *id, now, true);
+            next_message = id + 1;
+        }
+        info!(
+            epoch = recovered.epoch,
+            next_seq = recovered.next_seq,
+            replayed = recovered.journal.len(),
+            open_windows = windower.open_windows(),
+            outbox = recovered.outbox_len,
+            "store recovered"
+        );
+        Ok(Pipeline {
+            gateway: settings.gateway_id.clone(),
+            routes: settings.routes.clone(),
+            limits: settings.limits,
+            batch_interval: settings.uplink.batch_interval,
+            max_windows_per_batch: settings.uplink.max_windows_per_batch,
+            commit_max_messages: settings.journal.commit_max_messages,
+            store,
+            windower,
+            device_seqs: recovered.device_seqs,
+            counters: recovered.counters,
+            epoch: recovered.epoch,
+            next_seq: recovered.next_seq,
+            next_message,
+            last_cut: now,
+            bytes_in: 0,
+            outbox_ready,
+        })
+    }
+
+    /// The store handle (shared with the syncer).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Applies `deliveries` and makes their effect durable. The caller acks afterwards.
+    pub fn ingest(&mut self, deliveries: &[Delivery], now: Instant) -> Result<(), StoreError> {
+        let mut commit = IngestCommit::default();
+        let before = self.counters.clone();
+        let mut seq_updates = BTreeSet::new();
+        let clock = now_ms();
+        for delivery in deliveries {
+            self.bytes_in += delivery.payload.len() as u64;
+            let Some(route) = self.routes.iter().find(|r| r.filter.matches(&delivery.topic)) else {
+                self.counters.add(Reason::UnknownTopic, 1);
+                continue;
+            };
+            let decoded = match decode::decode(&route.rules, &self.limits, &delivery.topic, &delivery.payload, clock) {
+                Ok(d) => d,
+                Err(reason) => {
+                    self.counters.add(reason, 1);
+                    continue;
+                }
+            };
+            self.counters.merge(&decoded.problems);
+            if let Some(seq) = decoded.seq {
+                let highest = self.device_seqs.get(&decoded.device).copied();
+                if highest.is_some_and(|h| seq <= h && h - seq < SEQ_RESET_GAP) {
+                    self.counters.add(Reason::Duplicate, 1);
+                    continue;
+                }
+                self.device_seqs.insert(decoded.device.clone(), seq);
+                seq_updates.insert(decoded.device.clone());
+            }
+            let id = self.next_message;
+            self.next_message += 1;
+            let mut readings = decoded.readings;
+            let outcome = self.windower.ingest(&decoded.device, &mut readings, id, now, false);
+            self.counters.add(Reason::Late, outcome.late);
+            self.counters.add(Reason::TooManySeries, outcome.too_many_series);
+            if !readings.is_empty() {
+                commit.journal.push((id, JournalRecord { device: decoded.device, readings }));
+            }
+        }
+        commit.device_seqs = seq_updates
+            .into_iter()
+            .map(|d| {
+                let seq = self.device_seqs[&d];
+                (d, seq)
+            })
+            .collect();
+        if self.counters != before {
+            commit.counters = Some(self.counters.clone());
+        }
+        self.store.commit_ingest(&commit)
+    }
+
+    /// Closes due windows and seals them into outbox batches, at most once per
+    /// `batch_interval`. Returns what was cut, if anything.
+    pub fn tick(&mut self, now: Instant) -> Result<Option<CutReport>, StoreError> {
+        if now.saturating_duration_since(self.last_cut) < self.batch_interval {
+            return Ok(None);
+        }
+        self.last_cut = now;
+        let pass = self.windower.close_due(now);
+        if pass.closed.is_empty() && self.counters.is_empty() {
+            return Ok(None);
+        }
+        let mut commit = BatchCommit {
+            released: pass.released,
+            ..BatchCommit::default()
+        };
+        let mut windows = Vec::with_capacity(pass.closed.len());
+        let mut horizons: HashMap<(String, String), i64> = HashMap::new();
+        for c in pass.closed {
+            horizons.insert((c.summary.device.clone(), c.summary.metric.clone()), c.closed_before);
+            windows.push(c.summary);
+        }
+        commit.closed = horizons.into_iter().map(|((d, m), h)| (d, m, h)).collect();
+        let devices: BTreeSet<&str> = windows.iter().map(|w| w.device.as_str()).collect();
+        let mut report = CutReport {
+            first_seq: self.next_seq,
+            batches: 0,
+            windows: windows.len(),
+            devices: devices.len(),
+            bytes_in: std::mem::take(&mut self.bytes_in),
+            bytes_out: 0,
+            counters: self.counters.clone(),
+        };
+        let mut counters = std::mem::take(&mut self.counters);
+        let chunks: Vec<&[wire::WindowSummary]> = if windows.is_empty() {
+            vec![&[]]
+        } else {
+            windows.chunks(self.max_windows_per_batch).collect()
+        };
+        for chunk in chunks {
+            let key = BatchKey {
+                gateway: self.gateway.clone(),
+                epoch: self.epoch,
+                seq: self.next_seq,
+            };
+            let body = Body {
+                windows: chunk.to_vec(),
+                counters: std::mem::take(&mut counters),
+            };
+            let bytes = Envelope::seal(&key, now_ms(), &body).to_bytes();
+            report.bytes_out += bytes.len() as u64;
+            commit.batches.push((self.next_seq, bytes));
+            self.next_seq += 1;
+        }
+        commit.next_seq = self.next_seq;
+        report.batches = commit.batches.len();
+        self.store.commit_batches(&commit)?;
+        self.outbox_ready.notify_one();
+        Ok(Some(report))
+    }
+
+    /// Runs until the delivery channel closes: ingest, commit, ack, tick.
+    pub fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Delivery>,
+        mut acker: impl Acker,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<(), StoreError> {
+        let tick_every = self.batch_interval.min(Duration::from_millis(100));
+        let mut queue = Vec::with_capacity(self.commit_max_messages);
+        loop {
+            let first = runtime.block_on(async { tokio::time::timeout(tick_every, rx.recv()).await });
+            let closed = matches!(first, Ok(None));
+            if let Ok(Some(d)) = first {
+                queue.push(d);
+                while queue.len() < self.commit_max_messages {
+                    match rx.try_recv() {
+                        Ok(d) => queue.push(d),
+                        Err(_) => break,
+                    }
+                }
+                self.ingest(&queue, Instant::now())?;
+                acker.ack(queue.drain(..).map(|d| d.ack).collect());
+            }
+            if let Some(cut) = self.tick(Instant::now())? {
+                log_cut(&cut);
+            }
+            if closed {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn log_cut(cut: &CutReport) {
+    let ratio = cut.bytes_in as f64 / cut.bytes_out.max(1) as f64;
+    info!(
+        "batch {}: {} device(s), {} window(s), {} bytes in, {} bytes to uplink ({ratio:.1}x smaller), rejected {}",
+        cut.first_seq,
+        cut.devices,
+        cut.windows,
+        cut.bytes_in,
+        cut.bytes_out,
+        cut.counters.total()
+    );
+}

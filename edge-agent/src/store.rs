@@ -1,0 +1,273 @@
+//! The agent's durable state on sled: ingest journal, outbox, and bookkeeping.
+//!
+//! One sled tree, keys prefixed by kind, so every state change the pipeline
+//! makes is a single atomic `apply_batch` followed by `flush()`:
+//!
+//! | prefix | key                | value                                    |
+//! |--------|--------------------|------------------------------------------|
+//! | `j`    | message id (u64 BE)| [`JournalRecord`]: readings of open windows |
+//! | `o`    | batch seq (u64 BE) | sealed envelope bytes, ready to send      |
+//! | `q`    | batch seq (u64 BE) | envelope the sink refused as a conflict   |
+//! | `s`    | device \0 metric   | `closed_before` (i64 BE): shipped horizon |
+//! | `d`    | device             | highest device sequence number seen       |
+//! | `m`    | name               | epoch, next batch seq, pending counters   |
+//!
+//! Nothing here decides *what* to write; the pipeline and syncer do. sled 0.34
+//! `flush()` makes writes survive a process kill; power-loss durability is the
+//! subject of the fault suite (issue 4).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use wire::Counters;
+
+use crate::journal_record::JournalRecord;
+
+const META_EPOCH: &[u8] = b"mepoch";
+const META_NEXT_SEQ: &[u8] = b"mnext_seq";
+const META_COUNTERS: &[u8] = b"mcounters";
+
+/// Why the store failed. Any of these stops the pipeline: acking on top of a
+/// broken store would lose data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// State found on disk at start-up.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub epoch: u64,
+    pub next_seq: u64,
+    pub counters: Counters,
+    pub closed: Vec<(String, String, i64)>,
+    pub device_seqs: HashMap<String, u64>,
+    /// Journaled messages in id order.
+    pub journal: Vec<(u64, JournalRecord)>,
+    pub outbox_len: usize,
+}
+
+/// One group commit of ingested messages.
+#[derive(Debug, Default)]
+pub struct IngestCommit {
+    pub journal: Vec<(u64, JournalRecord)>,
+    pub device_seqs: Vec<(String, u64)>,
+    pub counters: Option<Counters>,
+}
+
+/// One cut of closed windows into outbox batches.
+#[derive(Debug, Default)]
+pub struct BatchCommit {
+    pub batches: Vec<(u64, Vec<u8>)>,
+    pub next_seq: u64,
+    /// Counters left pending after the cut (normally empty).
+    pub counters: Counters,
+    pub closed: Vec<(String, String, i64)>,
+    pub released: Vec<u64>,
+}
+
+/// Handle to the store; cheap to clone, safe to share between threads.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+fn key(prefix: u8, id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn u64_of(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what}: expected 8 bytes")))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and reads back everything needed to resume.
+    pub fn open(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = db.open_tree("agent")?;
+        let store = Store { db, tree };
+        let recovered = store.recover(now_ms)?;
+        Ok((store, recovered))
+    }
+
+    fn recover(&self, now_ms: i64) -> Result<Recovered, StoreError> {
+        let mut r = Recovered::default();
+        r.epoch = match self.tree.get(META_EPOCH)? {
+            Some(v) => u64_of(&v, "epoch")?,
+            None => {
+                // A fresh outbox starts a new epoch so its seqs never collide with an old one.
+                let epoch = u64::try_from(now_ms).unwrap_or(0).max(1);
+                self.tree.insert(META_EPOCH, &epoch.to_be_bytes())?;
+                self.tree.insert(META_NEXT_SEQ, &1u64.to_be_bytes())?;
+                self.db.flush()?;
+                epoch
+            }
+        };
+        r.next_seq = match self.tree.get(META_NEXT_SEQ)? {
+            Some(v) => u64_of(&v, "next_seq")?,
+            None => 1,
+        };
+        if let Some(v) = self.tree.get(META_COUNTERS)? {
+            r.counters = wire::decode_capped(&v, 1 << 20)
+                .map_err(|e| StoreError::Corrupt(format!("counters: {e}")))?;
+        }
+        for item in self.tree.scan_prefix(b"s") {
+            let (k, v) = item?;
+            let text = std::str::from_utf8(&k[1..]).map_err(|_| StoreError::Corrupt("series key".into()))?;
+            let (device, metric) = text
+                .split_once('\0')
+                .ok_or_else(|| StoreError::Corrupt("series key".into()))?;
+            r.closed
+                .push((device.to_owned(), metric.to_owned(), u64_of(&v, "closed_before")? as i64));
+        }
+        for item in self.tree.scan_prefix(b"d") {
+            let (k, v) = item?;
+            let device = String::from_utf8(k[1..].to_vec()).map_err(|_| StoreError::Corrupt("device key".into()))?;
+            r.device_seqs.insert(device, u64_of(&v, "device seq")?);
+        }
+        for item in self.tree.scan_prefix(b"j") {
+            let (k, v) = item?;
+            let id = u64_of(&k[1..], "journal key")?;
+            let record = JournalRecord::decode(&v)
+                .ok_or_else(|| StoreError::Corrupt(format!("journal record {id}")))?;
+            r.journal.push((id, record));
+        }
+        r.outbox_len = self.tree.scan_prefix(b"o").count();
+        Ok(r)
+    }
+
+    /// Makes one group of ingested messages durable.
+    pub fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (id, record) in &commit.journal {
+            batch.insert(&key(b'j', *id), record.encode());
+        }
+        for (device, seq) in &commit.device_seqs {
+            let mut k = vec![b'd'];
+            k.extend_from_slice(device.as_bytes());
+            batch.insert(k, &seq.to_be_bytes());
+        }
+        if let Some(counters) = &commit.counters {
+            batch.insert(META_COUNTERS, wire::encode(counters));
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Makes a cut durable: new outbox batches, shipped horizons, released journal entries.
+    pub fn commit_batches(&self, commit: &BatchCommit) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (seq, bytes) in &commit.batches {
+            batch.insert(&key(b'o', *seq), bytes.as_slice());
+        }
+        batch.insert(META_NEXT_SEQ, &commit.next_seq.to_be_bytes());
+        batch.insert(META_COUNTERS, wire::encode(&commit.counters));
+        for (device, metric, closed_before) in &commit.closed {
+            let mut k = vec![b's'];
+            k.extend_from_slice(device.as_bytes());
+            k.push(0);
+            k.extend_from_slice(metric.as_bytes());
+            batch.insert(k, &(*closed_before as u64).to_be_bytes());
+        }
+        for id in &commit.released {
+            batch.remove(&key(b'j', *id));
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The oldest outbox batch, if any: `(seq, envelope bytes)`.
+    pub fn outbox_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        match self.tree.scan_prefix(b"o").next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((u64_of(&k[1..], "outbox key")?, v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Number of batches waiting to be sent.
+    pub fn outbox_len(&self) -> usize {
+        self.tree.scan_prefix(b"o").count()
+    }
+
+    /// Forgets a batch the sink confirmed it stored (durably).
+    pub fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.tree.remove(key(b'o', seq))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Moves a batch the sink refused as a conflict aside, keeping its bytes for inspection.
+    pub fn outbox_quarantine(&self, seq: u64) -> Result<(), StoreError> {
+        if let Some(v) = self.tree.get(key(b'o', seq))? {
+            let mut batch = sled::Batch::default();
+            batch.insert(&key(b'q', seq), v);
+            batch.remove(&key(b'o', seq));
+            self.tree.apply_batch(batch)?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Reading;
+
+    #[test]
+    fn commits_survive_reopen_and_batches_leave_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = JournalRecord {
+            device: "d".into(),
+            readings: vec![Reading { metric: "m".into(), ts_ms: 5, value: 1.5 }],
+        };
+        let epoch = {
+            let (store, r) = Store::open(dir.path(), 42).unwrap();
+            assert_eq!((r.epoch, r.next_seq), (42, 1));
+            let mut counters = Counters::default();
+            counters.add(wire::Reason::Late, 3);
+            store
+                .commit_ingest(&IngestCommit {
+                    journal: vec![(7, record.clone()), (8, record.clone())],
+                    device_seqs: vec![("d".into(), 99)],
+                    counters: Some(counters),
+                })
+                .unwrap();
+            store
+                .commit_batches(&BatchCommit {
+                    batches: vec![(1, b"one".to_vec()), (2, b"two".to_vec())],
+                    next_seq: 3,
+                    counters: Counters::default(),
+                    closed: vec![("d".into(), "m".into(), -60_000)],
+                    released: vec![7],
+                })
+                .unwrap();
+            store.outbox_remove(1).unwrap();
+            r.epoch
+        };
+        let (store, r) = Store::open(dir.path(), 1000).unwrap();
+        assert_eq!((r.epoch, r.next_seq), (epoch, 3));
+        assert!(r.counters.is_empty());
+        assert_eq!(r.closed, vec![("d".into(), "m".into(), -60_000)]);
+        assert_eq!(r.device_seqs["d"], 99);
+        assert_eq!(r.journal, vec![(8, record)]);
+        assert_eq!(store.outbox_first().unwrap(), Some((2, b"two".to_vec())));
+        store.outbox_quarantine(2).unwrap();
+        assert_eq!(store.outbox_len(), 0);
+    }
+}

@@ -1,0 +1,125 @@
+//! One open tumbling window of one series: running statistics until it closes.
+//!
+//! Count, sum (in arrival order, so `mean = sum / count` is reproducible),
+//! exact min/max, Welford variance, first/last by arrival, and a [`Sketch`] for
+//! quantiles. It also remembers which journal messages fed it, so the journal
+//! can forget a message once every window it touched has shipped. It knows
+//! nothing about time policy; the [`crate::windower::Windower`] decides when it closes.
+
+use std::time::Instant;
+
+use wire::WindowSummary;
+
+use crate::sketch::Sketch;
+
+/// Running statistics of one window.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    welford_mean: f64,
+    m2: f64,
+    first: (f64, i64),
+    last: (f64, i64),
+    sketch: Sketch,
+    /// Journal ids of the messages whose readings are in this window.
+    pub(crate) messages: Vec<u64>,
+    /// Wall-clock time of the last reading (drives idle closing).
+    pub(crate) last_update: Instant,
+}
+
+impl Window {
+    /// An empty window `[start_ms, end_ms)`.
+    pub fn new(start_ms: i64, end_ms: i64, alpha: f64, now: Instant) -> Window {
+        Window {
+            start_ms,
+            end_ms,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            welford_mean: 0.0,
+            m2: 0.0,
+            first: (0.0, 0),
+            last: (0.0, 0),
+            sketch: Sketch::new(alpha),
+            messages: Vec::new(),
+            last_update: now,
+        }
+    }
+
+    /// Folds one finite reading in.
+    pub fn add(&mut self, value: f64, ts_ms: i64, message: u64, now: Instant) {
+        if self.count == 0 {
+            self.first = (value, ts_ms);
+        }
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        let delta = value - self.welford_mean;
+        self.welford_mean += delta / self.count as f64;
+        self.m2 += delta * (value - self.welford_mean);
+        self.last = (value, ts_ms);
+        self.sketch.add(value);
+        if self.messages.last() != Some(&message) {
+            self.messages.push(message);
+        }
+        self.last_update = now;
+    }
+
+    /// Number of readings folded in.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The wire summary of this window for `device`/`metric`.
+    pub fn summarize(&self, device: &str, metric: &str) -> WindowSummary {
+        let quantile = |q| self.sketch.quantile(q).unwrap_or(f64::NAN).clamp(self.min, self.max);
+        WindowSummary {
+            device: device.to_owned(),
+            metric: metric.to_owned(),
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            mean: self.sum / self.count as f64,
+            stddev: (self.m2 / self.count as f64).sqrt(),
+            p50: quantile(0.5),
+            p95: quantile(0.95),
+            p99: quantile(0.99),
+            sketch_alpha: self.sketch.alpha(),
+            first: self.first.0,
+            first_ms: self.first.1,
+            last: self.last.0,
+            last_ms: self.last.1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_matches_hand_computed_statistics() {
+        let now = Instant::now();
+        let mut w = Window::new(0, 60_000, 0.01, now);
+        for (i, v) in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0].iter().enumerate() {
+            w.add(*v, i as i64 * 1000, i as u64, now);
+        }
+        let s = w.summarize("d", "m");
+        assert_eq!((s.count, s.min, s.max, s.mean), (8, 2.0, 9.0, 5.0));
+        assert!((s.stddev - 2.0).abs() < 1e-12);
+        assert_eq!((s.first, s.first_ms, s.last, s.last_ms), (2.0, 0, 9.0, 7000));
+        assert!((s.p50 - 4.0).abs() <= 0.04, "p50 {}", s.p50);
+        assert!((s.p99 - 7.0).abs() <= 0.07, "p99 {}", s.p99);
+        assert_eq!(w.messages.len(), 8);
+    }
+}

@@ -1,0 +1,317 @@
+//! Tumbling event-time windows per series (device + metric), and when they close.
+//!
+//! A reading lands in the window `[floor(ts / width) * width, + width)` of its
+//! series. A window closes when the series' watermark (largest event time seen
+//! minus `allowed_lateness`) passes its end, or when it has had no reading for
+//! `idle_close` of wall time (the tail of a stream that stopped). Closing a
+//! window also closes every earlier open window of the series, so "open" and
+//! "closed" never interleave: everything before `closed_before` has shipped, a
+//! reading there is *late* and counted, never silently merged.
+//!
+//! The windower also keeps the journal's reference counts: how many open
+//! windows still need each journaled message. It does no I/O; the pipeline
+//! persists what it returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use wire::WindowSummary;
+
+use crate::decode::Reading;
+use crate::window::Window;
+
+/// Window policy.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowPolicy {
+    pub width_ms: i64,
+    pub allowed_lateness_ms: i64,
+    pub idle_close: Duration,
+    pub sketch_alpha: f64,
+    pub max_series: usize,
+}
+
+/// What happened to the readings of one message.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: u64,
+    pub late: u64,
+    pub too_many_series: u64,
+}
+
+/// A window that closed, with what must be persisted alongside it.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub summary: WindowSummary,
+    /// The series' new `closed_before` (persist it with the batch).
+    pub closed_before: i64,
+}
+
+/// The result of one closing pass.
+#[derive(Debug, Default)]
+pub struct ClosePass {
+    pub closed: Vec<Closed>,
+    /// Journal ids no open window references any more.
+    pub released: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Series {
+    closed_before: i64,
+    max_ts: i64,
+    open: BTreeMap<i64, Window>,
+}
+
+impl Series {
+    fn new(closed_before: i64) -> Series {
+        Series {
+            closed_before,
+            max_ts: i64::MIN,
+            open: BTreeMap::new(),
+        }
+    }
+}
+
+enum Added {
+    Yes,
+    Late,
+    NoRoom,
+}
+
+/// All series of one agent.
+#[derive(Debug)]
+pub struct Windower {
+    policy: WindowPolicy,
+    series: HashMap<String, HashMap<String, Series>>,
+    series_count: usize,
+    refs: HashMap<u64, u32>,
+}
+
+impl Windower {
+    pub fn new(policy: WindowPolicy) -> Windower {
+        Windower {
+            policy,
+            series: HashMap::new(),
+            series_count: 0,
+            refs: HashMap::new(),
+        }
+    }
+
+    /// Restores a series' shipped horizon (from the store, before replay).
+    pub fn restore_closed(&mut self, device: &str, metric: &str, closed_before: i64) {
+        if let Some(series) = self.series_mut(device, metric, true) {
+            series.closed_before = closed_before;
+        }
+    }
+
+    /// Folds a message's readings in, keeping in `readings` only those that
+    /// landed in a window (what the journal must keep). With `replay`, readings
+    /// of already-closed windows are dropped without counting them (they were
+    /// counted the first time).
+    pub fn ingest(
+        &mut self,
+        device: &str,
+        readings: &mut Vec<Reading>,
+        message: u64,
+        now: Instant,
+        replay: bool,
+    ) -> IngestOutcome {
+        let mut outcome = IngestOutcome::default();
+        readings.retain(|reading| match self.add(device, reading, message, now, replay) {
+            Added::Yes => {
+                outcome.accepted += 1;
+                true
+            }
+            Added::Late => {
+                outcome.late += u64::from(!replay);
+                false
+            }
+            Added::NoRoom => {
+                outcome.too_many_series += 1;
+                false
+            }
+        });
+        outcome
+    }
+
+    fn add(&mut self, device: &str, reading: &Reading, message: u64, now: Instant, replay: bool) -> Added {
+        let width = self.policy.width_ms;
+        let alpha = self.policy.sketch_alpha;
+        let Some(series) = self.series_mut(device, &reading.metric, replay) else {
+            return Added::NoRoom;
+        };
+        let start = reading.ts_ms.div_euclid(width) * width;
+        if start < series.closed_before {
+            return Added::Late;
+        }
+        series.max_ts = series.max_ts.max(reading.ts_ms);
+        let window = series
+            .open
+            .entry(start)
+            .or_insert_with(|| Window::new(start, start + width, alpha, now));
+        let before = window.messages.len();
+        window.add(reading.value, reading.ts_ms, message, now);
+        if window.messages.len() > before {
+            *self.refs.entry(message).or_default() += 1;
+        }
+        Added::Yes
+    }
+
+    /// True when a journaled message is still needed by an open window.
+    pub fn is_referenced(&self, message: u64) -> bool {
+        self.refs.contains_key(&message)
+    }
+
+    /// Closes every window that is due at `now`.
+    pub fn close_due(&mut self, now: Instant) -> ClosePass {
+        let mut pass = ClosePass::default();
+        let policy = self.policy;
+        for (device, metrics) in &mut self.series {
+            for (metric, series) in metrics.iter_mut() {
+                let watermark = series.max_ts.saturating_sub(policy.allowed_lateness_ms);
+                // The last due window; closing it closes everything before it too.
+                let due = series
+                    .open
+                    .values()
+                    .rev()
+                    .find(|w| {
+                        watermark >= w.end_ms
+                            || now.saturating_duration_since(w.last_update) >= policy.idle_close
+                    })
+                    .map(|w| w.start_ms);
+                let Some(due) = due else { continue };
+                let rest = series.open.split_off(&(due + 1));
+                let closing = std::mem::replace(&mut series.open, rest);
+                for window in closing.into_values() {
+                    series.closed_before = series.closed_before.max(window.end_ms);
+                    for message in &window.messages {
+                        release(&mut self.refs, *message, &mut pass.released);
+                    }
+                    pass.closed.push(Closed {
+                        summary: window.summarize(device, metric),
+                        closed_before: series.closed_before,
+                    });
+                }
+            }
+        }
+        pass
+    }
+
+    /// Number of windows currently open.
+    pub fn open_windows(&self) -> usize {
+        self.series
+            .values()
+            .flat_map(|m| m.values())
+            .map(|s| s.open.len())
+            .sum()
+    }
+
+    fn series_mut(&mut self, device: &str, metric: &str, force: bool) -> Option<&mut Series> {
+        let known = self
+            .series
+            .get(device)
+            .is_some_and(|m| m.contains_key(metric));
+        if !known {
+            if !force && self.series_count >= self.policy.max_series {
+                return None;
+            }
+            self.series_count += 1;
+            self.series
+                .entry(device.to_owned())
+                .or_default()
+                .insert(metric.to_owned(), Series::new(i64::MIN));
+        }
+        self.series.get_mut(device)?.get_mut(metric)
+    }
+}
+
+fn release(refs: &mut HashMap<u64, u32>, message: u64, released: &mut Vec<u64>) {
+    if let Some(n) = refs.get_mut(&message) {
+        *n -= 1;
+        if *n == 0 {
+            refs.remove(&message);
+            released.push(message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> WindowPolicy {
+        WindowPolicy {
+            width_ms: 10_000,
+            allowed_lateness_ms: 2_000,
+            idle_close: Duration::from_secs(60),
+            sketch_alpha: 0.01,
+            max_series: 3,
+        }
+    }
+
+    fn r(metric: &str, ts_ms: i64, value: f64) -> Reading {
+        Reading {
+            metric: metric.to_owned(),
+            ts_ms,
+            value,
+        }
+    }
+
+    #[test]
+    fn watermark_closes_windows_and_late_readings_are_counted() {
+        let now = Instant::now();
+        let mut w = Windower::new(policy());
+        w.ingest("d", &mut vec![r("t", 1_000, 1.0), r("t", 9_000, 3.0)], 1, now, false);
+        assert!(w.close_due(now).closed.is_empty());
+        // 12_500 - 2_000 lateness passes the end of [0, 10_000).
+        w.ingest("d", &mut vec![r("t", 12_500, 5.0)], 2, now, false);
+        let pass = w.close_due(now);
+        assert_eq!(pass.closed.len(), 1);
+        let s = &pass.closed[0].summary;
+        assert_eq!((s.start_ms, s.count, s.mean), (0, 2, 2.0));
+        assert_eq!(pass.released, vec![1]);
+        let late = w.ingest("d", &mut vec![r("t", 5_000, 9.0)], 3, now, false);
+        assert_eq!(late.late, 1);
+        assert!(!w.is_referenced(3));
+    }
+
+    #[test]
+    fn idle_windows_close_and_take_earlier_ones_along() {
+        let t0 = Instant::now();
+        let mut w = Windower::new(policy());
+        w.ingest("d", &mut vec![r("t", -15_000, 1.0)], 1, t0, false);
+        w.ingest("d", &mut vec![r("t", 5_000, 2.0)], 2, t0 + Duration::from_secs(30), false);
+        let pass = w.close_due(t0 + Duration::from_secs(61));
+        let starts: Vec<i64> = pass.closed.iter().map(|c| c.summary.start_ms).collect();
+        assert_eq!(starts, vec![-20_000]);
+        let pass = w.close_due(t0 + Duration::from_secs(91));
+        assert_eq!(pass.closed[0].summary.start_ms, 0);
+        assert_eq!(pass.closed[0].closed_before, 10_000);
+        assert_eq!(w.open_windows(), 0);
+    }
+
+    #[test]
+    fn replay_skips_shipped_windows_silently_and_series_are_capped() {
+        let now = Instant::now();
+        let mut w = Windower::new(policy());
+        w.restore_closed("d", "t", 10_000);
+        let o = w.ingest("d", &mut vec![r("t", 5_000, 1.0), r("t", 15_000, 2.0)], 7, now, true);
+        assert_eq!((o.accepted, o.late), (1, 0));
+        let o = w.ingest("d", &mut vec![r("a", 0, 1.0), r("b", 0, 1.0), r("c", 0, 1.0)], 8, now, false);
+        assert_eq!((o.accepted, o.too_many_series), (2, 1));
+    }
+
+    #[test]
+    fn a_message_is_released_only_when_all_its_windows_closed() {
+        let t0 = Instant::now();
+        let mut p = policy();
+        p.max_series = 10;
+        let mut w = Windower::new(p);
+        w.ingest("d", &mut vec![r("a", 0, 1.0), r("b", 0, 1.0)], 1, t0, false);
+        w.ingest("d", &mut vec![r("a", 13_000, 1.0)], 2, t0, false);
+        let pass = w.close_due(t0);
+        assert_eq!(pass.closed.len(), 1);
+        assert!(pass.released.is_empty() && w.is_referenced(1));
+        let pass = w.close_due(t0 + Duration::from_secs(60));
+        assert_eq!(pass.released.len(), 2);
+    }
+}

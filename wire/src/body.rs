@@ -1,0 +1,44 @@
+//! The body of a batch: closed-window summaries plus the counters since the last batch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Counters;
+
+/// Everything a batch carries besides its header.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    /// Windows closed since the previous batch, in close order.
+    pub windows: Vec<WindowSummary>,
+    /// Input counters accumulated since the previous batch.
+    pub counters: Counters,
+}
+
+/// The summary of one closed tumbling window of one series (device + metric).
+///
+/// `mean` is `sum / count` with the sum taken in arrival order; `stddev` is the
+/// population standard deviation (Welford). Quantiles come from a mergeable
+/// DDSketch whose relative error is `sketch_alpha`: each `pNN` lies within
+/// `sketch_alpha * |x|` of the exact sample at rank `floor(q * (count - 1))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSummary {
+    pub device: String,
+    pub metric: String,
+    /// Inclusive window start, milliseconds since the Unix epoch (event time).
+    pub start_ms: i64,
+    /// Exclusive window end, milliseconds since the Unix epoch.
+    pub end_ms: i64,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub stddev: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub sketch_alpha: f64,
+    pub first: f64,
+    pub first_ms: i64,
+    pub last: f64,
+    pub last_ms: i64,
+}

@@ -1,0 +1,109 @@
+//! Counters of input that did not become (or did not stay in) a window.
+//!
+//! Every rejected, late, duplicated or dropped reading is counted under a stable
+//! reason code and shipped in the next batch, so degradation is visible at the
+//! sink, never silent. Keys are strings on the wire so an older sink accepts a
+//! newer agent's reasons; [`Reason`] lists the ones this version emits.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a message or reading was not (fully) used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// Payload was not parseable in the route's format (bad JSON, bad CBOR, bad line).
+    Malformed,
+    /// A field had a type the decoder cannot use (string where a number belongs).
+    WrongType,
+    /// A value was NaN or infinite.
+    NonFinite,
+    /// Payload (or a string inside it) exceeded the configured size limit.
+    TooLarge,
+    /// The topic matched no configured route.
+    UnknownTopic,
+    /// A payload carried a timestamp that is not plausible (before 2000, too far ahead).
+    BadTimestamp,
+    /// More distinct series than `limits.max_series` would be created.
+    TooManySeries,
+    /// The reading's window had already been closed and shipped.
+    Late,
+    /// A redelivered message (same device sequence number) was recognised and skipped.
+    Duplicate,
+    /// A message decoded to no readings at all.
+    Empty,
+}
+
+impl Reason {
+    /// Every reason, in wire order.
+    pub const ALL: [Reason; 10] = [
+        Reason::Malformed,
+        Reason::WrongType,
+        Reason::NonFinite,
+        Reason::TooLarge,
+        Reason::UnknownTopic,
+        Reason::BadTimestamp,
+        Reason::TooManySeries,
+        Reason::Late,
+        Reason::Duplicate,
+        Reason::Empty,
+    ];
+
+    /// The stable wire name of this reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::WrongType => "wrong_type",
+            Reason::NonFinite => "non_finite",
+            Reason::TooLarge => "too_large",
+            Reason::UnknownTopic => "unknown_topic",
+            Reason::BadTimestamp => "bad_timestamp",
+            Reason::TooManySeries => "too_many_series",
+            Reason::Late => "late",
+            Reason::Duplicate => "duplicate",
+            Reason::Empty => "empty",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts per reason code. Missing keys mean zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Counters(pub BTreeMap<String, u64>);
+
+impl Counters {
+    /// Adds `n` under `reason`.
+    pub fn add(&mut self, reason: Reason, n: u64) {
+        if n > 0 {
+            *self.0.entry(reason.as_str().to_owned()).or_default() += n;
+        }
+    }
+
+    /// The count under `reason` (zero when absent).
+    pub fn get(&self, reason: Reason) -> u64 {
+        self.0.get(reason.as_str()).copied().unwrap_or(0)
+    }
+
+    /// Adds every count of `other` into `self`.
+    pub fn merge(&mut self, other: &Counters) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(|v| *v == 0)
+    }
+
+    /// Sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}

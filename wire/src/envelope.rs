@@ -1,0 +1,96 @@
+//! The envelope: batch header plus the encoded body, sealed with the body's SHA-256.
+//!
+//! [`Envelope::seal`] is what the agent calls; [`Envelope::open`] is what the sink
+//! calls on untrusted bytes (size-capped, version-checked, hash-verified).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{codec, Body, CodecError, MAX_ENVELOPE_BYTES, SCHEMA_VERSION};
+
+/// The idempotency key of a batch: the sink stores each key at most once.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BatchKey {
+    pub gateway: String,
+    /// Identifies one life of the gateway's outbox; a wiped outbox starts a new epoch.
+    pub epoch: u64,
+    /// Strictly increasing within an epoch, starting at 1.
+    pub seq: u64,
+}
+
+/// One uplink batch as it travels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u16,
+    pub gateway: String,
+    pub epoch: u64,
+    pub seq: u64,
+    /// Gateway wall-clock time when the batch was cut (ms since epoch; informational).
+    pub created_ms: i64,
+    #[serde(with = "serde_bytes")]
+    pub body_sha256: Vec<u8>,
+    /// The CBOR encoding of [`Body`], exactly the bytes that were hashed.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Why received bytes are not an acceptable envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("envelope: {0}")]
+    Codec(#[from] CodecError),
+    #[error("unsupported schema version {0} (this build speaks {SCHEMA_VERSION})")]
+    Version(u16),
+    #[error("body hash does not match body")]
+    HashMismatch,
+    #[error("body: {0}")]
+    Body(CodecError),
+}
+
+impl Envelope {
+    /// Encodes `body` and wraps it with its hash and the given key.
+    pub fn seal(key: &BatchKey, created_ms: i64, body: &Body) -> Envelope {
+        let body = codec::encode(body);
+        Envelope {
+            version: SCHEMA_VERSION,
+            gateway: key.gateway.clone(),
+            epoch: key.epoch,
+            seq: key.seq,
+            created_ms,
+            body_sha256: Sha256::digest(&body).to_vec(),
+            body,
+        }
+    }
+
+    /// Encodes the whole envelope for the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes and verifies untrusted bytes: size cap, version, body hash, body.
+    pub fn open(bytes: &[u8]) -> Result<(Envelope, Body), OpenError> {
+        let env: Envelope = codec::decode_capped(bytes, MAX_ENVELOPE_BYTES)?;
+        if env.version != SCHEMA_VERSION {
+            return Err(OpenError::Version(env.version));
+        }
+        if Sha256::digest(&env.body).as_slice() != env.body_sha256.as_slice() {
+            return Err(OpenError::HashMismatch);
+        }
+        let body = codec::decode_capped(&env.body, MAX_ENVELOPE_BYTES).map_err(OpenError::Body)?;
+        Ok((env, body))
+    }
+
+    /// The idempotency key of this envelope.
+    pub fn key(&self) -> BatchKey {
+        BatchKey {
+            gateway: self.gateway.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+        }
+    }
+
+    /// Hex of the body hash, for logs and conflict reports.
+    pub fn body_hash_hex(&self) -> String {
+        hex::encode(&self.body_sha256)
+    }
+}

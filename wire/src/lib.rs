@@ -1,0 +1,27 @@
+//! The versioned uplink schema shared by `edge-agent` and `cloud-sink`.
+//!
+//! A gateway sends [`Envelope`]s: a small header (who, which boot epoch, which
+//! sequence number, a SHA-256 of the body) around an opaque CBOR [`Body`] of
+//! closed-window summaries and input counters. Hashing the *encoded* body means
+//! the idempotency check at the sink never depends on re-encoding.
+//!
+//! This crate owns every use of `serde_cbor` (unmaintained, RUSTSEC-2021-0127):
+//! nothing else in the workspace touches it, input size is capped before any
+//! decoding, and `tests/golden.rs` pins the byte format so a codec swap is safe.
+//! It does no I/O.
+
+mod body;
+mod codec;
+mod counters;
+mod envelope;
+
+pub use body::{Body, WindowSummary};
+pub use codec::{decode_capped, encode, CodecError};
+pub use counters::{Counters, Reason};
+pub use envelope::{BatchKey, Envelope, OpenError};
+
+/// Schema version carried in every envelope. Bump on incompatible change.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Largest encoded envelope either side will accept (checked before decoding).
+pub const MAX_ENVELOPE_BYTES: usize = 8 * 1024 * 1024;
