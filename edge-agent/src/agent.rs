@@ -35,7 +35,8 @@ pub enum AgentError {
 pub fn read_token(settings: &Settings) -> Result<String, AgentError> {
     let u = &settings.uplink;
     let token = if let Some(var) = &u.token_env {
-        std::env::var(var).map_err(|_| AgentError::Token(format!("environment variable {var} is not set")))?
+        std::env::var(var)
+            .map_err(|_| AgentError::Token(format!("environment variable {var} is not set")))?
     } else if let Some(file) = &u.token_file {
         std::fs::read_to_string(file)
             .map_err(|e| AgentError::Token(format!("cannot read {}: {e}", file.display())))?

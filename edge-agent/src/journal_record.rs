@@ -18,7 +18,13 @@ pub struct JournalRecord {
 impl JournalRecord {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
-        let size = 6 + self.device.len() + self.readings.iter().map(|r| 18 + r.metric.len()).sum::<usize>();
+        let size = 6
+            + self.device.len()
+            + self
+                .readings
+                .iter()
+                .map(|r| 18 + r.metric.len())
+                .sum::<usize>();
         let mut buf = BytesMut::with_capacity(size);
         put_str(&mut buf, &self.device);
         buf.put_u32(u32::try_from(self.readings.len()).expect("readings per message fit u32"));
@@ -49,7 +55,9 @@ impl JournalRecord {
                 value: bytes.get_f64(),
             });
         }
-        bytes.is_empty().then_some(JournalRecord { device, readings })
+        bytes
+            .is_empty()
+            .then_some(JournalRecord { device, readings })
     }
 }
 

@@ -25,10 +25,10 @@ use edge_agent::config::{AgentConfig, ConfigError};
 /// Logging: RUST_LOG=debug (default info). The bearer token for the sink is read
 /// from the environment variable or file named in [uplink], never from the config.
 #[derive(Debug, Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(version, verbatim_doc_comment, subcommand_negates_reqs = true)]
 struct Cli {
     /// Config file (TOML) to run with.
-    #[arg(long, short, value_name = "FILE", required_unless_present = "command")]
+    #[arg(long, short, value_name = "FILE", required = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -105,5 +105,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

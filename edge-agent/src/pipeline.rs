@@ -124,11 +124,21 @@ impl Pipeline {
         let clock = now_ms();
         for delivery in deliveries {
             self.bytes_in += delivery.payload.len() as u64;
-            let Some(route) = self.routes.iter().find(|r| r.filter.matches(&delivery.topic)) else {
+            let Some(route) = self
+                .routes
+                .iter()
+                .find(|r| r.filter.matches(&delivery.topic))
+            else {
                 self.counters.add(Reason::UnknownTopic, 1);
                 continue;
             };
-            let decoded = match decode::decode(&route.rules, &self.limits, &delivery.topic, &delivery.payload, clock) {
+            let decoded = match decode::decode(
+                &route.rules,
+                &self.limits,
+                &delivery.topic,
+                &delivery.payload,
+                clock,
+            ) {
                 Ok(d) => d,
                 Err(reason) => {
                     self.counters.add(reason, 1);
@@ -148,11 +158,20 @@ impl Pipeline {
             let id = self.next_message;
             self.next_message += 1;
             let mut readings = decoded.readings;
-            let outcome = self.windower.ingest(&decoded.device, &mut readings, id, now, false);
+            let outcome = self
+                .windower
+                .ingest(&decoded.device, &mut readings, id, now, false);
             self.counters.add(Reason::Late, outcome.late);
-            self.counters.add(Reason::TooManySeries, outcome.too_many_series);
+            self.counters
+                .add(Reason::TooManySeries, outcome.too_many_series);
             if !readings.is_empty() {
-                commit.journal.push((id, JournalRecord { device: decoded.device, readings }));
+                commit.journal.push((
+                    id,
+                    JournalRecord {
+                        device: decoded.device,
+                        readings,
+                    },
+                ));
             }
         }
         commit.device_seqs = seq_updates
@@ -186,7 +205,10 @@ impl Pipeline {
         let mut windows = Vec::with_capacity(pass.closed.len());
         let mut horizons: HashMap<(String, String), i64> = HashMap::new();
         for c in pass.closed {
-            horizons.insert((c.summary.device.clone(), c.summary.metric.clone()), c.closed_before);
+            horizons.insert(
+                (c.summary.device.clone(), c.summary.metric.clone()),
+                c.closed_before,
+            );
             windows.push(c.summary);
         }
         commit.closed = horizons.into_iter().map(|((d, m), h)| (d, m, h)).collect();
@@ -238,7 +260,8 @@ impl Pipeline {
         let tick_every = self.batch_interval.min(Duration::from_millis(100));
         let mut queue = Vec::with_capacity(self.commit_max_messages);
         loop {
-            let first = runtime.block_on(async { tokio::time::timeout(tick_every, rx.recv()).await });
+            let first =
+                runtime.block_on(async { tokio::time::timeout(tick_every, rx.recv()).await });
             let closed = matches!(first, Ok(None));
             if let Ok(Some(d)) = first {
                 queue.push(d);

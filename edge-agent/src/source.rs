@@ -10,7 +10,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
+    TlsConfiguration, Transport,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
@@ -96,7 +99,9 @@ pub fn connect(cfg: &MqttConfig, queue: usize) -> Result<(Source, MqttAcker), So
         .set_max_packet_size(cfg.max_packet_size, cfg.max_packet_size);
     if let Some(user) = &cfg.username {
         let password = match &cfg.password_env {
-            Some(var) => std::env::var(var).map_err(|_| SourceError::MissingPassword(var.clone()))?,
+            Some(var) => {
+                std::env::var(var).map_err(|_| SourceError::MissingPassword(var.clone()))?
+            }
             None => String::new(),
         };
         opts.set_credentials(user, password);
@@ -128,7 +133,9 @@ pub fn connect(cfg: &MqttConfig, queue: usize) -> Result<(Source, MqttAcker), So
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").field("subscribe", &self.subscribe).finish_non_exhaustive()
+        f.debug_struct("Source")
+            .field("subscribe", &self.subscribe)
+            .finish_non_exhaustive()
     }
 }
 

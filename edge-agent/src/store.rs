@@ -101,8 +101,7 @@ impl Store {
     }
 
     fn recover(&self, now_ms: i64) -> Result<Recovered, StoreError> {
-        let mut r = Recovered::default();
-        r.epoch = match self.tree.get(META_EPOCH)? {
+        let epoch = match self.tree.get(META_EPOCH)? {
             Some(v) => u64_of(&v, "epoch")?,
             None => {
                 // A fresh outbox starts a new epoch so its seqs never collide with an old one.
@@ -112,6 +111,10 @@ impl Store {
                 self.db.flush()?;
                 epoch
             }
+        };
+        let mut r = Recovered {
+            epoch,
+            ..Recovered::default()
         };
         r.next_seq = match self.tree.get(META_NEXT_SEQ)? {
             Some(v) => u64_of(&v, "next_seq")?,
@@ -123,16 +126,21 @@ impl Store {
         }
         for item in self.tree.scan_prefix(b"s") {
             let (k, v) = item?;
-            let text = std::str::from_utf8(&k[1..]).map_err(|_| StoreError::Corrupt("series key".into()))?;
+            let text = std::str::from_utf8(&k[1..])
+                .map_err(|_| StoreError::Corrupt("series key".into()))?;
             let (device, metric) = text
                 .split_once('\0')
                 .ok_or_else(|| StoreError::Corrupt("series key".into()))?;
-            r.closed
-                .push((device.to_owned(), metric.to_owned(), u64_of(&v, "closed_before")? as i64));
+            r.closed.push((
+                device.to_owned(),
+                metric.to_owned(),
+                u64_of(&v, "closed_before")? as i64,
+            ));
         }
         for item in self.tree.scan_prefix(b"d") {
             let (k, v) = item?;
-            let device = String::from_utf8(k[1..].to_vec()).map_err(|_| StoreError::Corrupt("device key".into()))?;
+            let device = String::from_utf8(k[1..].to_vec())
+                .map_err(|_| StoreError::Corrupt("device key".into()))?;
             r.device_seqs.insert(device, u64_of(&v, "device seq")?);
         }
         for item in self.tree.scan_prefix(b"j") {
@@ -234,7 +242,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = JournalRecord {
             device: "d".into(),
-            readings: vec![Reading { metric: "m".into(), ts_ms: 5, value: 1.5 }],
+            readings: vec![Reading {
+                metric: "m".into(),
+                ts_ms: 5,
+                value: 1.5,
+            }],
         };
         let epoch = {
             let (store, r) = Store::open(dir.path(), 42).unwrap();

@@ -42,7 +42,12 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(store: Store, uplink: &UplinkConfig, token: String, outbox_ready: Arc<Notify>) -> Syncer {
+    pub fn new(
+        store: Store,
+        uplink: &UplinkConfig,
+        token: String,
+        outbox_ready: Arc<Notify>,
+    ) -> Syncer {
         let http = reqwest::Client::builder()
             .timeout(uplink.request_timeout)
             .build()

@@ -79,7 +79,12 @@ impl Window {
 
     /// The wire summary of this window for `device`/`metric`.
     pub fn summarize(&self, device: &str, metric: &str) -> WindowSummary {
-        let quantile = |q| self.sketch.quantile(q).unwrap_or(f64::NAN).clamp(self.min, self.max);
+        let quantile = |q| {
+            self.sketch
+                .quantile(q)
+                .unwrap_or(f64::NAN)
+                .clamp(self.min, self.max)
+        };
         WindowSummary {
             device: device.to_owned(),
             metric: metric.to_owned(),
@@ -117,7 +122,10 @@ mod tests {
         let s = w.summarize("d", "m");
         assert_eq!((s.count, s.min, s.max, s.mean), (8, 2.0, 9.0, 5.0));
         assert!((s.stddev - 2.0).abs() < 1e-12);
-        assert_eq!((s.first, s.first_ms, s.last, s.last_ms), (2.0, 0, 9.0, 7000));
+        assert_eq!(
+            (s.first, s.first_ms, s.last, s.last_ms),
+            (2.0, 0, 9.0, 7000)
+        );
         assert!((s.p50 - 4.0).abs() <= 0.04, "p50 {}", s.p50);
         assert!((s.p99 - 7.0).abs() <= 0.07, "p99 {}", s.p99);
         assert_eq!(w.messages.len(), 8);

@@ -116,24 +116,33 @@ impl Windower {
         replay: bool,
     ) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
-        readings.retain(|reading| match self.add(device, reading, message, now, replay) {
-            Added::Yes => {
-                outcome.accepted += 1;
-                true
-            }
-            Added::Late => {
-                outcome.late += u64::from(!replay);
-                false
-            }
-            Added::NoRoom => {
-                outcome.too_many_series += 1;
-                false
-            }
-        });
+        readings.retain(
+            |reading| match self.add(device, reading, message, now, replay) {
+                Added::Yes => {
+                    outcome.accepted += 1;
+                    true
+                }
+                Added::Late => {
+                    outcome.late += u64::from(!replay);
+                    false
+                }
+                Added::NoRoom => {
+                    outcome.too_many_series += 1;
+                    false
+                }
+            },
+        );
         outcome
     }
 
-    fn add(&mut self, device: &str, reading: &Reading, message: u64, now: Instant, replay: bool) -> Added {
+    fn add(
+        &mut self,
+        device: &str,
+        reading: &Reading,
+        message: u64,
+        now: Instant,
+        replay: bool,
+    ) -> Added {
         let width = self.policy.width_ms;
         let alpha = self.policy.sketch_alpha;
         let Some(series) = self.series_mut(device, &reading.metric, replay) else {
@@ -260,7 +269,13 @@ mod tests {
     fn watermark_closes_windows_and_late_readings_are_counted() {
         let now = Instant::now();
         let mut w = Windower::new(policy());
-        w.ingest("d", &mut vec![r("t", 1_000, 1.0), r("t", 9_000, 3.0)], 1, now, false);
+        w.ingest(
+            "d",
+            &mut vec![r("t", 1_000, 1.0), r("t", 9_000, 3.0)],
+            1,
+            now,
+            false,
+        );
         assert!(w.close_due(now).closed.is_empty());
         // 12_500 - 2_000 lateness passes the end of [0, 10_000).
         w.ingest("d", &mut vec![r("t", 12_500, 5.0)], 2, now, false);
@@ -279,7 +294,13 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Windower::new(policy());
         w.ingest("d", &mut vec![r("t", -15_000, 1.0)], 1, t0, false);
-        w.ingest("d", &mut vec![r("t", 5_000, 2.0)], 2, t0 + Duration::from_secs(30), false);
+        w.ingest(
+            "d",
+            &mut vec![r("t", 5_000, 2.0)],
+            2,
+            t0 + Duration::from_secs(30),
+            false,
+        );
         let pass = w.close_due(t0 + Duration::from_secs(61));
         let starts: Vec<i64> = pass.closed.iter().map(|c| c.summary.start_ms).collect();
         assert_eq!(starts, vec![-20_000]);
@@ -294,9 +315,21 @@ mod tests {
         let now = Instant::now();
         let mut w = Windower::new(policy());
         w.restore_closed("d", "t", 10_000);
-        let o = w.ingest("d", &mut vec![r("t", 5_000, 1.0), r("t", 15_000, 2.0)], 7, now, true);
+        let o = w.ingest(
+            "d",
+            &mut vec![r("t", 5_000, 1.0), r("t", 15_000, 2.0)],
+            7,
+            now,
+            true,
+        );
         assert_eq!((o.accepted, o.late), (1, 0));
-        let o = w.ingest("d", &mut vec![r("a", 0, 1.0), r("b", 0, 1.0), r("c", 0, 1.0)], 8, now, false);
+        let o = w.ingest(
+            "d",
+            &mut vec![r("a", 0, 1.0), r("b", 0, 1.0), r("c", 0, 1.0)],
+            8,
+            now,
+            false,
+        );
         assert_eq!((o.accepted, o.too_many_series), (2, 1));
     }
 

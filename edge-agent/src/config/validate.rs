@@ -79,11 +79,19 @@ impl AgentConfig {
             "gateway_id",
             "must be 1-64 characters of A-Z a-z 0-9 . _ -",
         );
-        c.require(!self.data_dir.as_os_str().is_empty(), "data_dir", "must not be empty");
+        c.require(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir",
+            "must not be empty",
+        );
         self.check_mqtt(&mut c);
         let routes = self.check_routes(&mut c);
         let w = &self.window;
-        c.require(w.width >= Duration::from_millis(1), "window.width", "must be at least 1ms");
+        c.require(
+            w.width >= Duration::from_millis(1),
+            "window.width",
+            "must be at least 1ms",
+        );
         c.require(
             w.idle_close >= Duration::from_millis(100),
             "window.idle_close",
@@ -100,7 +108,11 @@ impl AgentConfig {
             "limits.max_payload_bytes",
             "must be between 1 and 16777216",
         );
-        c.require(l.max_name_bytes >= 1, "limits.max_name_bytes", "must be at least 1");
+        c.require(
+            l.max_name_bytes >= 1,
+            "limits.max_name_bytes",
+            "must be at least 1",
+        );
         c.require(l.max_series >= 1, "limits.max_series", "must be at least 1");
         c.require(
             self.mqtt.max_packet_size > l.max_payload_bytes,
@@ -117,7 +129,11 @@ impl AgentConfig {
             "journal.commit_max_messages",
             "must be at least 1",
         );
-        c.require(self.journal.queue_capacity >= 1, "journal.queue_capacity", "must be at least 1");
+        c.require(
+            self.journal.queue_capacity >= 1,
+            "journal.queue_capacity",
+            "must be at least 1",
+        );
         if !c.0.is_empty() {
             return Err(c.0);
         }
@@ -147,8 +163,16 @@ impl AgentConfig {
         let m = &self.mqtt;
         c.require(!m.host.is_empty(), "mqtt.host", "must not be empty");
         c.require(m.port != 0, "mqtt.port", "must not be 0");
-        c.require(!m.client_id.is_empty(), "mqtt.client_id", "must not be empty");
-        c.require(!m.subscribe.is_empty(), "mqtt.subscribe", "needs at least one topic filter");
+        c.require(
+            !m.client_id.is_empty(),
+            "mqtt.client_id",
+            "must not be empty",
+        );
+        c.require(
+            !m.subscribe.is_empty(),
+            "mqtt.subscribe",
+            "needs at least one topic filter",
+        );
         for (i, s) in m.subscribe.iter().enumerate() {
             if let Err(e) = TopicFilter::parse(s) {
                 c.require(false, format!("mqtt.subscribe[{i}]"), e);
@@ -170,22 +194,37 @@ impl AgentConfig {
             "needs mqtt.username",
         );
         if let Some(tls) = &m.tls {
-            c.require(tls.ca_file.is_file(), "mqtt.tls.ca_file", format!("{} is not a readable file", tls.ca_file.display()));
+            c.require(
+                tls.ca_file.is_file(),
+                "mqtt.tls.ca_file",
+                format!("{} is not a readable file", tls.ca_file.display()),
+            );
             c.require(
                 tls.client_cert_file.is_some() == tls.client_key_file.is_some(),
                 "mqtt.tls.client_cert_file",
                 "client_cert_file and client_key_file go together (mTLS)",
             );
-            for (key, file) in [("client_cert_file", &tls.client_cert_file), ("client_key_file", &tls.client_key_file)] {
+            for (key, file) in [
+                ("client_cert_file", &tls.client_cert_file),
+                ("client_key_file", &tls.client_key_file),
+            ] {
                 if let Some(f) = file {
-                    c.require(f.is_file(), format!("mqtt.tls.{key}"), format!("{} is not a readable file", f.display()));
+                    c.require(
+                        f.is_file(),
+                        format!("mqtt.tls.{key}"),
+                        format!("{} is not a readable file", f.display()),
+                    );
                 }
             }
         }
     }
 
     fn check_routes(&self, c: &mut Checker) -> Vec<Route> {
-        c.require(!self.routes.is_empty(), "routes", "needs at least one [[routes]] entry");
+        c.require(
+            !self.routes.is_empty(),
+            "routes",
+            "needs at least one [[routes]] entry",
+        );
         let mut routes = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             let key = |k: &str| format!("routes[{i}].{k}");
@@ -254,7 +293,11 @@ fn check_uplink(u: &UplinkConfig, c: &mut Checker) {
         "uplink.retry_min",
         "must be above 0 and at most uplink.retry_max",
     );
-    c.require(u.request_timeout >= Duration::from_millis(100), "uplink.request_timeout", "must be at least 100ms");
+    c.require(
+        u.request_timeout >= Duration::from_millis(100),
+        "uplink.request_timeout",
+        "must be at least 100ms",
+    );
 }
 
 #[cfg(test)]
@@ -292,7 +335,15 @@ mod tests {
             .replace("[uplink]", "[window]\nsketch_alpha = 2.0\n[uplink]");
         let problems = AgentConfig::parse(&bad).unwrap().validate().unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, vec!["gateway_id", "routes[0].topic", "window.sketch_alpha", "uplink.url"]);
+        assert_eq!(
+            keys,
+            vec![
+                "gateway_id",
+                "routes[0].topic",
+                "window.sketch_alpha",
+                "uplink.url"
+            ]
+        );
     }
 
     #[test]

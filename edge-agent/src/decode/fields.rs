@@ -36,7 +36,11 @@ enum CborField {
     Other(serde::de::IgnoredAny),
 }
 
-pub(super) fn decode_json(ctx: &Context<'_>, device: &str, payload: &[u8]) -> Result<Decoded, Reason> {
+pub(super) fn decode_json(
+    ctx: &Context<'_>,
+    device: &str,
+    payload: &[u8],
+) -> Result<Decoded, Reason> {
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(payload).map_err(|_| Reason::Malformed)?;
     let fields = map.iter().map(|(k, v)| {
@@ -46,9 +50,14 @@ pub(super) fn decode_json(ctx: &Context<'_>, device: &str, payload: &[u8]) -> Re
     collect(ctx, device, fields)
 }
 
-pub(super) fn decode_cbor(ctx: &Context<'_>, device: &str, payload: &[u8]) -> Result<Decoded, Reason> {
+pub(super) fn decode_cbor(
+    ctx: &Context<'_>,
+    device: &str,
+    payload: &[u8],
+) -> Result<Decoded, Reason> {
     let map: BTreeMap<String, CborField> =
-        wire::decode_capped(payload, ctx.limits.max_payload_bytes).map_err(|_| Reason::Malformed)?;
+        wire::decode_capped(payload, ctx.limits.max_payload_bytes)
+            .map_err(|_| Reason::Malformed)?;
     let fields = map.iter().map(|(k, v)| {
         let field = match v {
             CborField::Number(n) => Field::Number(*n),
@@ -120,11 +129,20 @@ mod tests {
     #[test]
     fn json_object_becomes_readings_with_payload_time_and_seq() {
         let p = format!(r#"{{"seq":7,"ts":{NOW},"Current":1.25,"Voltage":230}}"#);
-        let d = decode(&rules(Format::Json), &limits(), "plant/pump-1/sensors", p.as_bytes(), NOW + 5)
-            .unwrap();
+        let d = decode(
+            &rules(Format::Json),
+            &limits(),
+            "plant/pump-1/sensors",
+            p.as_bytes(),
+            NOW + 5,
+        )
+        .unwrap();
         assert_eq!((d.device.as_str(), d.seq), ("pump-1", Some(7)));
-        let got: Vec<(&str, i64, f64)> =
-            d.readings.iter().map(|r| (r.metric.as_str(), r.ts_ms, r.value)).collect();
+        let got: Vec<(&str, i64, f64)> = d
+            .readings
+            .iter()
+            .map(|r| (r.metric.as_str(), r.ts_ms, r.value))
+            .collect();
         assert_eq!(got, vec![("Current", NOW, 1.25), ("Voltage", NOW, 230.0)]);
     }
 
@@ -148,7 +166,11 @@ mod tests {
             (br#"{"ts":"yesterday","x":1}"#, Reason::BadTimestamp),
             (br#"{"seq":-1,"x":1}"#, Reason::WrongType),
         ] {
-            assert_eq!(decode(&r, &limits(), "p/d/s", payload, NOW), Err(reason), "{payload:?}");
+            assert_eq!(
+                decode(&r, &limits(), "p/d/s", payload, NOW),
+                Err(reason),
+                "{payload:?}"
+            );
         }
     }
 

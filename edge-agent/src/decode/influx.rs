@@ -11,19 +11,31 @@ use wire::{Counters, Reason};
 
 use super::{fields::Context, time, Decoded, Reading};
 
-pub(super) fn decode(ctx: &Context<'_>, topic_device: &str, payload: &[u8]) -> Result<Decoded, Reason> {
+pub(super) fn decode(
+    ctx: &Context<'_>,
+    topic_device: &str,
+    payload: &[u8],
+) -> Result<Decoded, Reason> {
     let text = std::str::from_utf8(payload).map_err(|_| Reason::Malformed)?;
     let mut device: Option<String> = None;
     let mut readings = Vec::new();
     let mut problems = Counters::default();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let parsed = parse_line(line).ok_or(Reason::Malformed)?;
         if device.is_none() {
             let tagged = parsed.tags.iter().find(|(k, _)| *k == ctx.rules.device_tag);
             device = Some(tagged.map_or(topic_device.to_owned(), |(_, v)| v.clone()));
         }
         let ts_ms = match parsed.timestamp {
-            Some(raw) => time::check(ctx.rules.time_unit.to_ms(raw as f64)?, ctx.now_ms, ctx.limits.max_future_ms)?,
+            Some(raw) => time::check(
+                ctx.rules.time_unit.to_ms(raw as f64)?,
+                ctx.now_ms,
+                ctx.limits.max_future_ms,
+            )?,
             None => ctx.now_ms,
         };
         for (field, value) in parsed.fields {
@@ -33,7 +45,11 @@ pub(super) fn decode(ctx: &Context<'_>, topic_device: &str, payload: &[u8]) -> R
                 continue;
             }
             match value {
-                Value::Number(v) if v.is_finite() => readings.push(Reading { metric, ts_ms, value: v }),
+                Value::Number(v) if v.is_finite() => readings.push(Reading {
+                    metric,
+                    ts_ms,
+                    value: v,
+                }),
                 Value::Number(_) => problems.add(Reason::NonFinite, 1),
                 Value::Other => problems.add(Reason::WrongType, 1),
             }
@@ -166,11 +182,31 @@ mod tests {
     #[test]
     fn lines_become_measurement_field_metrics() {
         let ns = NOW * 1_000_000;
-        let p = format!("pump,device=p7,site=a temp=21.5,rpm=1200i,state=\"ok\" {ns}\npump flow=3u {ns}\n");
-        let d = decode_any(&rules(Format::Influx), &limits(), "plant/x/influx", p.as_bytes(), NOW).unwrap();
+        let p = format!(
+            "pump,device=p7,site=a temp=21.5,rpm=1200i,state=\"ok\" {ns}\npump flow=3u {ns}\n"
+        );
+        let d = decode_any(
+            &rules(Format::Influx),
+            &limits(),
+            "plant/x/influx",
+            p.as_bytes(),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(d.device, "p7");
-        let got: Vec<(&str, f64)> = d.readings.iter().map(|r| (r.metric.as_str(), r.value)).collect();
-        assert_eq!(got, vec![("pump.temp", 21.5), ("pump.rpm", 1200.0), ("pump.flow", 3.0)]);
+        let got: Vec<(&str, f64)> = d
+            .readings
+            .iter()
+            .map(|r| (r.metric.as_str(), r.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("pump.temp", 21.5),
+                ("pump.rpm", 1200.0),
+                ("pump.flow", 3.0)
+            ]
+        );
         assert!(d.readings.iter().all(|r| r.ts_ms == NOW));
         assert_eq!(d.problems.get(Reason::WrongType), 1);
     }
@@ -186,9 +222,22 @@ mod tests {
 
     #[test]
     fn broken_lines_reject_the_message() {
-        for bad in ["pump", "pump temp", "pump temp=abc", ",a=b x=1", "pump x=1 notatime", "p x=1 2 3"] {
+        for bad in [
+            "pump",
+            "pump temp",
+            "pump temp=abc",
+            ",a=b x=1",
+            "pump x=1 notatime",
+            "p x=1 2 3",
+        ] {
             assert_eq!(
-                decode_any(&rules(Format::Influx), &limits(), "p/d/i", bad.as_bytes(), NOW),
+                decode_any(
+                    &rules(Format::Influx),
+                    &limits(),
+                    "p/d/i",
+                    bad.as_bytes(),
+                    NOW
+                ),
                 Err(Reason::Malformed),
                 "{bad}"
             );

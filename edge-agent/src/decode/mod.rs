@@ -150,8 +150,17 @@ mod tests {
     fn oversized_payloads_and_bad_topics_are_rejected_before_parsing() {
         let big = vec![b'{'; 5000];
         let r = rules(Format::Json);
-        assert_eq!(decode(&r, &limits(), "p/d/s", &big, NOW), Err(Reason::TooLarge));
-        assert_eq!(decode(&r, &limits(), "p", b"{}", NOW), Err(Reason::UnknownTopic));
-        assert_eq!(decode(&r, &limits(), "p/d/s", b"{}", NOW), Err(Reason::Empty));
+        assert_eq!(
+            decode(&r, &limits(), "p/d/s", &big, NOW),
+            Err(Reason::TooLarge)
+        );
+        assert_eq!(
+            decode(&r, &limits(), "p", b"{}", NOW),
+            Err(Reason::UnknownTopic)
+        );
+        assert_eq!(
+            decode(&r, &limits(), "p/d/s", b"{}", NOW),
+            Err(Reason::Empty)
+        );
     }
 }

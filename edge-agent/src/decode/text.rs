@@ -40,11 +40,24 @@ mod tests {
 
     #[test]
     fn each_nonempty_line_is_one_reading() {
-        let d = decode_any(&rules(Format::Text), &limits(), "p/d/logs", b"a b\r\n\r\nccc", NOW).unwrap();
+        let d = decode_any(
+            &rules(Format::Text),
+            &limits(),
+            "p/d/logs",
+            b"a b\r\n\r\nccc",
+            NOW,
+        )
+        .unwrap();
         let v: Vec<f64> = d.readings.iter().map(|r| r.value).collect();
         assert_eq!(v, vec![3.0, 3.0]);
         assert_eq!(
-            decode_any(&rules(Format::Text), &limits(), "p/d/logs", &[0xff, 0xfe], NOW),
+            decode_any(
+                &rules(Format::Text),
+                &limits(),
+                "p/d/logs",
+                &[0xff, 0xfe],
+                NOW
+            ),
             Err(Reason::Malformed)
         );
     }

@@ -63,7 +63,10 @@ mod tests {
     fn units_convert_and_implausible_times_are_rejected() {
         assert_eq!(TimeUnit::Seconds.to_ms(1.5), Ok(1500));
         assert_eq!(TimeUnit::Nanoseconds.to_ms(2e9), Ok(2000));
-        assert_eq!(TimeUnit::Milliseconds.to_ms(f64::NAN), Err(Reason::BadTimestamp));
+        assert_eq!(
+            TimeUnit::Milliseconds.to_ms(f64::NAN),
+            Err(Reason::BadTimestamp)
+        );
         let now = 1_767_225_600_000;
         assert_eq!(check(0, now, 1000), Err(Reason::BadTimestamp));
         assert_eq!(check(now + 2000, now, 1000), Err(Reason::BadTimestamp));

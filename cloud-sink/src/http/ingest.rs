@@ -1,0 +1,169 @@
+//! `POST /v1/batches`: authenticate, size-check, open, authorize, store once.
+//!
+//! Check order is cheapest-first and nothing untrusted is decoded before the
+//! caller is authenticated and the size is known to be within the limit.
+//! Queries are not here (see `query.rs`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use wire::Envelope;
+
+use super::{blocking, ApiError, AppState};
+use crate::stats::Outcome;
+use crate::store::PutOutcome;
+
+/// The authenticated gateway id of the caller.
+///
+/// As an extractor it runs before the body is read, so an unauthenticated
+/// request is answered 401 without buffering its body.
+#[derive(Debug)]
+pub(crate) struct Caller(pub String);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or(""));
+        match state.tokens.authenticate(header) {
+            Ok(id) => Ok(Caller(id.to_owned())),
+            Err(e) => {
+                state.stats.record(Outcome::Unauthorized);
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+            }
+        }
+    }
+}
+
+/// Handles one uploaded envelope. See the crate docs for the response shapes.
+pub(crate) async fn post_batch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match ingest(&state, caller, body).await {
+        Ok(response) => response,
+        Err((outcome, error)) => {
+            state.stats.record(outcome);
+            error.into_response()
+        }
+    }
+}
+
+/// The ingest steps; an `Err` names the counter to bump and the answer to give.
+async fn ingest(
+    state: &AppState,
+    caller: String,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, (Outcome, ApiError)> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let message = format!(
+                "body exceeds the {}-byte limit (limits.max_body_bytes)",
+                state.max_body_bytes
+            );
+            (
+                Outcome::TooLarge,
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            )
+        } else {
+            let message = format!("could not read body: {}", rejection.body_text());
+            (
+                Outcome::Malformed,
+                ApiError::new(StatusCode::BAD_REQUEST, message),
+            )
+        }
+    })?;
+
+    // Size cap, version and hash check happen inside `open`; decoding a few MB
+    // of CBOR is CPU work, so keep it off the async threads.
+    let opened = tokio::task::spawn_blocking(move || Envelope::open(&bytes)).await;
+    let (env, body) = match opened {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            let message = format!("invalid envelope: {e}");
+            return Err((
+                Outcome::Malformed,
+                ApiError::new(StatusCode::BAD_REQUEST, message),
+            ));
+        }
+        Err(e) => {
+            let message = format!("decoder task failed: {e}");
+            return Err((
+                Outcome::Malformed,
+                ApiError::new(StatusCode::BAD_REQUEST, message),
+            ));
+        }
+    };
+
+    if env.gateway != caller {
+        let message = format!(
+            "token belongs to gateway {caller:?}, envelope is from {:?}",
+            env.gateway
+        );
+        tracing::warn!(%caller, envelope_gateway = %env.gateway, "rejected batch for another gateway");
+        return Err((
+            Outcome::Forbidden,
+            ApiError::new(StatusCode::FORBIDDEN, message),
+        ));
+    }
+
+    let received_ms = now_ms();
+    let store = state.store.clone();
+    let env_for_store = env.clone();
+    let outcome = blocking(move || store.put_batch(&env_for_store, &body, received_ms))
+        .await
+        .map_err(|e| {
+            tracing::warn!(gateway = %env.gateway, epoch = env.epoch, seq = env.seq, error = %e.message, "store failed");
+            (Outcome::StoreError, e)
+        })?;
+
+    let (gateway, epoch, seq) = (&env.gateway, env.epoch, env.seq);
+    let response = match outcome {
+        PutOutcome::Stored => {
+            state.stats.record(Outcome::Stored);
+            tracing::debug!(%gateway, epoch, seq, "stored batch");
+            let body = json!({"status": "stored", "gateway": gateway, "epoch": epoch, "seq": seq});
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        PutOutcome::Duplicate => {
+            state.stats.record(Outcome::Duplicate);
+            tracing::info!(%gateway, epoch, seq, "duplicate batch acknowledged");
+            let body =
+                json!({"status": "duplicate", "gateway": gateway, "epoch": epoch, "seq": seq});
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        PutOutcome::Conflict { stored_hash } => {
+            state.stats.record(Outcome::Conflict);
+            let received_hash = env.body_hash_hex();
+            tracing::error!(
+                %gateway, epoch, seq, %stored_hash, %received_hash,
+                "ALARM: batch key reused with a different body; rejected, stored data kept"
+            );
+            let body = json!({
+                "status": "conflict", "gateway": gateway, "epoch": epoch, "seq": seq,
+                "stored_hash": stored_hash, "received_hash": received_hash,
+            });
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+    };
+    Ok(response)
+}
+
+/// Sink wall-clock time in ms since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,108 @@
+//! The HTTP API: the router, its shared state and the JSON error shape.
+//!
+//! Handlers live in `ingest.rs` (POST /v1/batches) and `query.rs` (GETs).
+//! This module binds no socket; `Server` in `lib.rs` does that.
+
+mod ingest;
+mod query;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::auth::TokenTable;
+use crate::stats::IngestStats;
+use crate::store::EmbeddedStore;
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The embedded store (blocking; use via `spawn_blocking`).
+    pub store: Arc<EmbeddedStore>,
+    /// Token hashes of the configured gateways.
+    pub tokens: Arc<TokenTable>,
+    /// Ingest outcome counters shown in `/v1/health`.
+    pub stats: Arc<IngestStats>,
+    /// Largest accepted batch body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Builds the router:
+///
+/// * `POST /v1/batches` — ingest one envelope (application/cbor, bearer token);
+/// * `GET /v1/health` — liveness, version and ingest counters;
+/// * `GET /v1/gateways` — per-gateway totals;
+/// * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` — stored windows.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/batches",
+            post(ingest::post_batch).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/v1/health", get(query::health))
+        .route("/v1/gateways", get(query::gateways))
+        .route("/v1/series", get(query::series))
+        .with_state(state)
+}
+
+/// An error answer: `status` with body `{"error": message}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Runs blocking store work off the async threads; a panicked or cancelled
+/// task becomes a 503 like any other store failure.
+pub(crate) async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {}", error_chain(&e)),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store task failed: {e}"),
+        )),
+    }
+}
+
+/// `error: cause: cause…` — an error with every source, on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

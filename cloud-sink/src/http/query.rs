@@ -1,0 +1,163 @@
+//! The read endpoints: `/v1/health`, `/v1/gateways`, `/v1/series`.
+//!
+//! They only read; ingest is in `ingest.rs`. Query parameters are parsed by
+//! hand so a bad one gets a 400 naming the parameter and what was expected.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{blocking, ApiError, AppState};
+use crate::store::{SeriesQuery, DEFAULT_SERIES_LIMIT};
+
+/// Largest `limit` a series query may ask for.
+pub const MAX_SERIES_LIMIT: usize = 1_000_000;
+
+/// `GET /v1/health` → `{"status":"ok","version":..,"counters":{..}}`.
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "counters": state.stats.snapshot(),
+    }))
+}
+
+/// `GET /v1/gateways` → JSON array of `GatewayInfo`.
+pub(crate) async fn gateways(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let list = blocking(move || store.gateways()).await?;
+    Ok(Json(json!(list)))
+}
+
+/// Raw `/v1/series` parameters; empty values mean "not given".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeriesParams {
+    gateway: Option<String>,
+    device: Option<String>,
+    metric: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /v1/series` → `{"windows":[..],"truncated":bool}`.
+pub(crate) async fn series(
+    State(state): State<AppState>,
+    params: Result<Query<SeriesParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} (allowed parameters: gateway, device, metric, from, to, limit)",
+                e.body_text()
+            ),
+        )
+    })?;
+    let query = parse_series(params).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let limit = query.limit;
+    let store = state.store.clone();
+    // Ask for one more than the limit to learn whether the answer was cut.
+    let mut windows = blocking(move || {
+        store.series(&SeriesQuery {
+            limit: limit + 1,
+            ..query
+        })
+    })
+    .await?;
+    let truncated = windows.len() > limit;
+    windows.truncate(limit);
+    Ok(Json(json!({ "windows": windows, "truncated": truncated })))
+}
+
+/// Turns raw parameters into a query, or a message naming the bad parameter.
+pub(crate) fn parse_series(p: SeriesParams) -> Result<SeriesQuery, String> {
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let int = |name: &str, v: Option<String>| -> Result<Option<i64>, String> {
+        given(v)
+            .map(|s| {
+                s.parse::<i64>().map_err(|_| {
+                    format!("{name}: expected an integer (ms since the Unix epoch), got {s:?}")
+                })
+            })
+            .transpose()
+    };
+    let from_ms = int("from", p.from)?;
+    let to_ms = int("to", p.to)?;
+    if let (Some(from), Some(to)) = (from_ms, to_ms) {
+        if from > to {
+            return Err(format!("from ({from}) must not be after to ({to})"));
+        }
+    }
+    let limit = match given(p.limit) {
+        None => DEFAULT_SERIES_LIMIT,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_SERIES_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "limit: expected an integer from 1 to {MAX_SERIES_LIMIT}, got {s:?}"
+                ))
+            }
+        },
+    };
+    Ok(SeriesQuery {
+        gateway: given(p.gateway),
+        device: given(p.device),
+        metric: given(p.metric),
+        from_ms,
+        to_ms,
+        limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(from: &str, to: &str, limit: &str) -> SeriesParams {
+        SeriesParams {
+            gateway: Some(String::new()),
+            device: Some("d".into()),
+            metric: None,
+            from: Some(from.into()),
+            to: Some(to.into()),
+            limit: Some(limit.into()),
+        }
+    }
+
+    #[test]
+    fn empty_values_mean_absent_and_defaults_apply() {
+        let q = parse_series(params("", "", "")).unwrap();
+        assert_eq!(q.gateway, None);
+        assert_eq!(q.device.as_deref(), Some("d"));
+        assert_eq!(
+            (q.from_ms, q.to_ms, q.limit),
+            (None, None, DEFAULT_SERIES_LIMIT)
+        );
+        let q = parse_series(params("-5", "10", "7")).unwrap();
+        assert_eq!((q.from_ms, q.to_ms, q.limit), (Some(-5), Some(10), 7));
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter() {
+        assert!(parse_series(params("x", "", ""))
+            .unwrap_err()
+            .starts_with("from:"));
+        assert!(parse_series(params("", "1.5", ""))
+            .unwrap_err()
+            .starts_with("to:"));
+        assert!(parse_series(params("", "", "0"))
+            .unwrap_err()
+            .starts_with("limit:"));
+        assert!(parse_series(params("", "", "1000001"))
+            .unwrap_err()
+            .starts_with("limit:"));
+        assert!(parse_series(params("5", "4", ""))
+            .unwrap_err()
+            .contains("after"));
+    }
+}

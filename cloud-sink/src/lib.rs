@@ -1,0 +1,150 @@
+//! cloud-sink: receives CBOR batches from edge gateways, stores each exactly
+//! once per (gateway, epoch, seq) in an embedded sled store, and serves a
+//! JSON query API.
+//!
+//! This file wires the pieces together ([`Server`], [`serve`]); it has no
+//! request logic of its own. The binary (`main.rs`) adds CLI, logging and
+//! signals.
+//!
+//! # HTTP API
+//!
+//! * `POST /v1/batches` — body: `wire::Envelope::to_bytes()` (application/cbor),
+//!   header `Authorization: Bearer <token>`. Answers:
+//!   * 200 `{"status":"stored","gateway":G,"epoch":E,"seq":S}` — new, durably stored;
+//!   * 200 `{"status":"duplicate","gateway":G,"epoch":E,"seq":S}` — already stored;
+//!   * 409 `{"status":"conflict","gateway":G,"epoch":E,"seq":S,"stored_hash":H1,"received_hash":H2}`;
+//!   * 401 / 403 / 400 / 413 / 503 `{"error":"<reason>"}` (missing or unknown
+//!     token / token of another gateway / invalid envelope / body over
+//!     `limits.max_body_bytes` / store failure: retry).
+//! * `GET /v1/health` — `{"status":"ok","version":V,"counters":{"stored":N,..}}`.
+//! * `GET /v1/gateways` — `[{"id","batches","windows","last_seen_ms","last_batch","counters"}]`.
+//! * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` —
+//!   `{"windows":[{"gateway","epoch","seq", ..every WindowSummary field..}],"truncated":bool}`,
+//!   ordered by gateway, device, metric, start_ms; `from` inclusive, `to` exclusive.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod stats;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::{ConfigError, ConfigProblem, GatewayConfig, Limits, SinkConfig};
+pub use store::{EmbeddedStore, GatewayInfo, PutOutcome, SeriesQuery, StoreError, StoredWindow};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The config failed validation (every problem is listed).
+    #[error("invalid config: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<ConfigProblem>),
+    /// The store could not be opened or closed cleanly.
+    #[error("store {dir}")]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The accept loop failed.
+    #[error("server I/O")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bound, not yet running server. Bind first to learn the address (port 0
+/// picks a free one), then [`Server::run`].
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: http::AppState,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    /// Validates `config`, opens the store in `data_dir` and binds `listen`.
+    pub async fn bind(config: &SinkConfig) -> Result<Server, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        let data_dir = config.data_dir.clone();
+        let dir = data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|source| ServerError::Store {
+                dir: data_dir.clone(),
+                source,
+            })?;
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+        let local_addr = listener.local_addr()?;
+        let state = http::AppState {
+            store: Arc::new(store),
+            tokens: Arc::new(auth::TokenTable::new(&config.gateways)),
+            stats: Arc::new(stats::IngestStats::default()),
+            max_body_bytes: config.limits.max_body_bytes,
+        };
+        Ok(Server {
+            listener,
+            local_addr,
+            state,
+            data_dir,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish,
+    /// flushes and closes the store (so the directory can be reopened).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            state,
+            data_dir,
+            ..
+        } = self;
+        let store = state.store.clone();
+        let app = http::router(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|source| ServerError::Store {
+                dir: data_dir,
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+/// Binds and runs the sink until `shutdown` completes.
+pub async fn serve(
+    config: SinkConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(&config).await?.run(shutdown).await
+}

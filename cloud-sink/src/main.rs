@@ -1,0 +1,176 @@
+//! The `cloud-sink` binary: CLI parsing, logging setup, signal handling.
+//!
+//! All behaviour lives in the library; this file only turns arguments into
+//! calls and errors into exit codes (anyhow is used here and nowhere else).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
+use cloud_sink::{ConfigError, Server, SinkConfig};
+use tracing_subscriber::EnvFilter;
+
+const ABOUT: &str =
+    "Receives CBOR batches from edge gateways, stores each exactly once, serves a JSON query API.";
+
+const LONG_ABOUT: &str = "\
+cloud-sink is the cloud end of the edge pipeline. Gateways (edge-agent) POST sealed
+batches of window summaries; the sink authenticates each gateway by its bearer token,
+verifies the batch (size, schema version, body SHA-256), and stores it in an embedded
+store exactly once per (gateway, epoch, seq). It answers \"stored\" only once the data
+is flushed to disk, answers a re-send with \"duplicate\", and rejects the same key with a
+different body loudly (409 and an error log line).
+
+HTTP endpoints:
+  POST /v1/batches   body = wire envelope (application/cbor), `Authorization: Bearer TOKEN`
+                     200 stored | 200 duplicate | 409 conflict | 400 bad envelope
+                     401 bad token | 403 other gateway's key | 413 too large | 503 retry
+  GET  /v1/health    status, version and ingest counters
+  GET  /v1/gateways  per-gateway batches, windows, last seen, summed counters
+  GET  /v1/series?gateway=&device=&metric=&from=&to=&limit=
+                     stored windows, ordered by series and start time
+                     (from inclusive, to exclusive, ms since the Unix epoch)
+
+On start it prints one line to stdout: `cloud-sink listening on http://ADDR`.
+Logs go to stderr; set the level with RUST_LOG (default: info).
+SIGTERM or Ctrl-C stop it gracefully.";
+
+const EXAMPLES: &str = "\
+Examples:
+  cloud-sink --config configs/cloud-sink.example.toml
+  cloud-sink check-config configs/cloud-sink.example.toml
+  curl -s 'http://127.0.0.1:8080/v1/series?gateway=gw-demo&device=pump-1&from=0'
+  printf '%s' \"$TOKEN\" | sha256sum     # the token_sha256 to put in the config";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cloud-sink",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// Run the sink with this TOML config file.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file and print every problem (exit code 1 if any).
+    CheckConfig {
+        /// The TOML config file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        None => {
+            let Some(config) = cli.config else {
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "either --config FILE or the check-config subcommand is required",
+                    )
+                    .exit();
+            };
+            match run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `cloud-sink check-config FILE`: prints `ok: FILE` or every problem.
+fn check_config(file: &Path) -> ExitCode {
+    match SinkConfig::load(file) {
+        Ok(_) => {
+            println!("ok: {}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid { path, problems }) => {
+            eprintln!("{}: {} problem(s):", path.display(), problems.len());
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            // Print the error with its causes (e.g. the OS error of a failed read).
+            eprintln!("{:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cloud-sink --config FILE`: runs until SIGTERM or Ctrl-C.
+fn run(config_path: &Path) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let config = SinkConfig::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(&config).await?;
+        let addr = server.local_addr();
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "cloud-sink listening on http://{addr}")?;
+        stdout.flush()?;
+        drop(stdout);
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), gateways = config.gateways.len(), "cloud-sink started");
+        server.run(shutdown_signal()).await?;
+        tracing::info!("cloud-sink stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

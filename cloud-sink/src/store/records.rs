@@ -1,0 +1,141 @@
+//! The values the store keeps and returns: batch records, per-gateway totals,
+//! stored windows, and the series query.
+//!
+//! Plain data only: encoding happens in `store/mod.rs` via `wire::encode`.
+
+use serde::{Deserialize, Serialize};
+use wire::{BatchKey, Counters, WindowSummary};
+
+/// Number of windows a series query returns when no limit is given.
+pub const DEFAULT_SERIES_LIMIT: usize = 100_000;
+
+/// What `put_batch` did with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The batch was new and is now durably stored.
+    Stored,
+    /// The same key with the same body hash was already stored; nothing was written.
+    Duplicate,
+    /// The same key was stored with a different body hash; nothing was written.
+    Conflict {
+        /// Hex SHA-256 of the body stored first.
+        stored_hash: String,
+    },
+}
+
+/// The record kept per stored batch (the idempotency ledger).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// Hex SHA-256 of the batch body.
+    pub body_sha256: String,
+    /// Sink wall-clock time the batch was stored (ms since the Unix epoch).
+    pub received_ms: i64,
+    /// Gateway wall-clock time the batch was cut (informational).
+    pub created_ms: i64,
+    /// Number of windows the batch carried.
+    pub windows: u64,
+}
+
+/// Running totals per gateway, updated atomically with every stored batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// Gateway id.
+    pub id: String,
+    /// Batches stored (duplicates not counted).
+    pub batches: u64,
+    /// Windows stored, summed over stored batches.
+    pub windows: u64,
+    /// Sink time of the last stored batch (ms since the Unix epoch).
+    pub last_seen_ms: i64,
+    /// Key of the last stored batch (arrival order).
+    pub last_batch: Option<BatchKey>,
+    /// The gateway's input counters, summed over stored batches.
+    pub counters: Counters,
+}
+
+impl GatewayInfo {
+    /// Totals of a gateway that has stored nothing yet.
+    pub fn empty(id: &str) -> GatewayInfo {
+        GatewayInfo {
+            id: id.to_owned(),
+            batches: 0,
+            windows: 0,
+            last_seen_ms: 0,
+            last_batch: None,
+            counters: Counters::default(),
+        }
+    }
+}
+
+/// One stored window as queries return it: its batch key plus every summary field.
+///
+/// In JSON the summary fields are flattened next to `gateway`, `epoch`, `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredWindow {
+    pub gateway: String,
+    pub epoch: u64,
+    pub seq: u64,
+    #[serde(flatten)]
+    pub window: WindowSummary,
+}
+
+/// How a window is kept on disk (no `flatten`, so the CBOR form is plain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WindowRecord {
+    pub gateway: String,
+    pub epoch: u64,
+    pub seq: u64,
+    pub window: WindowSummary,
+}
+
+impl From<WindowRecord> for StoredWindow {
+    fn from(r: WindowRecord) -> Self {
+        StoredWindow {
+            gateway: r.gateway,
+            epoch: r.epoch,
+            seq: r.seq,
+            window: r.window,
+        }
+    }
+}
+
+/// Which windows a series query returns. Every filter is optional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuery {
+    pub gateway: Option<String>,
+    pub device: Option<String>,
+    pub metric: Option<String>,
+    /// Inclusive lower bound on `start_ms`.
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound on `start_ms`.
+    pub to_ms: Option<i64>,
+    /// Maximum number of windows returned.
+    pub limit: usize,
+}
+
+impl Default for SeriesQuery {
+    fn default() -> Self {
+        SeriesQuery {
+            gateway: None,
+            device: None,
+            metric: None,
+            from_ms: None,
+            to_ms: None,
+            limit: DEFAULT_SERIES_LIMIT,
+        }
+    }
+}
+
+impl SeriesQuery {
+    /// True when `w` passes every filter of this query.
+    pub fn matches(&self, w: &StoredWindow) -> bool {
+        fn eq(filter: &Option<String>, value: &str) -> bool {
+            filter.as_deref().is_none_or(|f| f == value)
+        }
+        eq(&self.gateway, &w.gateway)
+            && eq(&self.device, &w.window.device)
+            && eq(&self.metric, &w.window.metric)
+            && self.from_ms.is_none_or(|from| w.window.start_ms >= from)
+            && self.to_ms.is_none_or(|to| w.window.start_ms < to)
+    }
+}

@@ -1,0 +1,63 @@
+//! Every example config in `configs/` parses and validates, and `check-config`
+//! reports every problem of a broken one with its key.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use edge_agent::config::AgentConfig;
+
+fn configs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+#[test]
+fn every_agent_example_config_validates() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(configs_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == "toml") && !name.starts_with("cloud-sink") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let config = AgentConfig::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Err(problems) = config.validate() {
+                // TLS files of the commented example do not exist here; nothing else may fail.
+                panic!("{name}: {problems:?}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected demo.toml and gateway.example.toml, checked {checked}"
+    );
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = std::fs::read_to_string(configs_dir().join("demo.toml"))
+        .unwrap()
+        .replace("gateway_id = \"gw-demo\"", "gateway_id = \"\"")
+        .replace("subscribe = [\"plant/#\"]", "subscribe = [\"plant/#/x\"]")
+        .replace("token_env = \"EDGE_TOKEN\"", "");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, bad).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for key in ["gateway_id:", "mqtt.subscribe[0]:", "uplink.token_env:"] {
+        assert!(stdout.contains(key), "missing {key} in:\n{stdout}");
+    }
+    assert!(stdout.contains("3 problem(s)"), "{stdout}");
+
+    let ok = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("check-config")
+        .arg(configs_dir().join("demo.toml"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+}
