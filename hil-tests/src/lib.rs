@@ -1,0 +1,25 @@
+//! Hardware-in-the-loop test support: the fleet simulator, its ledger, the checker and the
+//! Mosquitto harness.
+//!
+//! This crate drives and checks the pipeline from outside; it does not contain pipeline code.
+
+pub mod checker;
+pub mod ledger;
+pub mod loglines;
+pub mod malformed;
+pub mod mosquitto;
+pub mod paths;
+pub mod plan;
+pub mod publisher;
+pub mod sim;
+pub mod sink_client;
+pub mod skab;
+pub mod windows;
+
+pub use checker::{check, CheckReport, StoredWindow};
+pub use ledger::{read_ledger, LedgerRecord};
+pub use malformed::MalformedKind;
+pub use mosquitto::{require_or_skip, Mosquitto};
+pub use paths::{data_dir, workspace_root};
+pub use sim::{run, SimError, SimOptions, SimReport};
+pub use sink_client::fetch_windows;

@@ -1,0 +1,263 @@
+//! Test harness that runs a private Mosquitto broker on a free loopback port, and the
+//! skip-or-fail policy for tests whose external services are missing.
+//!
+//! It starts and stops the broker only; it does not publish or subscribe.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+pub use crate::paths::{data_dir, workspace_root};
+
+/// Env var: when `1`, a missing service fails the test instead of skipping it.
+pub const REQUIRE_SERVICES_ENV: &str = "EDGE_REQUIRE_SERVICES";
+
+/// How long the broker may take to accept connections.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the broker could not be started.
+#[derive(Debug, Error)]
+pub enum HarnessError {
+    /// No `mosquitto` binary on PATH or in /usr/sbin.
+    #[error(
+        "mosquitto binary not found (PATH, /usr/sbin/mosquitto); install the `mosquitto` package"
+    )]
+    BinaryNotFound,
+    /// Writing the config or spawning failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The broker exited or never accepted connections.
+    #[error("mosquitto did not start: {reason}; log:\n{log}")]
+    NotReady {
+        /// What happened.
+        reason: String,
+        /// The broker's log so far.
+        log: String,
+    },
+}
+
+impl HarnessError {
+    /// True when the service is simply not installed (a test may skip).
+    pub fn is_missing_service(&self) -> bool {
+        matches!(self, HarnessError::BinaryNotFound)
+    }
+}
+
+/// A running Mosquitto; killed on drop.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Option<Child>,
+    binary: PathBuf,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// Finds the `mosquitto` executable.
+pub fn find_binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("mosquitto"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    })
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn config_text(port: u16, log: &Path) -> String {
+    format!(
+        "# Written by hil-tests' Mosquitto harness.\n\
+         listener {port} 127.0.0.1\n\
+         allow_anonymous true\n\
+         persistence false\n\
+         # 0 = no limit (mosquitto 2.x): a slow test subscriber must not lose QoS 1 messages.\n\
+         max_queued_messages 0\n\
+         max_inflight_messages 1000\n\
+         message_size_limit 0\n\
+         log_dest file {}\n\
+         log_type error\n\
+         log_type warning\n\
+         log_type notice\n",
+        log.display()
+    )
+}
+
+fn spawn(binary: &Path, config: &Path) -> Result<Child, HarnessError> {
+    Command::new(binary)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| HarnessError::Io {
+            what: format!("spawn {}", binary.display()),
+            source,
+        })
+}
+
+/// Polls until `port` accepts connections, the child exits, or the deadline passes.
+fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status}"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "port {port} not accepting after {START_DEADLINE:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Mosquitto {
+    /// Starts a broker on a free port and waits (≤ 10 s) until it accepts TCP connections.
+    pub fn start() -> Result<Mosquitto, HarnessError> {
+        let binary = find_binary().ok_or(HarnessError::BinaryNotFound)?;
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source| HarnessError::Io { what, source }
+        };
+        let dir = tempfile::tempdir().map_err(io("create tempdir"))?;
+        let log = dir.path().join("mosquitto.log");
+        let config = dir.path().join("mosquitto.conf");
+        // The port could be taken between probing and binding; retry a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port().map_err(io("find a free port"))?;
+            std::fs::write(&config, config_text(port, &log)).map_err(io("write config"))?;
+            let mut child = spawn(&binary, &config)?;
+            match wait_ready(&mut child, port) {
+                Ok(()) => {
+                    return Ok(Mosquitto {
+                        child: Some(child),
+                        binary,
+                        port,
+                        dir,
+                    })
+                }
+                Err(reason) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    if attempt >= 3 {
+                        let log = std::fs::read_to_string(&log).unwrap_or_default();
+                        return Err(HarnessError::NotReady { reason, log });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills the broker (like a crash: no clean shutdown). [`Mosquitto::restart`] brings
+    /// it back on the same port.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the broker if running and starts it again on the same port and config
+    /// (sessions and queued messages are lost: `persistence false`).
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        let config = self.dir.path().join("mosquitto.conf");
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let mut child = spawn(&self.binary, &config)?;
+            match wait_ready(&mut child, self.port) {
+                Ok(()) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                // The old socket may linger briefly; retry until the deadline.
+                Err(reason) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    if Instant::now() > deadline {
+                        let log = self.log();
+                        return Err(HarnessError::NotReady { reason, log });
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// The broker's TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// `127.0.0.1:PORT` as a string, as `--broker` takes it.
+    pub fn broker(&self) -> String {
+        self.addr().to_string()
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Decides what a test does when a service it needs is missing. With
+/// `EDGE_REQUIRE_SERVICES=1` it panics (the test fails) with `what`; otherwise it prints
+/// `SKIP: <what>` to stderr and returns `false` so the test can return early and pass.
+///
+/// Use: `let Ok(broker) = Mosquitto::start() else { … }` or
+/// `if !require_or_skip("mosquitto not installed") { return; }`.
+pub fn require_or_skip(what: &str) -> bool {
+    if std::env::var(REQUIRE_SERVICES_ENV).is_ok_and(|v| v == "1") {
+        panic!("required service missing ({REQUIRE_SERVICES_ENV}=1): {what}");
+    }
+    eprintln!("SKIP: {what}");
+    false
+}
+
+/// Starts Mosquitto for a test: `Some(broker)`, or `None` after [`require_or_skip`] when it is
+/// not installed. Other start failures panic (they are real failures).
+pub fn start_or_skip() -> Option<Mosquitto> {
+    match Mosquitto::start() {
+        Ok(broker) => Some(broker),
+        Err(e) if e.is_missing_service() => {
+            require_or_skip(&e.to_string());
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
