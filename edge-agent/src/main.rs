@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let result = match (cli.command, cli.config) {
         (Some(Command::CheckConfig { file }), _) => return check_config(&file),

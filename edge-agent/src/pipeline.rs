@@ -273,6 +273,8 @@ impl Pipeline {
                 }
                 self.ingest(&queue, Instant::now())?;
                 acker.ack(queue.drain(..).map(|d| d.ack).collect());
+            } else {
+                acker.flush();
             }
             if let Some(cut) = self.tick(Instant::now())? {
                 log_cut(&cut);

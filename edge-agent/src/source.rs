@@ -7,6 +7,7 @@
 //! Sessions are persistent (`clean_session = false`); when the broker says it
 //! kept no session, we subscribe again. Reconnects back off with jitter.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,26 +40,42 @@ impl AckToken {
     }
 }
 
-/// Acknowledges messages whose effect is durable.
+/// Acknowledges messages whose effect is durable. Never blocks: the pipeline
+/// must keep consuming even while the MQTT event loop is busy or waiting.
 pub trait Acker: Send {
+    /// Queues acks for `tokens` and sends what can be sent now.
     fn ack(&mut self, tokens: Vec<AckToken>);
+    /// Sends acks that could not be handed over earlier.
+    fn flush(&mut self);
 }
 
 /// Acks to the broker through the rumqttc client, from the pipeline's thread.
+///
+/// rumqttc's request channel is bounded and drained only while the event loop
+/// is polled, and the event loop may itself be waiting for the pipeline to take
+/// a message. Blocking here would deadlock the two, so acks that do not fit are
+/// kept and retried on the next [`Acker::flush`].
 #[derive(Debug)]
 pub struct MqttAcker {
     client: AsyncClient,
-    runtime: tokio::runtime::Handle,
+    pending: VecDeque<Publish>,
 }
 
 impl Acker for MqttAcker {
     fn ack(&mut self, tokens: Vec<AckToken>) {
-        for publish in tokens.into_iter().filter_map(|t| t.0) {
-            // If the connection dropped meanwhile, the broker redelivers and the
+        self.pending.extend(tokens.into_iter().filter_map(|t| t.0));
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while let Some(publish) = self.pending.front() {
+            // Full (or closed, at shutdown): keep the rest for later. If the
+            // connection dropped meanwhile, the broker redelivers and the
             // duplicate is recognised downstream; nothing is lost.
-            if let Err(e) = self.runtime.block_on(self.client.ack(&publish)) {
-                warn!("mqtt ack not sent ({e}); the broker will redeliver");
+            if self.client.try_ack(publish).is_err() {
+                break;
             }
+            self.pending.pop_front();
         }
     }
 }
@@ -117,10 +134,11 @@ pub fn connect(cfg: &MqttConfig, queue: usize) -> Result<(Source, MqttAcker), So
             client_auth,
         }));
     }
-    let (client, eventloop) = AsyncClient::new(opts, queue.clamp(10, 65_535));
+    // Room for a full delivery queue's worth of acks plus subscriptions.
+    let (client, eventloop) = AsyncClient::new(opts, queue.saturating_mul(2).clamp(64, 1 << 20));
     let acker = MqttAcker {
         client: client.clone(),
-        runtime: tokio::runtime::Handle::current(),
+        pending: VecDeque::new(),
     };
     let source = Source {
         client,
