@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
-use tracing::info;
+use tracing::{debug, info};
 use wire::{BatchKey, Body, Counters, Envelope, Reason};
 
 use crate::config::{Route, Settings};
@@ -58,6 +58,8 @@ pub struct Pipeline {
     next_message: u64,
     last_cut: Instant,
     bytes_in: u64,
+    /// Messages made durable since start (for progress logs and benchmarks).
+    committed: u64,
     outbox_ready: Arc<Notify>,
 }
 
@@ -107,6 +109,7 @@ impl Pipeline {
             next_message,
             last_cut: now,
             bytes_in: 0,
+            committed: 0,
             outbox_ready,
         })
     }
@@ -272,6 +275,8 @@ impl Pipeline {
                     }
                 }
                 self.ingest(&queue, Instant::now())?;
+                self.committed += queue.len() as u64;
+                debug!(group = queue.len(), total = self.committed, "committed");
                 acker.ack(queue.drain(..).map(|d| d.ack).collect());
             } else {
                 acker.flush();

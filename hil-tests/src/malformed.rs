@@ -19,6 +19,11 @@ pub enum MalformedKind {
     /// `{"ts":T,"Current":1e999}`: serde_json rejects the out-of-range number while parsing,
     /// so a strict decoder counts it as `malformed` (there is no JSON spelling of NaN/inf).
     OutOfRange,
+    /// `{"ts":T,"Current":NaN}`: a bare NaN token is not JSON, so `malformed`.
+    NanToken,
+    /// `{"ts":5,"Current":1.0}`: a timestamp in 1970 (a device with an unset clock) is
+    /// rejected whole as `bad_timestamp`, so its value never reaches a window.
+    BadTimestamp,
     /// `{"ts":T,"note":"xxx…"}` with a 200 KiB string.
     TooLarge,
     /// `{"ts":T}` on `{prefix}/{device}/unknown`, a topic no route matches.
@@ -29,10 +34,12 @@ pub enum MalformedKind {
 
 impl MalformedKind {
     /// Every kind, in injection order.
-    pub const ALL: [MalformedKind; 6] = [
+    pub const ALL: [MalformedKind; 8] = [
         MalformedKind::BadJson,
         MalformedKind::WrongType,
         MalformedKind::OutOfRange,
+        MalformedKind::NanToken,
+        MalformedKind::BadTimestamp,
         MalformedKind::TooLarge,
         MalformedKind::UnknownTopic,
         MalformedKind::Empty,
@@ -41,7 +48,10 @@ impl MalformedKind {
     /// The reject reason (wire `Reason` name) the agent should count for this kind.
     pub fn expected_reason(self) -> &'static str {
         match self {
-            MalformedKind::BadJson | MalformedKind::OutOfRange => "malformed",
+            MalformedKind::BadJson | MalformedKind::OutOfRange | MalformedKind::NanToken => {
+                "malformed"
+            }
+            MalformedKind::BadTimestamp => "bad_timestamp",
             MalformedKind::WrongType => "wrong_type",
             MalformedKind::TooLarge => "too_large",
             MalformedKind::UnknownTopic => "unknown_topic",
@@ -64,6 +74,8 @@ impl MalformedKind {
             MalformedKind::BadJson => b"{\"seq\":".to_vec(),
             MalformedKind::WrongType => format!("{{\"ts\":{ts_ms},\"Current\":\"abc\"}}").into(),
             MalformedKind::OutOfRange => format!("{{\"ts\":{ts_ms},\"Current\":1e999}}").into(),
+            MalformedKind::NanToken => format!("{{\"ts\":{ts_ms},\"Current\":NaN}}").into(),
+            MalformedKind::BadTimestamp => b"{\"ts\":5,\"Current\":1.0}".to_vec(),
             MalformedKind::TooLarge => {
                 let mut s = format!("{{\"ts\":{ts_ms},\"note\":\"");
                 s.extend(std::iter::repeat_n('x', TOO_LARGE_BYTES));
@@ -83,6 +95,8 @@ impl std::fmt::Display for MalformedKind {
             MalformedKind::BadJson => "bad_json",
             MalformedKind::WrongType => "wrong_type",
             MalformedKind::OutOfRange => "out_of_range",
+            MalformedKind::NanToken => "nan_token",
+            MalformedKind::BadTimestamp => "bad_timestamp",
             MalformedKind::TooLarge => "too_large",
             MalformedKind::UnknownTopic => "unknown_topic",
             MalformedKind::Empty => "empty",
