@@ -119,6 +119,22 @@ async fn log_lines_stored(sink_url: &str) -> u64 {
         .sum()
 }
 
+/// Waits until the sink holds at least `n` windows of our gateway.
+async fn wait_for_windows(sink: &Sink, n: usize) {
+    wait_for(
+        &format!("{n} windows at the sink"),
+        Duration::from_secs(120),
+        || async {
+            let stored = fetch_windows(&sink.url, GATEWAY)
+                .await
+                .map(|w| w.len())
+                .unwrap_or(0);
+            (stored >= n).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Setup shared by the three runs; `None` when the data or Mosquitto is missing (skip).
 fn setup() -> Option<(tempfile::TempDir, Mosquitto)> {
     if !data_dir().join("SKAB").is_dir() {
@@ -231,18 +247,7 @@ async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
     let sim = tokio::spawn(hil_tests::run(sim_options(broker.broker(), &ledger)));
     // Kill when the sink shows progress, three times, at growing depths into the run.
     for threshold in [50usize, 600, 1500] {
-        wait_for(
-            &format!("{threshold} windows at the sink"),
-            Duration::from_secs(120),
-            || async {
-                let n = fetch_windows(&sink.url, GATEWAY)
-                    .await
-                    .map(|w| w.len())
-                    .unwrap_or(0);
-                (n >= threshold).then_some(())
-            },
-        )
-        .await;
+        wait_for_windows(&sink, threshold).await;
         agent.kill9();
         agent.restart();
     }
@@ -281,18 +286,7 @@ async fn sink_outage_is_buffered_then_drained() {
     let agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));
     let ledger = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(sim_options(broker.broker(), &ledger)));
-    wait_for(
-        "first windows at the sink",
-        Duration::from_secs(120),
-        || async {
-            let n = fetch_windows(&sink.url, GATEWAY)
-                .await
-                .map(|w| w.len())
-                .unwrap_or(0);
-            (n >= 100).then_some(())
-        },
-    )
-    .await;
+    wait_for_windows(&sink, 100).await;
     let listen = sink.listen();
     sink.kill();
     // The whole rest of the replay happens while the sink is down.
