@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod config;
 pub mod decode;
 pub mod journal_record;
+pub mod model;
 pub mod pipeline;
 pub mod sketch;
 pub mod source;
