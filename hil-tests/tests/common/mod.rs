@@ -68,13 +68,7 @@ impl Sink {
             .arg("--config")
             .arg(&config)
             .stdout(Stdio::piped())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stderr(append_to(&log))
             .spawn()
             .expect("starting cloud-sink");
         let mut line = String::new();
@@ -152,20 +146,8 @@ impl Agent {
             .arg(config)
             .env("EDGE_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
-            .stdout(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stdout(append_to(&log))
+            .stderr(append_to(&log))
             .spawn()
             .expect("starting edge-agent");
         Agent {
@@ -196,6 +178,15 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Opens a process log for appending (restarts add to the same file).
+fn append_to(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn read(path: &Path) -> String {
