@@ -121,17 +121,15 @@ async fn ingest(
 
     let received_ms = now_ms();
     let store = state.store.clone();
-    // Keep what the answer needs; the envelope (with its body bytes) moves to the store task.
-    let (gateway, epoch, seq) = (env.gateway.clone(), env.epoch, env.seq);
-    let received_hash = env.body_hash_hex();
-    let outcome = blocking(move || store.put_batch(&env, &body, received_ms))
+    let env_for_store = env.clone();
+    let outcome = blocking(move || store.put_batch(&env_for_store, &body, received_ms))
         .await
         .map_err(|e| {
-            tracing::warn!(%gateway, epoch, seq, error = %e.message, "store failed");
+            tracing::warn!(gateway = %env.gateway, epoch = env.epoch, seq = env.seq, error = %e.message, "store failed");
             (Outcome::StoreError, e)
         })?;
 
-    let gateway = &gateway;
+    let (gateway, epoch, seq) = (&env.gateway, env.epoch, env.seq);
     let response = match outcome {
         PutOutcome::Stored => {
             state.stats.record(Outcome::Stored);
@@ -148,6 +146,7 @@ async fn ingest(
         }
         PutOutcome::Conflict { stored_hash } => {
             state.stats.record(Outcome::Conflict);
+            let received_hash = env.body_hash_hex();
             tracing::error!(
                 %gateway, epoch, seq, %stored_hash, %received_hash,
                 "ALARM: batch key reused with a different body; rejected, stored data kept"
