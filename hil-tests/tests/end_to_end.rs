@@ -246,10 +246,19 @@ async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
     let ledger = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(sim_options(broker.broker(), &ledger)));
     // Kill when the sink shows progress, three times, at growing depths into the run.
-    for threshold in [50usize, 600, 1500] {
+    for (restarts, threshold) in [50usize, 600, 1500].into_iter().enumerate() {
         wait_for_windows(&sink, threshold).await;
         agent.kill9();
         agent.restart();
+        // Let the new agent come up before the next kill, so each kill hits a running agent.
+        wait_for(
+            "the restarted agent to recover its store",
+            Duration::from_secs(30),
+            || async {
+                (agent.log().matches("store recovered").count() > restarts + 1).then_some(())
+            },
+        )
+        .await;
     }
     sim.await.unwrap().unwrap();
     // Messages without a device seq (the malformed ones, log lines) are
