@@ -75,6 +75,7 @@ fn window(device: &str, metric: &str, start_ms: i64, base: f64) -> WindowSummary
         first_ms: start_ms + 3,
         last: base + 0.9,
         last_ms: start_ms + 9_990,
+        verdict: None,
     }
 }
 

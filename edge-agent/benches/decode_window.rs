@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use edge_agent::classify::ClassifyStage;
 use edge_agent::config::{AgentConfig, Settings};
 use edge_agent::decode;
 use edge_agent::pipeline::Pipeline;
@@ -95,8 +96,12 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let d = tempfile::tempdir().unwrap();
-                let p = Pipeline::open(&settings(d.path()), Arc::new(tokio::sync::Notify::new()))
-                    .unwrap();
+                let p = Pipeline::open(
+                    &settings(d.path()),
+                    ClassifyStage::default(),
+                    Arc::new(tokio::sync::Notify::new()),
+                )
+                .unwrap();
                 (d, p)
             },
             |(d, mut p)| {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{error, info};
 
+use crate::classify::{ClassifyError, ClassifyStage};
 use crate::config::Settings;
 use crate::pipeline::Pipeline;
 use crate::source::{self, SourceError};
@@ -27,6 +28,8 @@ pub enum AgentError {
     Source(#[from] SourceError),
     #[error("uplink token: {0}")]
     Token(String),
+    #[error(transparent)]
+    Classify(#[from] ClassifyError),
     #[error("pipeline thread panicked")]
     Panicked,
 }
@@ -58,10 +61,14 @@ pub fn read_token(settings: &Settings) -> Result<String, AgentError> {
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let token = read_token(&settings)?;
     let outbox_ready = Arc::new(Notify::new());
+    let classify = ClassifyStage::load(&settings.models)?;
+    for m in &settings.models.sensor {
+        info!(model = %m.path.display(), series = %m.series, "sensor model loaded");
+    }
     let pipeline = {
         let settings = settings.clone();
         let ready = outbox_ready.clone();
-        tokio::task::spawn_blocking(move || Pipeline::open(&settings, ready))
+        tokio::task::spawn_blocking(move || Pipeline::open(&settings, classify, ready))
             .await
             .map_err(|_| AgentError::Panicked)??
     };

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod classify;
 pub mod config;
 pub mod decode;
 pub mod journal_record;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info};
 use wire::{BatchKey, Body, Counters, Envelope, Reason};
 
+use crate::classify::ClassifyStage;
 use crate::config::{Route, Settings};
 use crate::decode::{self, DecodeLimits};
 use crate::journal_record::JournalRecord;
@@ -61,6 +62,7 @@ pub struct Pipeline {
     /// Messages made durable since start (for progress logs and benchmarks).
     committed: u64,
     outbox_ready: Arc<Notify>,
+    classify: ClassifyStage,
 }
 
 /// Milliseconds since the Unix epoch by the gateway clock.
@@ -71,10 +73,18 @@ pub fn now_ms() -> i64 {
 }
 
 impl Pipeline {
-    /// Opens the store and replays the journal.
-    pub fn open(settings: &Settings, outbox_ready: Arc<Notify>) -> Result<Pipeline, StoreError> {
+    /// Opens the store, restores classifier state and replays the journal.
+    pub fn open(
+        settings: &Settings,
+        mut classify: ClassifyStage,
+        outbox_ready: Arc<Notify>,
+    ) -> Result<Pipeline, StoreError> {
         let (store, recovered) = Store::open(&settings.data_dir, now_ms())?;
-        let mut windower = Windower::new(settings.window);
+        for (series, device, state) in &recovered.classifier {
+            classify.restore(series, device, state);
+        }
+        let mut windower =
+            Windower::new(settings.window).with_judgement_series(classify.judgement_series());
         for (device, metric, closed_before) in &recovered.closed {
             windower.restore_closed(device, metric, *closed_before);
         }
@@ -111,6 +121,7 @@ impl Pipeline {
             bytes_in: 0,
             committed: 0,
             outbox_ready,
+            classify,
         })
     }
 
@@ -124,6 +135,7 @@ impl Pipeline {
         let mut commit = IngestCommit::default();
         let before = self.counters.clone();
         let mut seq_updates = BTreeSet::new();
+        let mut accepted = Vec::with_capacity(deliveries.len());
         let clock = now_ms();
         for delivery in deliveries {
             self.bytes_in += delivery.payload.len() as u64;
@@ -158,23 +170,22 @@ impl Pipeline {
                 self.device_seqs.insert(decoded.device.clone(), seq);
                 seq_updates.insert(decoded.device.clone());
             }
+            accepted.push((decoded.device, decoded.readings));
+        }
+        if !self.classify.is_empty() {
+            commit.classifier = self.classify.apply(&mut accepted);
+        }
+        for (device, mut readings) in accepted {
             let id = self.next_message;
             self.next_message += 1;
-            let mut readings = decoded.readings;
-            let outcome = self
-                .windower
-                .ingest(&decoded.device, &mut readings, id, now, false);
+            let outcome = self.windower.ingest(&device, &mut readings, id, now, false);
             self.counters.add(Reason::Late, outcome.late);
             self.counters
                 .add(Reason::TooManySeries, outcome.too_many_series);
             if !readings.is_empty() {
-                commit.journal.push((
-                    id,
-                    JournalRecord {
-                        device: decoded.device,
-                        readings,
-                    },
-                ));
+                commit
+                    .journal
+                    .push((id, JournalRecord { device, readings }));
             }
         }
         commit.device_seqs = seq_updates
@@ -261,6 +272,7 @@ impl Pipeline {
         runtime: tokio::runtime::Handle,
     ) -> Result<(), StoreError> {
         let tick_every = self.batch_interval.min(Duration::from_millis(100));
+        let mut last_stats = Instant::now();
         let mut queue = Vec::with_capacity(self.commit_max_messages);
         loop {
             let first =
@@ -284,9 +296,35 @@ impl Pipeline {
             if let Some(cut) = self.tick(Instant::now())? {
                 log_cut(&cut);
             }
+            if last_stats.elapsed() >= STATS_EVERY {
+                last_stats = Instant::now();
+                self.log_inference();
+            }
             if closed {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// How often inference latency and judgement counts are logged.
+const STATS_EVERY: Duration = Duration::from_secs(30);
+
+impl Pipeline {
+    fn log_inference(&self) {
+        for (series, l) in self.classify.latency() {
+            info!(
+                series,
+                judged = self.classify.judged,
+                model_errors = self.classify.model_errors,
+                calls = l.calls,
+                rows = l.rows,
+                "inference per row p50 {:.1} µs p99 {:.1} µs; per call p50 {:.1} µs p99 {:.1} µs",
+                l.row_p50_us,
+                l.row_p99_us,
+                l.call_p50_us,
+                l.call_p99_us
+            );
         }
     }
 }

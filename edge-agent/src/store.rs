@@ -10,6 +10,7 @@
 //! | `q`    | batch seq (u64 BE) | envelope the sink refused as a conflict   |
 //! | `s`    | device \0 metric   | `closed_before` (i64 BE): shipped horizon |
 //! | `d`    | device             | highest device sequence number seen       |
+//! | `c`    | series \0 device   | classifier state of a device (calibration)|
 //! | `m`    | name               | epoch, next batch seq, pending counters   |
 //!
 //! Nothing here decides *what* to write; the pipeline and syncer do. sled 0.34
@@ -48,6 +49,8 @@ pub struct Recovered {
     /// Journaled messages in id order.
     pub journal: Vec<(u64, JournalRecord)>,
     pub outbox_len: usize,
+    /// Classifier state per (model series, device).
+    pub classifier: Vec<(String, String, Vec<u8>)>,
 }
 
 /// One group commit of ingested messages.
@@ -56,6 +59,8 @@ pub struct IngestCommit {
     pub journal: Vec<(u64, JournalRecord)>,
     pub device_seqs: Vec<(String, u64)>,
     pub counters: Option<Counters>,
+    /// Classifier state per (model series, device), replacing the old.
+    pub classifier: Vec<(String, String, Vec<u8>)>,
 }
 
 /// One cut of closed windows into outbox batches.
@@ -150,6 +155,16 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt(format!("journal record {id}")))?;
             r.journal.push((id, record));
         }
+        for item in self.tree.scan_prefix(b"c") {
+            let (k, v) = item?;
+            let text = std::str::from_utf8(&k[1..])
+                .map_err(|_| StoreError::Corrupt("classifier key".into()))?;
+            let (series, device) = text
+                .split_once('\0')
+                .ok_or_else(|| StoreError::Corrupt("classifier key".into()))?;
+            r.classifier
+                .push((series.to_owned(), device.to_owned(), v.to_vec()));
+        }
         r.outbox_len = self.tree.scan_prefix(b"o").count();
         Ok(r)
     }
@@ -167,6 +182,13 @@ impl Store {
         }
         if let Some(counters) = &commit.counters {
             batch.insert(META_COUNTERS, wire::encode(counters));
+        }
+        for (series, device, state) in &commit.classifier {
+            let mut k = vec![b'c'];
+            k.extend_from_slice(series.as_bytes());
+            k.push(0);
+            k.extend_from_slice(device.as_bytes());
+            batch.insert(k, state.as_slice());
         }
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
@@ -258,6 +280,7 @@ mod tests {
                     journal: vec![(7, record.clone()), (8, record.clone())],
                     device_seqs: vec![("d".into(), 99)],
                     counters: Some(counters),
+                    classifier: vec![("anomaly".into(), "d".into(), vec![1, 2, 3])],
                 })
                 .unwrap();
             store
@@ -278,6 +301,10 @@ mod tests {
         assert_eq!(r.closed, vec![("d".into(), "m".into(), -60_000)]);
         assert_eq!(r.device_seqs["d"], 99);
         assert_eq!(r.journal, vec![(8, record)]);
+        assert_eq!(
+            r.classifier,
+            vec![("anomaly".into(), "d".into(), vec![1, 2, 3])]
+        );
         assert_eq!(store.outbox_first().unwrap(), Some((2, b"two".to_vec())));
         store.outbox_quarantine(2).unwrap();
         assert_eq!(store.outbox_len(), 0);

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use wire::WindowSummary;
+use wire::{Verdict, WindowSummary};
 
 use crate::sketch::Sketch;
 
@@ -26,6 +26,8 @@ pub struct Window {
     first: (f64, i64),
     last: (f64, i64),
     sketch: Sketch,
+    /// Readings above 1.0: on a judgement series, the rows above threshold.
+    above_one: u64,
     /// Journal ids of the messages whose readings are in this window.
     pub(crate) messages: Vec<u64>,
     /// Wall-clock time of the last reading (drives idle closing).
@@ -47,6 +49,7 @@ impl Window {
             first: (0.0, 0),
             last: (0.0, 0),
             sketch: Sketch::new(alpha),
+            above_one: 0,
             messages: Vec::new(),
             last_update: now,
         }
@@ -66,6 +69,7 @@ impl Window {
         self.m2 += delta * (value - self.welford_mean);
         self.last = (value, ts_ms);
         self.sketch.add(value);
+        self.above_one += u64::from(value > 1.0);
         if self.messages.last() != Some(&message) {
             self.messages.push(message);
         }
@@ -77,8 +81,10 @@ impl Window {
         self.count
     }
 
-    /// The wire summary of this window for `device`/`metric`.
-    pub fn summarize(&self, device: &str, metric: &str) -> WindowSummary {
+    /// The wire summary of this window for `device`/`metric`. On a judgement
+    /// series (`judged`), whose readings are normalized model scores, it
+    /// carries the window's [`Verdict`].
+    pub fn summarize(&self, device: &str, metric: &str, judged: bool) -> WindowSummary {
         let quantile = |q| {
             self.sketch
                 .quantile(q)
@@ -104,6 +110,13 @@ impl Window {
             first_ms: self.first.1,
             last: self.last.0,
             last_ms: self.last.1,
+            verdict: judged.then(|| Verdict {
+                anomalous: self.above_one > 0,
+                judged: self.count,
+                alarms: self.above_one,
+                score: self.max,
+                confidence: crate::classify::sensor::confidence(self.max),
+            }),
         }
     }
 }
@@ -119,7 +132,8 @@ mod tests {
         for (i, v) in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0].iter().enumerate() {
             w.add(*v, i as i64 * 1000, i as u64, now);
         }
-        let s = w.summarize("d", "m");
+        let s = w.summarize("d", "m", false);
+        assert_eq!(s.verdict, None);
         assert_eq!((s.count, s.min, s.max, s.mean), (8, 2.0, 9.0, 5.0));
         assert!((s.stddev - 2.0).abs() < 1e-12);
         assert_eq!(
@@ -129,5 +143,23 @@ mod tests {
         assert!((s.p50 - 4.0).abs() <= 0.04, "p50 {}", s.p50);
         assert!((s.p99 - 7.0).abs() <= 0.07, "p99 {}", s.p99);
         assert_eq!(w.messages.len(), 8);
+    }
+
+    #[test]
+    fn judgement_series_carry_a_verdict_counting_rows_above_one() {
+        let now = Instant::now();
+        let mut w = Window::new(0, 60_000, 0.01, now);
+        for (i, v) in [0.5, 1.0, 1.5, 3.0, 0.2].iter().enumerate() {
+            w.add(*v, i as i64, i as u64, now);
+        }
+        let v = w.summarize("d", "anomaly", true).verdict.unwrap();
+        assert!(v.anomalous);
+        assert_eq!((v.judged, v.alarms, v.score), (5, 2, 3.0));
+        assert!((v.confidence - (1.0 - 1.0 / 9.0)).abs() < 1e-12);
+        let mut calm = Window::new(0, 60_000, 0.01, now);
+        calm.add(0.5, 0, 0, now);
+        let v = calm.summarize("d", "anomaly", true).verdict.unwrap();
+        assert!(!v.anomalous);
+        assert_eq!(v.alarms, 0);
     }
 }

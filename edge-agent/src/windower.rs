@@ -12,7 +12,7 @@
 //! windows still need each journaled message. It does no I/O; the pipeline
 //! persists what it returns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use wire::WindowSummary;
@@ -84,6 +84,8 @@ pub struct Windower {
     series: HashMap<String, HashMap<String, Series>>,
     series_count: usize,
     refs: HashMap<u64, u32>,
+    /// Metrics that carry a model's normalized scores; their windows get a verdict.
+    judgement_series: HashSet<String>,
 }
 
 impl Windower {
@@ -93,7 +95,14 @@ impl Windower {
             series: HashMap::new(),
             series_count: 0,
             refs: HashMap::new(),
+            judgement_series: HashSet::new(),
         }
+    }
+
+    /// Marks `metrics` as judgement series (windows summarized with a verdict).
+    pub fn with_judgement_series(mut self, metrics: impl IntoIterator<Item = String>) -> Windower {
+        self.judgement_series.extend(metrics);
+        self
     }
 
     /// Restores a series' shipped horizon (from the store, before replay).
@@ -196,7 +205,11 @@ impl Windower {
                         release(&mut self.refs, *message, &mut pass.released);
                     }
                     pass.closed.push(Closed {
-                        summary: window.summarize(device, metric),
+                        summary: window.summarize(
+                            device,
+                            metric,
+                            self.judgement_series.contains(metric),
+                        ),
                         closed_before: series.closed_before,
                     });
                 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use edge_agent::classify::ClassifyStage;
 use edge_agent::config::AgentConfig;
 
 fn configs_dir() -> PathBuf {
@@ -19,10 +20,12 @@ fn every_agent_example_config_validates() {
         if path.extension().is_some_and(|e| e == "toml") && !name.starts_with("cloud-sink") {
             let text = std::fs::read_to_string(&path).unwrap();
             let config = AgentConfig::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            if let Err(problems) = config.validate() {
-                // TLS files of the commented example do not exist here; nothing else may fail.
-                panic!("{name}: {problems:?}");
-            }
+            let mut settings = config
+                .validate()
+                .unwrap_or_else(|problems| panic!("{name}: {problems:?}"));
+            // The models it names exist, load in tract and match their sidecars.
+            settings.models.resolve_paths(&configs_dir());
+            ClassifyStage::load(&settings.models).unwrap_or_else(|e| panic!("{name}: {e}"));
             checked += 1;
         }
     }

@@ -87,9 +87,10 @@ fn wrong_files_and_wrong_widths_are_clear_errors() {
         matches!(wrong_width, Err(ModelError::Load { .. })),
         "{wrong_width:?}"
     );
-    let model = ScoreModel::load(&models_dir().join("student_int8.onnx"), 8).unwrap();
+    let width = golden().width;
+    let model = ScoreModel::load(&models_dir().join("student_int8.onnx"), width).unwrap();
     assert!(matches!(
-        model.score(&[1.0; 7]),
+        model.score(&vec![1.0; width - 1]),
         Err(ModelError::Width { .. })
     ));
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edge_agent::classify::ClassifyStage;
 use edge_agent::config::{AgentConfig, Settings};
 use edge_agent::pipeline::Pipeline;
 use edge_agent::source::{AckToken, Delivery};
@@ -77,7 +78,12 @@ fn stream() -> Vec<Delivery> {
 #[test]
 fn windows_are_exact_and_bad_input_is_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Pipeline::open(&settings(dir.path()), Arc::new(Notify::new())).unwrap();
+    let mut p = Pipeline::open(
+        &settings(dir.path()),
+        ClassifyStage::default(),
+        Arc::new(Notify::new()),
+    )
+    .unwrap();
     let mut input = stream();
     input.push(raw("plant/pump-1/sensors", "{not json"));
     input.push(raw(
@@ -112,7 +118,12 @@ fn windows_are_exact_and_bad_input_is_counted() {
 fn a_crash_at_any_point_gives_the_same_windows_as_no_crash() {
     let reference = {
         let dir = tempfile::tempdir().unwrap();
-        let mut p = Pipeline::open(&settings(dir.path()), Arc::new(Notify::new())).unwrap();
+        let mut p = Pipeline::open(
+            &settings(dir.path()),
+            ClassifyStage::default(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
         p.ingest(&stream(), Instant::now()).unwrap();
         drain(&mut p, 1).0
     };
@@ -121,14 +132,15 @@ fn a_crash_at_any_point_gives_the_same_windows_as_no_crash() {
         let s = settings(dir.path());
         let input = stream();
         {
-            let mut p = Pipeline::open(&s, Arc::new(Notify::new())).unwrap();
+            let mut p =
+                Pipeline::open(&s, ClassifyStage::default(), Arc::new(Notify::new())).unwrap();
             for chunk in input[..crash_after].chunks(7) {
                 p.ingest(chunk, Instant::now()).unwrap();
             }
             // Some windows close and ship before the crash.
             p.tick(Instant::now() + Duration::from_secs(2)).unwrap();
         } // crash: dropped without a clean stop
-        let mut p = Pipeline::open(&s, Arc::new(Notify::new())).unwrap();
+        let mut p = Pipeline::open(&s, ClassifyStage::default(), Arc::new(Notify::new())).unwrap();
         // The broker redelivers the last unacked group too.
         let redeliver_from = crash_after.saturating_sub(3);
         p.ingest(&input[redeliver_from..], Instant::now()).unwrap();

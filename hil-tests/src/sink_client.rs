@@ -66,6 +66,16 @@ pub struct StoredWindow {
     /// Timestamp of `last`, when served.
     #[serde(default)]
     pub last_ms: Option<i64>,
+    /// A model's verdict (judgement series only).
+    #[serde(default)]
+    pub verdict: Option<wire::Verdict>,
+}
+
+impl StoredWindow {
+    /// A window of a metric the devices sent (not a log count, not a model's judgement).
+    pub fn is_raw_sensor(&self) -> bool {
+        self.verdict.is_none() && !self.metric.starts_with("log.")
+    }
 }
 
 fn nan() -> f64 {

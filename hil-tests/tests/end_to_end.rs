@@ -40,10 +40,7 @@ fn sim_options(broker: String, ledger: &Path) -> SimOptions {
 
 /// Sensor windows only (log-line windows use gateway time, checked separately).
 fn sensor_windows(all: &[StoredWindow]) -> Vec<StoredWindow> {
-    all.iter()
-        .filter(|w| !w.metric.starts_with("log."))
-        .cloned()
-        .collect()
+    all.iter().filter(|w| w.is_raw_sensor()).cloned().collect()
 }
 
 /// Waits until the sink holds exactly the expected windows, then returns the report.

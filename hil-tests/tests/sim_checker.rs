@@ -49,6 +49,7 @@ fn perfect(ledger: &[LedgerRecord]) -> Vec<StoredWindow> {
             first_ms: Some(e.first_ms),
             last: e.last,
             last_ms: Some(e.last_ms),
+            verdict: None,
         })
         .collect()
 }

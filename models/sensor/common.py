@@ -40,12 +40,31 @@ def anomaly_free_file():
 
 
 # ---------------------------------------------------------------- feature recipe (Rust reimplements)
-K = 10            # trailing window (rows) averaged per channel
-Z_CLIP = 8.0      # clip of per-row z-scores
-F_CLIP = 20.0     # clip of final features
+# Per device: calibration from rows 0..CALIB_ROWS-1 (assumed normal), then per row i, causally:
+#   z_i  = clip((x_i - mu) / sd, +-Z_CLIP)                                   (8 channels)
+#   zl_i = z_i, except for SLOW channels: z_i - mean(z_j, j in last SLOW_L rows up to i)
+#   block "mean W" (W in MEAN_WINDOWS): clip(mean(zl_j, last W rows) / s_W, +-F_CLIP),
+#       s_W = std over calibration rows of that trailing mean + S_EPS
+#   block "std W" (W = STD_WINDOW): clip(log(std(z_j, last W rows) / r + LOG_EPS), +-LS_CLIP),
+#       r = mean over calibration rows of that trailing std + R_EPS
+# "last W rows up to i" = rows max(0, i-W+1)..i (fewer at the start); std is population (ddof 0).
+# Feature vector = [mean 10 (8) | mean 60 (8) | std 30 (8)] -> WIDTH = 24, float64 -> float32.
+K = 10            # legacy name: the shortest trailing window
+MEAN_WINDOWS = (10, 60)
+STD_WINDOW = 30
+SLOW = (4, 5)     # Temperature, Thermocouple: slow thermal drift, judged vs their own trailing level
+SLOW_L = 300
+Z_CLIP = 8.0
+F_CLIP = 20.0
+LS_CLIP = 5.0
+LOG_EPS = 1e-3
+R_EPS = 1e-3
 SD_FLOOR_REL = 1e-3   # sd floor = SD_FLOOR_REL*|mean| + SD_FLOOR_ABS
 SD_FLOOR_ABS = 1e-6
 S_EPS = 1e-6
+WIDTH = 8 * (len(MEAN_WINDOWS) + 1)
+# rows of history that rebuild a feature vector exactly (longest chain: mean 60 of slow-detrended z)
+FEATURE_HISTORY = SLOW_L + max(MEAN_WINDOWS) - 1
 
 
 def rollmean(s, n):
@@ -59,33 +78,51 @@ def rollmean(s, n):
     return (c[i + 1] - c[lo]) / (i + 1 - lo)[:, None]
 
 
+def rollstd(z, n):
+    """Trailing population std over the last n rows (fewer at the start), two-pass per window."""
+    out = np.empty_like(z)
+    for i in range(len(z)):
+        w = z[max(0, i - n + 1):i + 1]
+        out[i] = np.sqrt(np.mean((w - w.mean(0)) ** 2, axis=0))
+    return out
+
+
+def _raw_blocks(X, mu, sd):
+    z = np.clip((X - mu) / sd, -Z_CLIP, Z_CLIP)
+    zl = z.copy()
+    for c in SLOW:
+        zl[:, c] = z[:, c] - rollmean(z[:, c], SLOW_L)
+    means = [rollmean(zl, w) for w in MEAN_WINDOWS]
+    return means, rollstd(z, STD_WINDOW)
+
+
 def calibrate(Xcal):
-    """Per-device calibration from its first CALIB_ROWS rows: mu, sd (raw rows), s (std of K-means of z)."""
+    """Per-device calibration from its first CALIB_ROWS rows."""
     mu = Xcal.mean(0)
     sd = np.maximum(Xcal.std(0), SD_FLOOR_REL * np.abs(mu) + SD_FLOOR_ABS)
-    z = np.clip((Xcal - mu) / sd, -Z_CLIP, Z_CLIP)
-    s = rollmean(z, K).std(0) + S_EPS
-    return {"mu": mu, "sd": sd, "s": s}
+    means, v = _raw_blocks(Xcal, mu, sd)
+    return {"mu": mu, "sd": sd, "s": np.array([m.std(0) + S_EPS for m in means]), "r": v.mean(0) + R_EPS}
 
 
 def features(X, cal):
-    """Feature vector per row i: f_c = clip(mean_{j in last K rows up to i} z_jc / s_c, +-F_CLIP)."""
-    z = np.clip((X - cal["mu"]) / cal["sd"], -Z_CLIP, Z_CLIP)
-    return np.clip(rollmean(z, K) / cal["s"], -F_CLIP, F_CLIP).astype(np.float32)
+    """[N, WIDTH] float32 causal features (see recipe above)."""
+    means, v = _raw_blocks(X, cal["mu"], cal["sd"])
+    blocks = [np.clip(m / s, -F_CLIP, F_CLIP) for m, s in zip(means, cal["s"])]
+    blocks.append(np.clip(np.log(v / cal["r"] + LOG_EPS), -LS_CLIP, LS_CLIP))
+    return np.hstack(blocks).astype(np.float32)
 
 
-def teacher_score_np(F):
-    """Reference float score = log(1 + mean_c f_c^2) (diagonal T^2 energy on window means)."""
-    F = F.astype(np.float32)
-    return np.log1p(np.mean(F * F, axis=1, dtype=np.float32)).astype(np.float32)
+def teacher_score_np(F, w):
+    """Reference float score = log(1 + sum_k w_k f_k^2) (learned non-negative weighted energy)."""
+    F = F.astype(np.float64)
+    return np.log1p((F * F) @ w)
 
 
-def alarms(scores, S, q, m):
-    """Post-processing: smooth = trailing mean of the last S scores; threshold = q-quantile (numpy
-    'linear') of smooth over calibration rows 0..CALIB_ROWS-1, times m; alarm where smooth > threshold."""
+def alarms(scores, S, t):
+    """Post-processing: smooth = trailing mean of the last S scores; alarm where smooth > t
+    (t is an absolute threshold on the per-device-normalised score, chosen on training files)."""
     sm = rollmean(scores, S)
-    thr = np.quantile(sm[:CALIB_ROWS], q) * m
-    return (sm > thr).astype(int), thr
+    return (sm > t).astype(int), float(t)
 
 
 def confusion(y, p):

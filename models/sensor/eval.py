@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Re-evaluate the SHIPPED ONNX models (no training): features per golden.json recipe, onnxruntime
-scores, post-processing rule from golden.json, predictions in the scorer's format, official scorer.
+scores, post-processing rule from the sidecar (teacher.json / student_int8.json), predictions in the scorer's format, official scorer.
 usage: models/.venv/bin/python models/sensor/eval.py [teacher|student] [PREDICTIONS_DIR]"""
 import json
 import os
@@ -16,14 +16,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else "student"
     outdir = sys.argv[2] if len(sys.argv) > 2 else f"/tmp/skab_sensor_eval_{which}"
-    recipe = json.load(open(os.path.join(HERE, "golden.json")))["recipe"]
-    rule = recipe[f"{which}_rule"]
+    side = json.load(open(os.path.join(HERE, "teacher.json" if which == "teacher" else "student_int8.json")))
+    rule = side["rule"]
     sess = ort_session(os.path.join(HERE, "teacher.onnx" if which == "teacher" else "student_int8.onnx"))
     preds, dts = {}, {}
     for f in C.labelled_files():
         dt, X, _ = C.read_skab(os.path.join(C.SKAB_ROOT, f))
         sc = run(sess, C.features(X, C.calibrate(X[:C.CALIB_ROWS])))
-        preds[f], _ = C.alarms(sc, rule["S"], rule["q"], rule["m"])
+        preds[f], _ = C.alarms(sc, rule["smooth"], rule["absolute"])
         dts[f] = dt
     print(which, rule, C.official_score(preds, dts, outdir))
 

@@ -41,4 +41,25 @@ pub struct WindowSummary {
     pub first_ms: i64,
     pub last: f64,
     pub last_ms: i64,
+    /// A model's verdict on this window, present only on a judgement series
+    /// (whose readings are a model's per-row scores normalized so that the
+    /// device threshold is 1). Absent from the encoding when `None`, so
+    /// batches without models are byte-identical to schema version 1's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// What a model concluded about one window of one device.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// True if any judged row was above the device threshold.
+    pub anomalous: bool,
+    /// Rows judged in the window.
+    pub judged: u64,
+    /// Rows above the threshold.
+    pub alarms: u64,
+    /// Highest normalized score (1 = threshold).
+    pub score: f64,
+    /// Confidence of the verdict, 0 (on the threshold) to 1.
+    pub confidence: f64,
 }

@@ -15,7 +15,7 @@ mod codec;
 mod counters;
 mod envelope;
 
-pub use body::{Body, WindowSummary};
+pub use body::{Body, Verdict, WindowSummary};
 pub use codec::{decode_capped, encode, CodecError};
 pub use counters::{Counters, Reason};
 pub use envelope::{BatchKey, Envelope, OpenError};

@@ -29,6 +29,7 @@ fn sample_body() -> Body {
             first_ms: 1_583_748_840_000,
             last: 2.0,
             last_ms: 1_583_748_842_000,
+            verdict: None,
         }],
         counters,
     }

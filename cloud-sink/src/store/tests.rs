@@ -24,6 +24,7 @@ fn window(device: &str, metric: &str, start_ms: i64, value: f64) -> WindowSummar
         first_ms: start_ms,
         last: value,
         last_ms: start_ms + 999,
+        verdict: None,
     }
 }
 

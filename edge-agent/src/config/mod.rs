@@ -4,6 +4,7 @@
 //! produces the typed [`Settings`] the agent runs with. Secrets never live here:
 //! tokens and passwords are named by environment variable or file.
 
+mod models;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use serde::Deserialize;
 
 use crate::decode::{Format, TimeUnit};
 
+pub use models::{ModelsConfig, SensorModelConfig};
 pub use validate::{Problem, Route, Settings};
 
 /// The whole file.
@@ -32,6 +34,9 @@ pub struct AgentConfig {
     pub uplink: UplinkConfig,
     #[serde(default)]
     pub journal: JournalConfig,
+    /// Models that classify windows (none by default).
+    #[serde(default)]
+    pub models: ModelsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,10 +205,13 @@ impl AgentConfig {
             path: path.to_owned(),
             message,
         })?;
-        config.validate().map_err(|problems| ConfigError::Invalid {
+        let mut settings = config.validate().map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,
-        })
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        settings.models.resolve_paths(base);
+        Ok(settings)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::decode::{DecodeLimits, DecodeRules, Format, TimeUnit};
 use crate::topic::TopicFilter;
 use crate::windower::WindowPolicy;
 
-use super::{AgentConfig, JournalConfig, MqttConfig, UplinkConfig};
+use super::{AgentConfig, JournalConfig, ModelsConfig, MqttConfig, UplinkConfig};
 
 /// One thing wrong with a config, at a key path like `routes[1].topic`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +45,13 @@ pub struct Settings {
     pub limits: DecodeLimits,
     pub uplink: UplinkConfig,
     pub journal: JournalConfig,
+    pub models: ModelsConfig,
 }
 
-struct Checker(Vec<Problem>);
+pub(super) struct Checker(Vec<Problem>);
 
 impl Checker {
-    fn require(&mut self, ok: bool, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn require(&mut self, ok: bool, key: impl Into<String>, message: impl Into<String>) {
         if !ok {
             self.0.push(Problem {
                 key: key.into(),
@@ -60,7 +61,7 @@ impl Checker {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+pub(super) fn is_identifier(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -134,6 +135,7 @@ impl AgentConfig {
             "journal.queue_capacity",
             "must be at least 1",
         );
+        self.models.check(&mut c);
         if !c.0.is_empty() {
             return Err(c.0);
         }
@@ -156,6 +158,7 @@ impl AgentConfig {
             },
             uplink: self.uplink.clone(),
             journal: self.journal.clone(),
+            models: self.models.clone(),
         })
     }
 

@@ -97,9 +97,13 @@ fn agent_settings(
     config.uplink.url = sink_url.to_owned();
     config.uplink.token_env = None;
     config.uplink.token_file = Some(token_file);
-    config
+    let mut settings = config
         .validate()
-        .map_err(|p| anyhow::anyhow!("demo config: {p:?}"))
+        .map_err(|p| anyhow::anyhow!("demo config: {p:?}"))?;
+    settings
+        .models
+        .resolve_paths(&workspace_root().join("configs"));
+    Ok(settings)
 }
 
 async fn start_sink(dir: &Path, listen: &str) -> Result<(String, tokio::task::JoinHandle<()>)> {
@@ -187,10 +191,7 @@ async fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let verdict = loop {
         let stored = fetch_windows(&sink_url, GATEWAY).await?;
-        let sensors: Vec<_> = stored
-            .into_iter()
-            .filter(|w| !w.metric.starts_with("log."))
-            .collect();
+        let sensors: Vec<_> = stored.into_iter().filter(|w| w.is_raw_sensor()).collect();
         let verdict = check(&ledger, window_ms, &sensors, alpha);
         if verdict.is_ok() || Instant::now() > deadline {
             break verdict;

@@ -133,6 +133,20 @@ pub fn agent_config(dir: &Path, broker_port: u16, sink_url: &str) -> PathBuf {
     uplink["url"] = sink_url.into();
     uplink["batch_interval"] = "200ms".into();
     uplink["retry_max"] = "1s".into();
+    // Model paths in demo.toml are relative to configs/; this config lives elsewhere.
+    let configs = hil_tests::workspace_root().join("configs");
+    if let Some(models) = doc.get_mut("models").and_then(|m| m.as_table_mut()) {
+        for m in models
+            .get_mut("sensor")
+            .and_then(|s| s.as_array_mut())
+            .into_iter()
+            .flatten()
+        {
+            let t = m.as_table_mut().unwrap();
+            let p = configs.join(t["path"].as_str().unwrap());
+            t["path"] = p.display().to_string().into();
+        }
+    }
     let path = dir.join("agent.toml");
     std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
     path

@@ -1,0 +1,9 @@
+//! The classify stage: feature recipes and model judgements between windower and outbox.
+
+pub mod log_recipe;
+pub mod pool;
+pub mod sensor;
+pub mod sensor_recipe;
+pub mod stage;
+
+pub use stage::{ClassifyError, ClassifyStage, StateUpdate};

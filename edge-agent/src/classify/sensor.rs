@@ -1,0 +1,309 @@
+//! Judges each device's multivariate rows with a sensor model: calibrate, featurize, score, decide.
+//!
+//! Per device: the first `calib_rows` complete rows are its calibration (kept
+//! until fitted, then reduced to [`Calibration`] + threshold); after that each
+//! row is featurized in order, all rows of a call are scored in one batch on
+//! the [`InferencePool`], and the device's [`Decider`] turns scores into a
+//! [`RowJudgement`]. Device state is encoded for the store so a restart
+//! continues exactly where the last commit left off. It does not know about
+//! MQTT, windows or the store itself.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::model::ModelError;
+
+use super::pool::InferencePool;
+use super::sensor_recipe::{
+    threshold_from_calibration, Calibration, Decider, Featurizer, SensorRecipe,
+};
+
+/// One judged row. `score` is normalized so that the device threshold is 1:
+/// the row is an alarm iff `score > 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowJudgement {
+    pub score: f64,
+    pub alarm: bool,
+    /// How far the verdict is from the threshold, 0 (on it) to 1.
+    pub confidence: f64,
+}
+
+/// Score normalized to the device threshold (1 = on the threshold).
+pub fn normalize(smoothed: f64, threshold: f64) -> f64 {
+    if threshold > 0.0 && threshold.is_finite() {
+        smoothed / threshold
+    } else {
+        1.0 + (smoothed - threshold)
+    }
+}
+
+/// Confidence of a verdict at normalized score `r`: `1 − min(r, 1/r)²`,
+/// so 0 on the threshold, 0.56 at 1.5× or 1/1.5×, 0.89 at 3×.
+pub fn confidence(r: f64) -> f64 {
+    if r <= 0.0 || !r.is_finite() {
+        return 1.0;
+    }
+    let m = r.min(1.0 / r);
+    1.0 - m * m
+}
+
+#[derive(Debug, Clone)]
+struct Ready {
+    threshold: f64,
+    featurizer: Featurizer,
+    decider: Decider,
+    cal: Calibration,
+    history: VecDeque<Vec<f64>>,
+}
+
+#[derive(Debug, Clone)]
+enum DeviceState {
+    Calibrating(Vec<Vec<f64>>),
+    Ready(Box<Ready>),
+}
+
+/// A sensor model and the state of every device it judges.
+#[derive(Debug)]
+pub struct SensorClassifier {
+    recipe: SensorRecipe,
+    pool: InferencePool,
+    devices: HashMap<String, DeviceState>,
+}
+
+impl SensorClassifier {
+    pub fn new(recipe: SensorRecipe, pool: InferencePool) -> SensorClassifier {
+        SensorClassifier {
+            recipe,
+            pool,
+            devices: HashMap::new(),
+        }
+    }
+
+    pub fn recipe(&self) -> &SensorRecipe {
+        &self.recipe
+    }
+
+    pub fn pool(&self) -> &InferencePool {
+        &self.pool
+    }
+
+    /// Devices calibrated so far, and devices still calibrating.
+    pub fn device_counts(&self) -> (usize, usize) {
+        let ready = self
+            .devices
+            .values()
+            .filter(|s| matches!(s, DeviceState::Ready(_)))
+            .count();
+        (ready, self.devices.len() - ready)
+    }
+
+    /// Judges `rows` (device, values in channel order) in order. Calibration
+    /// rows get `None`. All post-calibration rows are scored in one batch.
+    pub fn judge(
+        &mut self,
+        rows: &[(&str, Vec<f64>)],
+    ) -> Result<Vec<Option<RowJudgement>>, ModelError> {
+        let width = self.recipe.width();
+        let mut features = Vec::with_capacity(rows.len() * width);
+        let mut pending = Vec::new();
+        for (i, (device, row)) in rows.iter().enumerate() {
+            let state = self
+                .devices
+                .entry((*device).to_owned())
+                .or_insert_with(|| DeviceState::Calibrating(Vec::new()));
+            match state {
+                DeviceState::Calibrating(seen) => {
+                    seen.push(row.clone());
+                    if seen.len() >= self.recipe.calib_rows() {
+                        let ready = fit(&self.recipe, &self.pool, seen)?;
+                        *state = DeviceState::Ready(Box::new(ready));
+                    }
+                }
+                DeviceState::Ready(ready) => {
+                    ready.featurizer.push(row, &mut features);
+                    remember(&mut ready.history, row, self.recipe.history_rows());
+                    pending.push(i);
+                }
+            }
+        }
+        let scores = self.pool.score(features)?;
+        let stride = self.pool.outputs();
+        let mut out = vec![None; rows.len()];
+        for (k, i) in pending.into_iter().enumerate() {
+            let Some(DeviceState::Ready(ready)) = self.devices.get_mut(rows[i].0) else {
+                continue;
+            };
+            let decision = ready.decider.push(scores[k * stride]);
+            let score = normalize(decision.smoothed, ready.threshold);
+            out[i] = Some(RowJudgement {
+                score,
+                alarm: decision.alarm,
+                confidence: confidence(score),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The device's state for the store (`None` if never seen).
+    pub fn encode_state(&self, device: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match self.devices.get(device)? {
+            DeviceState::Calibrating(rows) => {
+                out.push(0);
+                put_rows(&mut out, rows.iter());
+            }
+            DeviceState::Ready(r) => {
+                out.push(1);
+                out.extend_from_slice(&r.threshold.to_le_bytes());
+                let cal = r.cal.to_bytes();
+                out.extend_from_slice(&(cal.len() as u32).to_le_bytes());
+                out.extend_from_slice(&cal);
+                put_rows(&mut out, r.history.iter());
+            }
+        }
+        Some(out)
+    }
+
+    /// Restores a device from [`SensorClassifier::encode_state`] bytes,
+    /// replaying its history so features and smoothing continue exactly.
+    /// Unreadable bytes restart the device's calibration (returns false).
+    pub fn restore_state(&mut self, device: &str, bytes: &[u8]) -> Result<bool, ModelError> {
+        let width = self.recipe.channels().len();
+        let state = match bytes.split_first() {
+            Some((0, rest)) => get_rows(rest, width).map(DeviceState::Calibrating),
+            Some((1, rest)) => self
+                .restore_ready(rest)?
+                .map(|r| DeviceState::Ready(Box::new(r))),
+            _ => None,
+        };
+        let ok = state.is_some();
+        self.devices.insert(
+            device.to_owned(),
+            state.unwrap_or_else(|| DeviceState::Calibrating(Vec::new())),
+        );
+        Ok(ok)
+    }
+
+    fn restore_ready(&self, bytes: &[u8]) -> Result<Option<Ready>, ModelError> {
+        let Some(threshold) = bytes
+            .get(..8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        else {
+            return Ok(None);
+        };
+        let Some(cal_len) = bytes
+            .get(8..12)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as usize)
+        else {
+            return Ok(None);
+        };
+        let Some(cal) = bytes
+            .get(12..12 + cal_len)
+            .and_then(Calibration::from_bytes)
+        else {
+            return Ok(None);
+        };
+        let Some(history) = get_rows(&bytes[12 + cal_len..], self.recipe.channels().len()) else {
+            return Ok(None);
+        };
+        Ok(Some(warm_up(
+            &self.recipe,
+            &self.pool,
+            cal,
+            threshold,
+            history,
+        )?))
+    }
+}
+
+/// Fits calibration and threshold from a device's calibration rows.
+fn fit(
+    recipe: &SensorRecipe,
+    pool: &InferencePool,
+    rows: &[Vec<f64>],
+) -> Result<Ready, ModelError> {
+    let cal = Calibration::fit(recipe, rows);
+    let mut featurizer = Featurizer::new(recipe, &cal);
+    let mut features = Vec::with_capacity(rows.len() * recipe.width());
+    for row in rows {
+        featurizer.push(row, &mut features);
+    }
+    let stride = pool.outputs();
+    let scores: Vec<f32> = pool.score(features)?.into_iter().step_by(stride).collect();
+    let threshold = threshold_from_calibration(recipe, &scores);
+    let mut decider = Decider::new(recipe, threshold);
+    for s in &scores {
+        decider.push(*s);
+    }
+    let keep = recipe.history_rows();
+    let history = rows[rows.len().saturating_sub(keep)..]
+        .iter()
+        .cloned()
+        .collect();
+    Ok(Ready {
+        threshold,
+        featurizer,
+        decider,
+        cal,
+        history,
+    })
+}
+
+/// Rebuilds featurizer and decider state from the last `history_rows` rows.
+fn warm_up(
+    recipe: &SensorRecipe,
+    pool: &InferencePool,
+    cal: Calibration,
+    threshold: f64,
+    history: Vec<Vec<f64>>,
+) -> Result<Ready, ModelError> {
+    let mut featurizer = Featurizer::new(recipe, &cal);
+    let mut features = Vec::with_capacity(history.len() * recipe.width());
+    for row in &history {
+        featurizer.push(row, &mut features);
+    }
+    let mut decider = Decider::new(recipe, threshold);
+    let stride = pool.outputs();
+    for s in pool.score(features)?.into_iter().step_by(stride) {
+        decider.push(s);
+    }
+    Ok(Ready {
+        threshold,
+        featurizer,
+        decider,
+        cal,
+        history: history.into(),
+    })
+}
+
+fn remember(history: &mut VecDeque<Vec<f64>>, row: &[f64], keep: usize) {
+    if history.len() == keep {
+        history.pop_front();
+    }
+    history.push_back(row.to_vec());
+}
+
+fn put_rows<'a>(out: &mut Vec<u8>, rows: impl ExactSizeIterator<Item = &'a Vec<f64>>) {
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    for row in rows {
+        for v in row {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+fn get_rows(bytes: &[u8], width: usize) -> Option<Vec<Vec<f64>>> {
+    let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let body = bytes.get(4..)?;
+    if body.len() != n.checked_mul(width)?.checked_mul(8)? || width == 0 {
+        return None;
+    }
+    Some(
+        body.chunks_exact(width * 8)
+            .map(|row| {
+                row.chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                    .collect()
+            })
+            .collect(),
+    )
+}
