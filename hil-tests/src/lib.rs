@@ -14,6 +14,7 @@ pub mod publisher;
 pub mod sim;
 pub mod sink_client;
 pub mod skab;
+pub mod skab_eval;
 pub mod windows;
 
 pub use checker::{check, CheckReport, StoredWindow};
