@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info};
 use wire::{BatchKey, Body, Counters, Envelope, Reason};
 
-use crate::classify::ClassifyStage;
+use crate::classify::{Accepted, ClassifyStage};
 use crate::config::{Route, Settings};
-use crate::decode::{self, DecodeLimits};
+use crate::decode::{self, DecodeLimits, Format};
 use crate::journal_record::JournalRecord;
 use crate::source::{Acker, Delivery};
 use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
@@ -170,12 +170,23 @@ impl Pipeline {
                 self.device_seqs.insert(decoded.device.clone(), seq);
                 seq_updates.insert(decoded.device.clone());
             }
-            accepted.push((decoded.device, decoded.readings));
+            let text = (route.rules.format == Format::Text && self.classify.judges_text())
+                .then(|| String::from_utf8_lossy(&delivery.payload).into_owned());
+            accepted.push(Accepted {
+                device: decoded.device,
+                readings: decoded.readings,
+                text,
+            });
         }
         if !self.classify.is_empty() {
             commit.classifier = self.classify.apply(&mut accepted);
         }
-        for (device, mut readings) in accepted {
+        for Accepted {
+            device,
+            mut readings,
+            ..
+        } in accepted
+        {
             let id = self.next_message;
             self.next_message += 1;
             let outcome = self.windower.ingest(&device, &mut readings, id, now, false);

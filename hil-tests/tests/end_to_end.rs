@@ -116,6 +116,37 @@ async fn log_lines_stored(sink_url: &str) -> u64 {
         .sum()
 }
 
+/// Lines the log model classified (one severity class each) and lines it called alerts.
+async fn log_lines_classified(sink_url: &str) -> (u64, u64) {
+    let all = fetch_windows(sink_url, GATEWAY).await.unwrap();
+    let sum = |f: &dyn Fn(&str) -> bool| -> f64 {
+        all.iter().filter(|w| f(&w.metric)).map(|w| w.sum).sum()
+    };
+    let judged: u64 = all
+        .iter()
+        .filter(|w| w.metric == "log.confidence")
+        .map(|w| w.count)
+        .sum();
+    // Each line is 1 in exactly one severity class.
+    assert_eq!(sum(&|m| m.starts_with("log.severity.")), judged as f64);
+    (judged, sum(&|m| m == "log.alert") as u64)
+}
+
+/// Every judged (`anomaly`) window is stored once and carries a verdict that
+/// counts no more alarms than rows.
+async fn assert_judgements_once(sink: &Sink) {
+    let all = fetch_windows(&sink.url, GATEWAY).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut judged = 0;
+    for w in all.iter().filter(|w| w.metric == "anomaly") {
+        assert!(seen.insert((w.device.clone(), w.start_ms)), "stored twice: {w:?}");
+        let v = w.verdict.unwrap_or_else(|| panic!("no verdict: {w:?}"));
+        assert!(v.alarms <= v.judged && v.judged == w.count);
+        judged += v.judged;
+    }
+    assert!(judged > 1000, "only {judged} rows judged");
+}
+
 /// Waits until the sink holds at least `n` windows of our gateway.
 async fn wait_for_windows(sink: &Sink, n: usize) {
     wait_for(
@@ -186,6 +217,10 @@ async fn assert_all_delivered(
             .collect();
         assert_eq!(rejected, expected, "agent log:\n{}", agent.log());
         assert_eq!(lines, logs, "every log line counted once");
+        let (classified, alerts) = log_lines_classified(&sink.url).await;
+        assert_eq!(classified, logs, "every log line classified once");
+        assert!(alerts <= logs);
+        println!("log model: {classified} lines classified, {alerts} alerts");
     }
 }
 
@@ -261,6 +296,7 @@ async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
     // Messages without a device seq (the malformed ones, log lines) are
     // at-least-once across a kill; readings are exactly-once.
     assert_all_delivered(&sink, &agent, &ledger, false).await;
+    assert_judgements_once(&sink).await;
     // Every start recovered the store, and at least one kill hit while windows
     // were open (their readings came back from the journal, not the broker).
     let log = agent.log();

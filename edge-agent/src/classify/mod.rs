@@ -1,9 +1,10 @@
 //! The classify stage: feature recipes and model judgements between windower and outbox.
 
+pub mod log;
 pub mod log_recipe;
 pub mod pool;
 pub mod sensor;
 pub mod sensor_recipe;
 pub mod stage;
 
-pub use stage::{ClassifyError, ClassifyStage, StateUpdate};
+pub use stage::{Accepted, ClassifyError, ClassifyStage, StateUpdate};

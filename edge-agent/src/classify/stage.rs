@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 use crate::config::ModelsConfig;
-use crate::decode::Reading;
+use crate::decode::{text, Reading};
 use crate::model::{ModelError, ScoreModel};
 
+use super::log::{LogClassifier, ALERT_METRIC, CONFIDENCE_METRIC};
+use super::log_recipe::{LogRecipe, LogRecipeError};
 use super::pool::{InferencePool, LatencySnapshot};
 use super::sensor::SensorClassifier;
 use super::sensor_recipe::{SensorRecipe, SensorRecipeError};
@@ -44,6 +46,19 @@ pub enum ClassifyError {
         given: usize,
         expected: usize,
     },
+    #[error("log model recipe {path}: {source}")]
+    LogRecipe {
+        path: PathBuf,
+        source: LogRecipeError,
+    },
+    #[error(
+        "log model {path}: the sidecar says {expected} outputs per line, the model gives {got}"
+    )]
+    LogOutputs {
+        path: PathBuf,
+        expected: usize,
+        got: usize,
+    },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("cannot start inference threads: {0}")]
@@ -62,10 +77,20 @@ struct SensorStage {
 /// A device-state change for the store: (model series, device, state bytes).
 pub type StateUpdate = (String, String, Vec<u8>);
 
+/// A message accepted by the decoder, on its way to the windower.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub device: String,
+    pub readings: Vec<Reading>,
+    /// The payload of a text (log) route, for the log model.
+    pub text: Option<String>,
+}
+
 /// All configured models.
 #[derive(Debug, Default)]
 pub struct ClassifyStage {
     sensors: Vec<SensorStage>,
+    log: Option<LogClassifier>,
     /// Inference calls that failed (their messages flowed unjudged).
     pub model_errors: u64,
     /// Rows judged since start.
@@ -100,6 +125,31 @@ impl ClassifyStage {
                 classifier: SensorClassifier::new(recipe, pool),
             });
         }
+        if let Some(m) = &config.log {
+            let recipe_path = m.recipe_path();
+            let text = std::fs::read_to_string(&recipe_path).map_err(|source| {
+                ClassifyError::ReadRecipe {
+                    path: recipe_path.clone(),
+                    source,
+                }
+            })?;
+            let recipe =
+                LogRecipe::from_json(&text).map_err(|source| ClassifyError::LogRecipe {
+                    path: recipe_path.clone(),
+                    source,
+                })?;
+            let model = ScoreModel::load(&m.path, recipe.width())?;
+            if model.outputs() != recipe.outputs() {
+                return Err(ClassifyError::LogOutputs {
+                    path: m.path.clone(),
+                    expected: recipe.outputs(),
+                    got: model.outputs(),
+                });
+            }
+            let pool = InferencePool::new(model, config.threads(), "log")
+                .map_err(ClassifyError::Threads)?;
+            stage.log = Some(LogClassifier::new(recipe, pool));
+        }
         Ok(stage)
     }
 
@@ -124,14 +174,15 @@ impl ClassifyStage {
 
     /// Judges `messages` (device, readings) in order, appending each judged
     /// row's derived reading, and returns the device states to commit.
-    pub fn apply(&mut self, messages: &mut [(String, Vec<Reading>)]) -> Vec<StateUpdate> {
+    pub fn apply(&mut self, messages: &mut [Accepted]) -> Vec<StateUpdate> {
+        self.apply_log(messages);
         let mut updates = Vec::new();
         for s in &mut self.sensors {
             let mut rows = Vec::new();
             let mut at = Vec::new();
-            for (i, (device, readings)) in messages.iter().enumerate() {
-                if let Some((ts, row)) = extract_row(&s.channels, readings) {
-                    rows.push((device.as_str(), row));
+            for (i, m) in messages.iter().enumerate() {
+                if let Some((ts, row)) = extract_row(&s.channels, &m.readings) {
+                    rows.push((m.device.as_str(), row));
                     at.push((i, ts));
                 }
             }
@@ -150,7 +201,7 @@ impl ClassifyStage {
             for ((i, ts), j) in at.into_iter().zip(judged) {
                 if let Some(j) = j {
                     self.judged += 1;
-                    messages[i].1.push(Reading {
+                    messages[i].readings.push(Reading {
                         metric: s.series.clone(),
                         ts_ms: ts,
                         value: j.score,
@@ -166,17 +217,77 @@ impl ClassifyStage {
         updates
     }
 
+    /// Judges every line of text messages; appends, at each line's time,
+    /// `log.alert` (1 alert, 0 not), `log.confidence` and `log.severity.<class>`
+    /// (1 for the line's class, 0 for the others): window sums are counts.
+    fn apply_log(&mut self, messages: &mut [Accepted]) {
+        let Some(log) = &self.log else { return };
+        let mut lines = Vec::new();
+        let mut at = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let Some(payload) = &m.text else { continue };
+            let ts = m.readings.first().map_or(0, |r| r.ts_ms);
+            for line in text::lines(payload) {
+                lines.push(line);
+                at.push((i, ts));
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let judged = match log.judge(&lines) {
+            Ok(j) => j,
+            Err(e) => {
+                self.model_errors += 1;
+                warn!(error = %e, lines = lines.len(), "log inference failed; lines left unjudged");
+                return;
+            }
+        };
+        // Every line gives a reading on every class series (1 for its class,
+        // 0 otherwise), so the series are as dense as the lines themselves and
+        // no window of a rare class idles shut before its next line arrives.
+        let classes = log.severity_count();
+        let mut derived: Vec<(usize, Reading)> = Vec::with_capacity((classes + 2) * judged.len());
+        for ((i, ts), j) in at.into_iter().zip(judged) {
+            self.judged += 1;
+            let reading = |metric: &str, value: f64| Reading {
+                metric: metric.to_owned(),
+                ts_ms: ts,
+                value,
+            };
+            derived.push((i, reading(ALERT_METRIC, f64::from(u8::from(j.alert)))));
+            derived.push((i, reading(CONFIDENCE_METRIC, f64::from(j.confidence))));
+            for c in 0..classes {
+                let hit = f64::from(u8::from(c == j.severity));
+                derived.push((i, reading(log.severity_metric(c), hit)));
+            }
+        }
+        for (i, r) in derived {
+            messages[i].readings.push(r);
+        }
+    }
+
     /// Inference latency per model series.
     pub fn latency(&self) -> Vec<(String, LatencySnapshot)> {
-        self.sensors
+        let mut out: Vec<_> = self
+            .sensors
             .iter()
             .map(|s| (s.series.clone(), s.classifier.pool().latency()))
-            .collect()
+            .collect();
+        if let Some(log) = &self.log {
+            out.push(("log".to_owned(), log.pool().latency()));
+        }
+        out
+    }
+
+    /// Whether a log model wants the text of log messages.
+    pub fn judges_text(&self) -> bool {
+        self.log.is_some()
     }
 
     /// Whether any model is configured.
     pub fn is_empty(&self) -> bool {
-        self.sensors.is_empty()
+        self.sensors.is_empty() && self.log.is_none()
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::decode::{Format, TimeUnit};
 
-pub use models::{ModelsConfig, SensorModelConfig};
+pub use models::{LogModelConfig, ModelsConfig, SensorModelConfig};
 pub use validate::{Problem, Route, Settings};
 
 /// The whole file.

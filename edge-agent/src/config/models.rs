@@ -23,6 +23,32 @@ pub struct ModelsConfig {
     /// Sensor models, each judging the devices whose messages carry all its channels.
     #[serde(default)]
     pub sensor: Vec<SensorModelConfig>,
+    /// The log-line model, judging every line of `format = "text"` routes.
+    #[serde(default)]
+    pub log: Option<LogModelConfig>,
+}
+
+/// `[models.log]`: each line gets an alert verdict and a severity class; per
+/// line the series `log.alert` (1/0), `log.confidence` and
+/// `log.severity.<class>` (1 for its class, else 0) get a reading, so window
+/// sums are counts of alert lines and of lines per class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogModelConfig {
+    /// The `.onnx` file; a relative path is relative to the config file's folder.
+    pub path: PathBuf,
+    /// Its sidecar; default: `path` with the extension `.json`.
+    #[serde(default)]
+    pub recipe: Option<PathBuf>,
+}
+
+impl LogModelConfig {
+    /// The sidecar path.
+    pub fn recipe_path(&self) -> PathBuf {
+        self.recipe
+            .clone()
+            .unwrap_or_else(|| self.path.with_extension("json"))
+    }
 }
 
 /// `[[models.sensor]]`.
@@ -69,6 +95,14 @@ impl ModelsConfig {
                 *r = base.join(&*r);
             }
         }
+        if let Some(m) = &mut self.log {
+            if m.path.is_relative() {
+                m.path = base.join(&m.path);
+            }
+            if let Some(r) = m.recipe.as_mut().filter(|r| r.is_relative()) {
+                *r = base.join(&*r);
+            }
+        }
     }
 
     /// Worker threads per model.
@@ -84,6 +118,13 @@ impl ModelsConfig {
                 "must be between 1 and 64",
             );
         }
+        if let Some(m) = &self.log {
+            c.require(
+                !m.path.as_os_str().is_empty(),
+                "models.log.path",
+                "must name an .onnx file",
+            );
+        }
         let mut series = HashSet::new();
         for (i, m) in self.sensor.iter().enumerate() {
             let key = |k: &str| format!("models.sensor[{i}].{k}");
@@ -93,9 +134,9 @@ impl ModelsConfig {
                 "must name an .onnx file",
             );
             c.require(
-                super::validate::is_identifier(&m.series),
+                super::validate::is_identifier(&m.series) && !m.series.starts_with("log."),
                 key("series"),
-                "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+                "must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with `log.`",
             );
             c.require(
                 series.insert(m.series.clone()),

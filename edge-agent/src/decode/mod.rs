@@ -9,7 +9,7 @@
 
 mod fields;
 mod influx;
-mod text;
+pub mod text;
 mod time;
 
 use wire::{Counters, Reason};

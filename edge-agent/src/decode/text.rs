@@ -1,9 +1,9 @@
-//! Plain-text log lines: for now each line is counted per device.
+//! Plain-text log lines: each line is counted per device (and judged by the log model, if any).
 //!
 //! A payload may hold several lines; each non-empty line becomes a reading of
 //! metric `log.line_bytes` (value = its length) at gateway time, so windows
-//! report line counts and sizes. Template mining and classification of the
-//! text itself are a later stage; this decoder only checks it is UTF-8.
+//! report line counts and sizes. The classify stage judges the same lines
+//! ([`lines`]); template mining is a later stage. This decoder only checks UTF-8.
 
 use wire::{Counters, Reason};
 
@@ -12,12 +12,17 @@ use super::{Decoded, Reading};
 /// Metric name under which log lines are counted.
 pub const LOG_METRIC: &str = "log.line_bytes";
 
-pub(super) fn decode(device: &str, payload: &[u8], now_ms: i64) -> Result<Decoded, Reason> {
-    let text = std::str::from_utf8(payload).map_err(|_| Reason::Malformed)?;
-    let readings = text
-        .lines()
+/// The log lines of a text payload, as this decoder counts them (the
+/// classify stage judges exactly these).
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
         .map(|l| l.trim_end_matches('\r'))
         .filter(|l| !l.trim().is_empty())
+}
+
+pub(super) fn decode(device: &str, payload: &[u8], now_ms: i64) -> Result<Decoded, Reason> {
+    let text = std::str::from_utf8(payload).map_err(|_| Reason::Malformed)?;
+    let readings = lines(text)
         .map(|l| Reading {
             metric: LOG_METRIC.to_owned(),
             ts_ms: now_ms,

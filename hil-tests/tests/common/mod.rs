@@ -146,6 +146,10 @@ pub fn agent_config(dir: &Path, broker_port: u16, sink_url: &str) -> PathBuf {
             let p = configs.join(t["path"].as_str().unwrap());
             t["path"] = p.display().to_string().into();
         }
+        if let Some(t) = models.get_mut("log").and_then(|l| l.as_table_mut()) {
+            let p = configs.join(t["path"].as_str().unwrap());
+            t["path"] = p.display().to_string().into();
+        }
     }
     let path = dir.join("agent.toml");
     std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
