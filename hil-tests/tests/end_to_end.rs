@@ -139,7 +139,10 @@ async fn assert_judgements_once(sink: &Sink) {
     let mut seen = std::collections::BTreeSet::new();
     let mut judged = 0;
     for w in all.iter().filter(|w| w.metric == "anomaly") {
-        assert!(seen.insert((w.device.clone(), w.start_ms)), "stored twice: {w:?}");
+        assert!(
+            seen.insert((w.device.clone(), w.start_ms)),
+            "stored twice: {w:?}"
+        );
         let v = w.verdict.unwrap_or_else(|| panic!("no verdict: {w:?}"));
         assert!(v.alarms <= v.judged && v.judged == w.count);
         judged += v.judged;
