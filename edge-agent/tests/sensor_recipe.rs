@@ -308,3 +308,43 @@ fn restored_state_continues_exactly_like_an_uninterrupted_device() {
     }
     assert!(alarms > 0, "valve1/1.csv has anomalies; none flagged");
 }
+
+#[test]
+fn calibration_and_features_match_python_on_skab_replays() {
+    let Some(data) = skab_dir() else { return };
+    let r = recipe("student_int8");
+    let w = r.width();
+    let mut worst = 0.0f64;
+    for rp in golden()["replay"].as_array().unwrap() {
+        let rel = rp["file"].as_str().unwrap();
+        let all = rows(&data.join(rel.trim_start_matches("data/")), r.channels());
+        let cal = Calibration::fit(&r, &all[..r.calib_rows()]);
+        for (got, key) in [
+            (&cal.mu, "mu"),
+            (&cal.sd, "sd"),
+            (&cal.s, "s"),
+            (&cal.r, "r"),
+        ] {
+            let want = floats(&rp["calibration"][key]);
+            assert_eq!(got.len(), want.len(), "{rel} {key}");
+            for (g, e) in got.iter().zip(&want) {
+                close(&format!("{rel} {key}"), *g, *e, 1e-9);
+            }
+        }
+        assert_eq!(Calibration::from_bytes(&cal.to_bytes()), Some(cal.clone()));
+        let feats = features_of(&r, &cal, &all);
+        assert_eq!(feats.len(), all.len() * w);
+        for (k, row) in rp["check_rows"].as_array().unwrap().iter().enumerate() {
+            let row = row.as_u64().unwrap() as usize;
+            for (a, b) in feats[row * w..(row + 1) * w]
+                .iter()
+                .zip(floats(&rp["check_features"][k]))
+            {
+                let d = (f64::from(*a) - b).abs();
+                worst = worst.max(d);
+                assert!(d <= 1e-5, "{rel} row {row}: {a} vs {b}");
+            }
+        }
+    }
+    eprintln!("largest feature difference vs python: {worst:e}");
+}
