@@ -1,6 +1,6 @@
 //! Runs a sensor model through the agent's own Rust classify path over SKAB files, leaderboard style.
 //!
-//! Each labelled file is one fresh device: its first `calib_rows` rows calibrate
+//! Each labelled file is one fresh device (one model, a device per file): its first `calib_rows` rows calibrate
 //! it (the leaderboard's 400 training rows), every later row is judged exactly as
 //! `edge-agent` judges it (same [`SensorClassifier`], same batched tract
 //! inference). Writes point-wise predictions in the format of
@@ -97,18 +97,20 @@ pub fn evaluate(
         skab_dir.to_owned()
     };
     let files = list_files(skab_dir).map_err(|e| data_err(skab_dir, e.to_string()))?;
+    // One model, one device per file (named by its path): each file calibrates afresh.
+    let mut classifier = load_classifier(model, recipe)?;
+    let channels = classifier.recipe().channels().to_vec();
     let mut out = Vec::new();
     for path in files {
-        let mut classifier = load_classifier(model, recipe)?;
-        let channels = classifier.recipe().channels().to_vec();
         let Some(mut file) = read_labelled(&path)? else {
             continue; // anomaly-free.csv: no labels, not scored
         };
         file.rel = path.strip_prefix(&root).unwrap_or(&path).to_owned();
+        let device = file.rel.display().to_string();
         let rows = read_rows(&path, &channels)?;
         for chunk in rows.chunks(ROWS_PER_CALL) {
             let batch: Vec<(&str, Vec<f64>)> =
-                chunk.iter().map(|r| ("device", r.clone())).collect();
+                chunk.iter().map(|r| (device.as_str(), r.clone())).collect();
             let judged = classifier
                 .judge(&batch)
                 .map_err(|e| EvalError::Model(e.to_string()))?;

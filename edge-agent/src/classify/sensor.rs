@@ -222,30 +222,11 @@ fn fit(
     rows: &[Vec<f64>],
 ) -> Result<Ready, ModelError> {
     let cal = Calibration::fit(recipe, rows);
-    let mut featurizer = Featurizer::new(recipe, &cal);
-    let mut features = Vec::with_capacity(rows.len() * recipe.width());
-    for row in rows {
-        featurizer.push(row, &mut features);
-    }
-    let stride = pool.outputs();
-    let scores: Vec<f32> = pool.score(features)?.into_iter().step_by(stride).collect();
+    let (featurizer, scores) = featurize_and_score(recipe, pool, &cal, rows)?;
     let threshold = threshold_from_calibration(recipe, &scores);
-    let mut decider = Decider::new(recipe, threshold);
-    for s in &scores {
-        decider.push(*s);
-    }
     let keep = recipe.history_rows();
-    let history = rows[rows.len().saturating_sub(keep)..]
-        .iter()
-        .cloned()
-        .collect();
-    Ok(Ready {
-        threshold,
-        featurizer,
-        decider,
-        cal,
-        history,
-    })
+    let history = rows[rows.len().saturating_sub(keep)..].to_vec();
+    Ok(ready(recipe, cal, threshold, featurizer, &scores, history))
 }
 
 /// Rebuilds featurizer and decider state from the last `history_rows` rows.
@@ -256,23 +237,48 @@ fn warm_up(
     threshold: f64,
     history: Vec<Vec<f64>>,
 ) -> Result<Ready, ModelError> {
-    let mut featurizer = Featurizer::new(recipe, &cal);
-    let mut features = Vec::with_capacity(history.len() * recipe.width());
-    for row in &history {
+    let (featurizer, scores) = featurize_and_score(recipe, pool, &cal, &history)?;
+    Ok(ready(recipe, cal, threshold, featurizer, &scores, history))
+}
+
+/// Runs `rows` through a fresh featurizer and the model: the featurizer's
+/// state after them and the first score of each row.
+fn featurize_and_score(
+    recipe: &SensorRecipe,
+    pool: &InferencePool,
+    cal: &Calibration,
+    rows: &[Vec<f64>],
+) -> Result<(Featurizer, Vec<f32>), ModelError> {
+    let mut featurizer = Featurizer::new(recipe, cal);
+    let mut features = Vec::with_capacity(rows.len() * recipe.width());
+    for row in rows {
         featurizer.push(row, &mut features);
     }
-    let mut decider = Decider::new(recipe, threshold);
     let stride = pool.outputs();
-    for s in pool.score(features)?.into_iter().step_by(stride) {
-        decider.push(s);
+    let scores = pool.score(features)?.into_iter().step_by(stride).collect();
+    Ok((featurizer, scores))
+}
+
+/// A calibrated device whose decider has seen `scores` (in row order).
+fn ready(
+    recipe: &SensorRecipe,
+    cal: Calibration,
+    threshold: f64,
+    featurizer: Featurizer,
+    scores: &[f32],
+    history: Vec<Vec<f64>>,
+) -> Ready {
+    let mut decider = Decider::new(recipe, threshold);
+    for s in scores {
+        decider.push(*s);
     }
-    Ok(Ready {
+    Ready {
         threshold,
         featurizer,
         decider,
         cal,
         history: history.into(),
-    })
+    }
 }
 
 fn remember(history: &mut VecDeque<Vec<f64>>, row: &[f64], keep: usize) {

@@ -127,17 +127,12 @@ impl ClassifyStage {
         }
         if let Some(m) = &config.log {
             let recipe_path = m.recipe_path();
-            let text = std::fs::read_to_string(&recipe_path).map_err(|source| {
-                ClassifyError::ReadRecipe {
+            let recipe = LogRecipe::from_json(&read_text(&recipe_path)?).map_err(|source| {
+                ClassifyError::LogRecipe {
                     path: recipe_path.clone(),
                     source,
                 }
             })?;
-            let recipe =
-                LogRecipe::from_json(&text).map_err(|source| ClassifyError::LogRecipe {
-                    path: recipe_path.clone(),
-                    source,
-                })?;
             let model = ScoreModel::load(&m.path, recipe.width())?;
             if model.outputs() != recipe.outputs() {
                 return Err(ClassifyError::LogOutputs {
@@ -291,12 +286,15 @@ impl ClassifyStage {
     }
 }
 
-fn read_recipe(path: &Path) -> Result<SensorRecipe, ClassifyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClassifyError::ReadRecipe {
+fn read_text(path: &Path) -> Result<String, ClassifyError> {
+    std::fs::read_to_string(path).map_err(|source| ClassifyError::ReadRecipe {
         path: path.to_owned(),
         source,
-    })?;
-    SensorRecipe::from_json(&text).map_err(|source| ClassifyError::Recipe {
+    })
+}
+
+fn read_recipe(path: &Path) -> Result<SensorRecipe, ClassifyError> {
+    SensorRecipe::from_json(&read_text(path)?).map_err(|source| ClassifyError::Recipe {
         path: path.to_owned(),
         source,
     })

@@ -45,9 +45,7 @@ pub struct LogModelConfig {
 impl LogModelConfig {
     /// The sidecar path.
     pub fn recipe_path(&self) -> PathBuf {
-        self.recipe
-            .clone()
-            .unwrap_or_else(|| self.path.with_extension("json"))
+        sidecar(&self.path, self.recipe.as_deref())
     }
 }
 
@@ -70,6 +68,21 @@ pub struct SensorModelConfig {
     pub series: String,
 }
 
+/// A model's sidecar: `recipe` if given, else the model path with `.json`.
+fn sidecar(model: &Path, recipe: Option<&Path>) -> PathBuf {
+    recipe.map_or_else(|| model.with_extension("json"), Path::to_owned)
+}
+
+/// Makes a model path and its optional sidecar path relative to `base`.
+fn resolve(base: &Path, model: &mut PathBuf, recipe: &mut Option<PathBuf>) {
+    if model.is_relative() {
+        *model = base.join(&*model);
+    }
+    if let Some(r) = recipe.as_mut().filter(|r| r.is_relative()) {
+        *r = base.join(&*r);
+    }
+}
+
 fn default_series() -> String {
     "anomaly".to_owned()
 }
@@ -77,9 +90,7 @@ fn default_series() -> String {
 impl SensorModelConfig {
     /// The sidecar path.
     pub fn recipe_path(&self) -> PathBuf {
-        self.recipe
-            .clone()
-            .unwrap_or_else(|| self.path.with_extension("json"))
+        sidecar(&self.path, self.recipe.as_deref())
     }
 }
 
@@ -88,20 +99,10 @@ impl ModelsConfig {
     /// file's folder), so the agent finds them from any working directory.
     pub fn resolve_paths(&mut self, base: &Path) {
         for m in &mut self.sensor {
-            if m.path.is_relative() {
-                m.path = base.join(&m.path);
-            }
-            if let Some(r) = m.recipe.as_mut().filter(|r| r.is_relative()) {
-                *r = base.join(&*r);
-            }
+            resolve(base, &mut m.path, &mut m.recipe);
         }
         if let Some(m) = &mut self.log {
-            if m.path.is_relative() {
-                m.path = base.join(&m.path);
-            }
-            if let Some(r) = m.recipe.as_mut().filter(|r| r.is_relative()) {
-                *r = base.join(&*r);
-            }
+            resolve(base, &mut m.path, &mut m.recipe);
         }
     }
 
