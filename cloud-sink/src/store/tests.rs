@@ -202,6 +202,22 @@ fn series_orders_and_filters() {
     .is_empty());
 }
 
+/// Opens the store again in this process. sled releases its file lock only
+/// when its background flusher lets go of the dropped database, which can
+/// take a moment, so wait for that (bounded) instead of failing on it.
+fn reopen(dir: &std::path::Path) -> EmbeddedStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match EmbeddedStore::open(dir) {
+            Ok(store) => return store,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+}
+
 #[test]
 fn data_and_idempotency_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,7 +226,7 @@ fn data_and_idempotency_survive_reopen() {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(store.put_batch(&env, &body, 1).unwrap(), PutOutcome::Stored);
     }
-    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     assert_eq!(
         store.put_batch(&env, &body, 2).unwrap(),
         PutOutcome::Duplicate
