@@ -210,7 +210,10 @@ fn reopen(dir: &std::path::Path) -> EmbeddedStore {
     loop {
         match EmbeddedStore::open(dir) {
             Ok(store) => return store,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && format!("{e:?}").contains("could not acquire lock") =>
+            {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => panic!("reopen: {e}"),
