@@ -76,6 +76,7 @@ fn window(device: &str, metric: &str, start_ms: i64, base: f64) -> WindowSummary
         last: base + 0.9,
         last_ms: start_ms + 9_990,
         verdict: None,
+        rolled_up: 0,
     }
 }
 

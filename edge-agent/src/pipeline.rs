@@ -21,6 +21,7 @@ use crate::classify::{Accepted, ClassifyStage};
 use crate::config::{Route, Settings};
 use crate::decode::{self, DecodeLimits, Format};
 use crate::journal_record::JournalRecord;
+use crate::outbox::OutboxCap;
 use crate::source::{Acker, Delivery};
 use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
 use crate::windower::Windower;
@@ -63,6 +64,7 @@ pub struct Pipeline {
     committed: u64,
     outbox_ready: Arc<Notify>,
     classify: ClassifyStage,
+    cap: OutboxCap,
 }
 
 /// Milliseconds since the Unix epoch by the gateway clock.
@@ -122,6 +124,13 @@ impl Pipeline {
             committed: 0,
             outbox_ready,
             classify,
+            cap: OutboxCap::new(
+                settings.outbox.max_bytes,
+                settings.outbox.max_rollup_width,
+                settings.uplink.max_windows_per_batch,
+                &settings.gateway_id,
+                recovered.epoch,
+            ),
         })
     }
 
@@ -247,30 +256,66 @@ impl Pipeline {
             bytes_out: 0,
             counters: self.counters.clone(),
         };
-        let mut counters = std::mem::take(&mut self.counters);
         let chunks: Vec<&[wire::WindowSummary]> = if windows.is_empty() {
             vec![&[]]
         } else {
             windows.chunks(self.max_windows_per_batch).collect()
         };
-        for chunk in chunks {
-            let key = BatchKey {
-                gateway: self.gateway.clone(),
-                epoch: self.epoch,
-                seq: self.next_seq,
-            };
-            let body = Body {
-                windows: chunk.to_vec(),
-                counters: std::mem::take(&mut counters),
-            };
-            let bytes = Envelope::seal(&key, now_ms(), &body).to_bytes();
-            report.bytes_out += bytes.len() as u64;
-            commit.batches.push((self.next_seq, bytes));
-            self.next_seq += 1;
+        let taken = std::mem::take(&mut self.counters);
+        let seal = |counters: Counters, first_seq: u64| {
+            let mut counters = counters;
+            let mut out = Vec::new();
+            for (seq, chunk) in (first_seq..).zip(chunks.iter()) {
+                let key = BatchKey {
+                    gateway: self.gateway.clone(),
+                    epoch: self.epoch,
+                    seq,
+                };
+                let body = Body {
+                    windows: chunk.to_vec(),
+                    counters: std::mem::take(&mut counters),
+                };
+                out.push((seq, Envelope::seal(&key, now_ms(), &body).to_bytes()));
+            }
+            out
+        };
+        let first_seq = self.next_seq;
+        let mut batches = seal(taken.clone(), first_seq);
+        // Make room under the cap before the cut lands. Until the cut commits,
+        // the counters it takes are still pending on disk, so each rewrite
+        // persists them plus any loss it counts.
+        let incoming: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();
+        let mut loss = Counters::default();
+        let room = self.cap.max_bytes().saturating_sub(incoming);
+        if self.store.outbox_bytes() > room {
+            self.cap
+                .enforce(&self.store, room, &taken, &mut loss, now_ms())?;
+            if !loss.is_empty() {
+                let mut counters = taken;
+                counters.merge(&loss);
+                report.counters.merge(&loss);
+                batches = seal(counters, first_seq);
+            }
         }
+        self.next_seq += batches.len() as u64;
+        report.bytes_out = batches.iter().map(|(_, b)| b.len() as u64).sum();
+        commit.batches = batches;
         commit.next_seq = self.next_seq;
         report.batches = commit.batches.len();
         self.store.commit_batches(&commit)?;
+        if self.store.outbox_bytes() > self.cap.max_bytes() {
+            // The cut alone did not fit: roll up the new batches too. Losses
+            // counted here ship with the next cut.
+            let mut loss = Counters::default();
+            self.cap.enforce(
+                &self.store,
+                self.cap.max_bytes(),
+                &self.counters,
+                &mut loss,
+                now_ms(),
+            )?;
+            self.counters.merge(&loss);
+        }
         self.outbox_ready.notify_one();
         Ok(Some(report))
     }

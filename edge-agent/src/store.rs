@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use wire::Counters;
 
@@ -79,6 +81,36 @@ pub struct BatchCommit {
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    outbox: Arc<OutboxShared>,
+}
+
+/// What pipeline and syncer share about the outbox, in memory.
+#[derive(Debug, Default)]
+struct OutboxShared {
+    /// The batch the syncer has sent or is sending (its bytes may be at the
+    /// sink already). Held while the outbox is rewritten, so the syncer
+    /// cannot claim a batch that a roll-up is replacing.
+    claimed: Mutex<Option<u64>>,
+    /// Live bytes of all outbox batches (sum of envelope lengths).
+    bytes: AtomicU64,
+}
+
+/// The outbox locked against the syncer claiming a new batch; see [`Store::lock_outbox`].
+#[derive(Debug)]
+pub struct OutboxLock<'a> {
+    store: &'a Store,
+    claimed: MutexGuard<'a, Option<u64>>,
+}
+
+/// One rewrite of outbox batches (a roll-up or a drop), applied atomically.
+#[derive(Debug, Default)]
+pub struct OutboxRewrite {
+    /// Batches to delete.
+    pub remove: Vec<u64>,
+    /// Batches to write (seqs taken from `remove`, never new ones).
+    pub insert: Vec<(u64, Vec<u8>)>,
+    /// Pending counters to persist with the rewrite.
+    pub counters: Counters,
 }
 
 fn key(prefix: u8, id: u64) -> [u8; 9] {
@@ -100,7 +132,11 @@ impl Store {
     pub fn open(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let tree = db.open_tree("agent")?;
-        let store = Store { db, tree };
+        let store = Store {
+            db,
+            tree,
+            outbox: Arc::default(),
+        };
         let recovered = store.recover(now_ms)?;
         Ok((store, recovered))
     }
@@ -165,7 +201,13 @@ impl Store {
             r.classifier
                 .push((series.to_owned(), device.to_owned(), v.to_vec()));
         }
-        r.outbox_len = self.tree.scan_prefix(b"o").count();
+        let mut bytes = 0u64;
+        for item in self.tree.scan_prefix(b"o") {
+            let (_, v) = item?;
+            bytes += v.len() as u64;
+            r.outbox_len += 1;
+        }
+        self.outbox.bytes.store(bytes, Ordering::SeqCst);
         Ok(r)
     }
 
@@ -198,8 +240,10 @@ impl Store {
     /// Makes a cut durable: new outbox batches, shipped horizons, released journal entries.
     pub fn commit_batches(&self, commit: &BatchCommit) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let mut added = 0u64;
         for (seq, bytes) in &commit.batches {
             batch.insert(&key(b'o', *seq), bytes.as_slice());
+            added += bytes.len() as u64;
         }
         batch.insert(META_NEXT_SEQ, &commit.next_seq.to_be_bytes());
         batch.insert(META_COUNTERS, wire::encode(&commit.counters));
@@ -214,6 +258,7 @@ impl Store {
             batch.remove(&key(b'j', *id));
         }
         self.tree.apply_batch(batch)?;
+        self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         self.db.flush()?;
         Ok(())
     }
@@ -229,6 +274,38 @@ impl Store {
         }
     }
 
+    /// The oldest outbox batch, claimed for sending: from now on no roll-up
+    /// rewrites it (its bytes may reach the sink, so they are final).
+    pub fn outbox_claim_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let mut claimed = self
+            .outbox
+            .claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let first = self.outbox_first()?;
+        if let Some((seq, _)) = &first {
+            *claimed = Some(*seq);
+        }
+        Ok(first)
+    }
+
+    /// Live bytes of the outbox (sum of the sealed envelopes waiting).
+    pub fn outbox_bytes(&self) -> u64 {
+        self.outbox.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Locks the syncer out of claiming batches while the pipeline rewrites the outbox.
+    pub fn lock_outbox(&self) -> OutboxLock<'_> {
+        OutboxLock {
+            store: self,
+            claimed: self
+                .outbox
+                .claimed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
     /// Number of batches waiting to be sent.
     pub fn outbox_len(&self) -> usize {
         self.tree.scan_prefix(b"o").count()
@@ -236,7 +313,11 @@ impl Store {
 
     /// Forgets a batch the sink confirmed it stored (durably).
     pub fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
-        self.tree.remove(key(b'o', seq))?;
+        if let Some(old) = self.tree.remove(key(b'o', seq))? {
+            self.outbox
+                .bytes
+                .fetch_sub(old.len() as u64, Ordering::SeqCst);
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -245,11 +326,70 @@ impl Store {
     pub fn outbox_quarantine(&self, seq: u64) -> Result<(), StoreError> {
         if let Some(v) = self.tree.get(key(b'o', seq))? {
             let mut batch = sled::Batch::default();
+            let len = v.len() as u64;
             batch.insert(&key(b'q', seq), v);
             batch.remove(&key(b'o', seq));
             self.tree.apply_batch(batch)?;
+            self.outbox.bytes.fetch_sub(len, Ordering::SeqCst);
             self.db.flush()?;
         }
+        Ok(())
+    }
+}
+
+impl OutboxLock<'_> {
+    /// Up to `limit` outbox batches after `after_seq` that may be rewritten:
+    /// never the oldest (it may have been sent before a restart) and never
+    /// the one the syncer claimed. `(seq, envelope bytes)` in seq order.
+    pub fn rewritable(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let tree = &self.store.tree;
+        let Some((head, _)) = self.store.outbox_first()? else {
+            return Ok(Vec::new());
+        };
+        let floor = head.max(self.claimed.unwrap_or(0)).max(after_seq);
+        let Some(start) = floor.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in tree
+            .range(key(b'o', start)..=key(b'o', u64::MAX))
+            .take(limit)
+        {
+            let (k, v) = item?;
+            out.push((u64_of(&k[1..], "outbox key")?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Applies one rewrite atomically and durably, keeping the byte count.
+    pub fn apply(&self, rewrite: &OutboxRewrite) -> Result<(), StoreError> {
+        let store = self.store;
+        let mut removed = 0u64;
+        let mut batch = sled::Batch::default();
+        for seq in &rewrite.remove {
+            if let Some(v) = store.tree.get(key(b'o', *seq))? {
+                removed += v.len() as u64;
+            }
+            batch.remove(&key(b'o', *seq));
+        }
+        let mut added = 0u64;
+        for (seq, bytes) in &rewrite.insert {
+            debug_assert!(
+                rewrite.remove.contains(seq),
+                "a rewrite reuses removed seqs only"
+            );
+            batch.insert(&key(b'o', *seq), bytes.as_slice());
+            added += bytes.len() as u64;
+        }
+        batch.insert(META_COUNTERS, wire::encode(&rewrite.counters));
+        store.tree.apply_batch(batch)?;
+        store.outbox.bytes.fetch_add(added, Ordering::SeqCst);
+        store.outbox.bytes.fetch_sub(removed, Ordering::SeqCst);
+        store.db.flush()?;
         Ok(())
     }
 }

@@ -91,7 +91,7 @@ impl Syncer {
             if *stop.borrow() {
                 return Ok(());
             }
-            let Some((seq, bytes)) = self.store.outbox_first()? else {
+            let Some((seq, bytes)) = self.store.outbox_claim_first()? else {
                 if delivered > 0 {
                     info!(batches = delivered, "outbox drained");
                     delivered = 0;

@@ -117,6 +117,7 @@ impl Window {
                 score: self.max,
                 confidence: crate::classify::sensor::confidence(self.max),
             }),
+            rolled_up: 0,
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct StoredWindow {
     /// A model's verdict (judgement series only).
     #[serde(default)]
     pub verdict: Option<wire::Verdict>,
+    /// Original windows merged into this one by the agent's outbox cap (0: an original window).
+    #[serde(default)]
+    pub rolled_up: u32,
 }
 
 impl StoredWindow {

@@ -50,6 +50,7 @@ fn perfect(ledger: &[LedgerRecord]) -> Vec<StoredWindow> {
             last: e.last,
             last_ms: Some(e.last_ms),
             verdict: None,
+            rolled_up: 0,
         })
         .collect()
 }

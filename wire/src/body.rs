@@ -47,6 +47,18 @@ pub struct WindowSummary {
     /// batches without models are byte-identical to schema version 1's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// How many original windows were rolled up into this one when the
+    /// gateway's outbox ran out of room; 0 for an original window. On a
+    /// rolled-up window count, sum, min, max, mean, stddev, first and last are
+    /// exact over its span, while p50/p95/p99 are approximate (count-weighted
+    /// means of the merged windows' quantiles). Absent from the encoding when
+    /// 0, so original windows encode exactly as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rolled_up: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a model concluded about one window of one device.

@@ -32,11 +32,18 @@ pub enum Reason {
     Duplicate,
     /// A message decoded to no readings at all.
     Empty,
+    /// Windows that no longer exist on their own: the outbox reached its byte
+    /// cap and merged them into coarser windows (resolution lost, data kept).
+    RolledUp,
+    /// Windows dropped because the outbox was full even after rolling up to
+    /// the coarsest width allowed (data lost, counted in original windows:
+    /// a dropped roll-up of 4 windows counts 4).
+    OutboxFull,
 }
 
 impl Reason {
     /// Every reason, in wire order.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Malformed,
         Reason::WrongType,
         Reason::NonFinite,
@@ -47,6 +54,8 @@ impl Reason {
         Reason::Late,
         Reason::Duplicate,
         Reason::Empty,
+        Reason::RolledUp,
+        Reason::OutboxFull,
     ];
 
     /// The stable wire name of this reason.
@@ -62,6 +71,8 @@ impl Reason {
             Reason::Late => "late",
             Reason::Duplicate => "duplicate",
             Reason::Empty => "empty",
+            Reason::RolledUp => "rolled_up",
+            Reason::OutboxFull => "outbox_full",
         }
     }
 }

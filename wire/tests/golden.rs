@@ -30,6 +30,7 @@ fn sample_body() -> Body {
             last: 2.0,
             last_ms: 1_583_748_842_000,
             verdict: None,
+            rolled_up: 0,
         }],
         counters,
     }

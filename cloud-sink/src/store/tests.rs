@@ -25,6 +25,7 @@ fn window(device: &str, metric: &str, start_ms: i64, value: f64) -> WindowSummar
         last: value,
         last_ms: start_ms + 999,
         verdict: None,
+        rolled_up: 0,
     }
 }
 

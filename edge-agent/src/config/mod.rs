@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub uplink: UplinkConfig,
     #[serde(default)]
     pub journal: JournalConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
     /// Models that classify windows (none by default).
     #[serde(default)]
     pub models: ModelsConfig,
@@ -154,6 +156,27 @@ pub struct JournalConfig {
     /// Queue between the MQTT client and the pipeline (messages).
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
+}
+
+/// How much disk the outbox may use while the uplink is down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Byte cap on sealed batches waiting for the uplink. At the cap, old
+    /// windows are rolled up into coarser ones (counted as `rolled_up`);
+    /// only when all are at `max_rollup_width` are the oldest dropped
+    /// (counted as `outbox_full`).
+    #[serde(default = "defaults::outbox_max_bytes")]
+    pub max_bytes: u64,
+    /// Coarsest window a roll-up may produce.
+    #[serde(default = "defaults::max_rollup_width", with = "humantime_serde")]
+    pub max_rollup_width: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("outbox defaults")
+    }
 }
 
 impl Default for WindowConfig {
@@ -289,5 +312,11 @@ mod defaults {
     }
     pub fn queue_capacity() -> usize {
         8192
+    }
+    pub fn outbox_max_bytes() -> u64 {
+        256 * 1024 * 1024
+    }
+    pub fn max_rollup_width() -> Duration {
+        Duration::from_secs(24 * 3600)
     }
 }

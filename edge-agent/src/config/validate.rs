@@ -12,7 +12,7 @@ use crate::decode::{DecodeLimits, DecodeRules, Format, TimeUnit};
 use crate::topic::TopicFilter;
 use crate::windower::WindowPolicy;
 
-use super::{AgentConfig, JournalConfig, ModelsConfig, MqttConfig, UplinkConfig};
+use super::{AgentConfig, JournalConfig, ModelsConfig, MqttConfig, OutboxConfig, UplinkConfig};
 
 /// One thing wrong with a config, at a key path like `routes[1].topic`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,7 @@ pub struct Settings {
     pub limits: DecodeLimits,
     pub uplink: UplinkConfig,
     pub journal: JournalConfig,
+    pub outbox: OutboxConfig,
     pub models: ModelsConfig,
 }
 
@@ -135,6 +136,16 @@ impl AgentConfig {
             "journal.queue_capacity",
             "must be at least 1",
         );
+        c.require(
+            self.outbox.max_bytes >= 64 * 1024,
+            "outbox.max_bytes",
+            "must be at least 65536 (64 KiB)",
+        );
+        c.require(
+            self.outbox.max_rollup_width >= w.width,
+            "outbox.max_rollup_width",
+            "must be at least window.width",
+        );
         self.models.check(&mut c);
         if !c.0.is_empty() {
             return Err(c.0);
@@ -158,6 +169,7 @@ impl AgentConfig {
             },
             uplink: self.uplink.clone(),
             journal: self.journal.clone(),
+            outbox: self.outbox.clone(),
             models: self.models.clone(),
         })
     }
