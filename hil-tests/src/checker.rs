@@ -59,6 +59,10 @@ pub struct CheckReport {
     pub field_mismatches: usize,
     /// Sum/mean values that are not exactly equal.
     pub mean_mismatches: usize,
+    /// Stored windows the agent rolled up from several originals.
+    pub rolled_up: usize,
+    /// Expected windows accounted for inside a rolled-up window (aggregates conserved or not).
+    pub covered_by_rollups: usize,
     /// Up to [`MAX_EXAMPLES`] examples.
     pub examples: Vec<Problem>,
 }
@@ -116,6 +120,11 @@ impl fmt::Display for CheckReport {
         )?;
         writeln!(
             f,
+            "  rolled-up windows stored {}, covering {} expected",
+            self.rolled_up, self.covered_by_rollups
+        )?;
+        writeln!(
+            f,
             "  missing {}, duplicate {}, unexpected {}, field mismatches {}, mean mismatches {}",
             self.missing,
             self.duplicate,
@@ -148,8 +157,12 @@ pub fn check(
         stored: stored.len(),
         ..CheckReport::default()
     };
+    let (rollups, originals): (Vec<&StoredWindow>, Vec<&StoredWindow>) =
+        stored.iter().partition(|w| w.rolled_up > 0);
+    report.rolled_up = rollups.len();
+    let covered = check_rollups(&mut report, &expected, &rollups);
     let mut by_key: BTreeMap<WindowKey, Vec<&StoredWindow>> = BTreeMap::new();
-    for w in stored {
+    for w in originals {
         by_key
             .entry((w.device.clone(), w.metric.clone(), w.start_ms))
             .or_default()
@@ -157,6 +170,13 @@ pub fn check(
     }
 
     for (key, exp) in &expected {
+        if covered.contains(key) {
+            if by_key.contains_key(key) {
+                let detail = "stored on its own and inside a roll-up".to_owned();
+                report.problem(ProblemKind::Duplicate, key, detail);
+            }
+            continue;
+        }
         let Some(copies) = by_key.get(key) else {
             let detail = format!("count {} not stored", exp.count);
             report.problem(ProblemKind::Missing, key, detail);
@@ -181,6 +201,88 @@ pub fn check(
         }
     }
     report
+}
+
+/// Matches each rolled-up window with the expected windows of its series that
+/// start inside its span, and checks what a roll-up must conserve: the number
+/// of original windows, count, sum (to rounding), min, max, first, last and
+/// stddev (to rounding). Returns the expected windows it covered; one covered
+/// twice is a duplicate, a roll-up covering none is unexpected.
+fn check_rollups(
+    report: &mut CheckReport,
+    expected: &BTreeMap<WindowKey, ExpectedWindow>,
+    rollups: &[&StoredWindow],
+) -> std::collections::BTreeSet<WindowKey> {
+    let mut covered = std::collections::BTreeSet::new();
+    for r in rollups {
+        let key = (r.device.clone(), r.metric.clone(), r.start_ms);
+        let lo = (r.device.clone(), r.metric.clone(), r.start_ms);
+        let hi = (r.device.clone(), r.metric.clone(), r.end_ms);
+        let parts: Vec<(&WindowKey, &ExpectedWindow)> = expected.range(lo..hi).collect();
+        if parts.is_empty() {
+            let detail = format!(
+                "roll-up of {} from batch {}/{}",
+                r.rolled_up, r.epoch, r.seq
+            );
+            report.problem(ProblemKind::Unexpected, &key, detail);
+            continue;
+        }
+        for (k, _) in &parts {
+            if !covered.insert((*k).clone()) {
+                let detail = "inside two roll-ups".to_owned();
+                report.problem(ProblemKind::Duplicate, k, detail);
+            }
+        }
+        report.covered_by_rollups += parts.len();
+        let windows: Vec<&ExpectedWindow> = parts.iter().map(|(_, w)| *w).collect();
+        let count: u64 = windows.iter().map(|w| w.count).sum();
+        let sum: f64 = windows.iter().map(|w| w.sum).sum();
+        let min = windows.iter().map(|w| w.min).fold(f64::INFINITY, f64::min);
+        let max = windows
+            .iter()
+            .map(|w| w.max)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mean = sum / count as f64;
+        let m2: f64 = windows
+            .iter()
+            .map(|w| {
+                let n = w.count as f64;
+                n * w.stddev * w.stddev + n * (w.mean - mean).powi(2)
+            })
+            .sum();
+        let stddev = (m2 / count as f64).sqrt();
+        let first = windows
+            .iter()
+            .min_by_key(|w| w.first_ms)
+            .map_or(f64::NAN, |w| w.first);
+        let last = windows
+            .iter()
+            .max_by_key(|w| w.last_ms)
+            .map_or(f64::NAN, |w| w.last);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        let checks = [
+            (
+                "windows",
+                windows.len() == r.rolled_up as usize,
+                windows.len() as f64,
+                f64::from(r.rolled_up),
+            ),
+            ("count", count == r.count, count as f64, r.count as f64),
+            ("sum", close(sum, r.sum), sum, r.sum),
+            ("min", min == r.min, min, r.min),
+            ("max", max == r.max, max, r.max),
+            ("first", first == r.first, first, r.first),
+            ("last", last == r.last, last, r.last),
+            ("stddev", close(stddev, r.stddev), stddev, r.stddev),
+        ];
+        for (name, ok, e, g) in checks {
+            if !ok {
+                let detail = format!("roll-up {name}: expected {e:?}, stored {g:?}");
+                report.problem(ProblemKind::FieldMismatch, &key, detail);
+            }
+        }
+    }
+    covered
 }
 
 fn compare(

@@ -25,7 +25,12 @@ fn reading(device: &str, seq: u64, ts_ms: i64, values: &[(&str, f64)]) -> Ledger
 
 /// What a perfect sink would store for `ledger`.
 fn perfect(ledger: &[LedgerRecord]) -> Vec<StoredWindow> {
-    expected_windows(ledger, WINDOW)
+    perfect_at(ledger, WINDOW)
+}
+
+/// A perfect store with windows `width` wide.
+fn perfect_at(ledger: &[LedgerRecord], width: i64) -> Vec<StoredWindow> {
+    expected_windows(ledger, width)
         .into_values()
         .map(|e| StoredWindow {
             gateway: "gw".into(),
@@ -237,4 +242,68 @@ fn sum_follows_ledger_order() {
     assert_eq!(w.sum, 0.1 + 0.2 + 0.3);
     assert_eq!(w.mean, (0.1 + 0.2 + 0.3) / 3.0);
     assert_eq!((w.p50, w.p99, w.first, w.last), (0.2, 0.2, 0.1, 0.3));
+}
+
+/// What an agent that rolled every pair of windows up would store: windows
+/// twice as wide, exact, marked with the number of originals inside.
+fn rolled_up(ledger: &[LedgerRecord]) -> Vec<StoredWindow> {
+    let originals = perfect(ledger);
+    perfect_at(ledger, 2 * WINDOW)
+        .into_iter()
+        .map(|mut w| {
+            let parts = originals
+                .iter()
+                .filter(|o| {
+                    (&o.device, &o.metric) == (&w.device, &w.metric)
+                        && (w.start_ms..w.end_ms).contains(&o.start_ms)
+                })
+                .count();
+            w.rolled_up = parts as u32;
+            w
+        })
+        .collect()
+}
+
+#[test]
+fn rolled_up_windows_are_checked_for_conservation() {
+    let ledger = ledger();
+    let stored = rolled_up(&ledger);
+    assert!(
+        stored.iter().any(|w| w.rolled_up >= 2),
+        "the ledger has adjacent windows"
+    );
+    let report = check(&ledger, WINDOW, &stored, ALPHA);
+    assert!(report.is_ok_ignoring_mean(), "{report}");
+    assert_eq!(report.covered_by_rollups, report.expected);
+
+    let mut wrong = stored.clone();
+    let i = wrong.iter().position(|w| w.rolled_up >= 2).unwrap();
+    wrong[i].count += 1;
+    let report = check(&ledger, WINDOW, &wrong, ALPHA);
+    assert_eq!(report.field_mismatches, 1, "{report}");
+
+    let mut wrong = stored.clone();
+    wrong[i].rolled_up += 1;
+    let report = check(&ledger, WINDOW, &wrong, ALPHA);
+    assert_eq!(report.field_mismatches, 1, "{report}");
+
+    let mut twice = stored.clone();
+    let key = (
+        twice[i].device.clone(),
+        twice[i].metric.clone(),
+        twice[i].start_ms,
+    );
+    twice.extend(
+        perfect(&ledger)
+            .into_iter()
+            .filter(|w| (w.device.clone(), w.metric.clone(), w.start_ms) == key),
+    );
+    let report = check(&ledger, WINDOW, &twice, ALPHA);
+    assert_eq!(report.duplicate, 1, "{report}");
+
+    let parts = stored[i].rolled_up as usize;
+    let mut lost = stored;
+    lost.remove(i);
+    let report = check(&ledger, WINDOW, &lost, ALPHA);
+    assert_eq!(report.missing, parts, "{report}");
 }
