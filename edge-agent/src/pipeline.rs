@@ -81,7 +81,16 @@ impl Pipeline {
         mut classify: ClassifyStage,
         outbox_ready: Arc<Notify>,
     ) -> Result<Pipeline, StoreError> {
-        let (store, recovered) = Store::open(&settings.data_dir, now_ms())?;
+        let (store, mut recovered) = Store::open_or_set_aside(&settings.data_dir, now_ms())?;
+        if recovered.quarantined > 0 {
+            recovered
+                .counters
+                .add(Reason::CorruptRecord, recovered.quarantined);
+            store.commit_ingest(&IngestCommit {
+                counters: Some(recovered.counters.clone()),
+                ..IngestCommit::default()
+            })?;
+        }
         for (series, device, state) in &recovered.classifier {
             classify.restore(series, device, state);
         }

@@ -7,7 +7,8 @@
 //! |--------|--------------------|------------------------------------------|
 //! | `j`    | message id (u64 BE)| [`JournalRecord`]: readings of open windows |
 //! | `o`    | batch seq (u64 BE) | sealed envelope bytes, ready to send      |
-//! | `q`    | batch seq (u64 BE) | envelope the sink refused as a conflict   |
+//! | `q`    | batch seq (u64 BE) | envelope refused as a conflict, or corrupt |
+//! | `x`    | message id (u64 BE)| journal record that failed to decode      |
 //! | `s`    | device \0 metric   | `closed_before` (i64 BE): shipped horizon |
 //! | `d`    | device             | highest device sequence number seen       |
 //! | `c`    | series \0 device   | classifier state of a device (calibration)|
@@ -22,6 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tracing::{error, warn};
 use wire::Counters;
 
 use crate::journal_record::JournalRecord;
@@ -53,6 +55,8 @@ pub struct Recovered {
     pub outbox_len: usize,
     /// Classifier state per (model series, device).
     pub classifier: Vec<(String, String, Vec<u8>)>,
+    /// Records that failed their checks and were moved to quarantine.
+    pub quarantined: u64,
 }
 
 /// One group commit of ingested messages.
@@ -82,6 +86,10 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     outbox: Arc<OutboxShared>,
+    /// A file beside sled's own recording (epoch, next batch seq) after every
+    /// cut: sled recovers a torn log to an *earlier consistent state* without
+    /// complaint, and this is how start-up notices that batches went missing.
+    witness: std::path::PathBuf,
 }
 
 /// What pipeline and syncer share about the outbox, in memory.
@@ -136,9 +144,35 @@ impl Store {
             db,
             tree,
             outbox: Arc::default(),
+            witness: dir.join("outbox-witness"),
         };
         let recovered = store.recover(now_ms)?;
         Ok((store, recovered))
+    }
+
+    /// Opens the store; if sled itself reports corruption (a torn or bit-flipped
+    /// file), moves the whole directory aside as `<dir>.corrupt-<ms>` for
+    /// inspection and starts an empty store (a new epoch), counting one
+    /// `corrupt_record`. Unreadable data is lost either way; the agent keeps
+    /// ingesting instead of crash-looping. Any other error stops start-up.
+    pub fn open_or_set_aside(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
+        match Self::open(dir, now_ms) {
+            Err(StoreError::Sled(sled::Error::Corruption { .. })) => {
+                let aside = dir.with_extension(format!("corrupt-{}", now_ms));
+                error!(
+                    store = %dir.display(),
+                    moved_to = %aside.display(),
+                    "ALARM: the store is corrupt and cannot be opened; moved aside, starting empty"
+                );
+                std::fs::rename(dir, &aside).map_err(|e| {
+                    StoreError::Corrupt(format!("moving the corrupt store aside: {e}"))
+                })?;
+                let (store, mut recovered) = Self::open(dir, now_ms)?;
+                recovered.quarantined += 1;
+                Ok((store, recovered))
+            }
+            other => other,
+        }
     }
 
     fn recover(&self, now_ms: i64) -> Result<Recovered, StoreError> {
@@ -161,9 +195,43 @@ impl Store {
             Some(v) => u64_of(&v, "next_seq")?,
             None => 1,
         };
+        let witness = self.read_witness();
+        if let Some((epoch, next_seq)) = witness.filter(|(epoch, _)| *epoch != r.epoch) {
+            // sled came back empty although a store with cuts was here.
+            error!(
+                old_epoch = epoch,
+                old_next_seq = next_seq,
+                "ALARM: the store came back empty (torn or truncated file); its batches since \
+                 the last delivery are lost, counted as one corrupt_record; new epoch {}",
+                r.epoch
+            );
+            r.quarantined += 1;
+            self.write_witness(r.next_seq)?;
+        }
+        if let Some((epoch, next_seq)) = witness {
+            if epoch == r.epoch && next_seq > r.next_seq {
+                // The log was rolled back: batches r.next_seq..next_seq are gone.
+                let lost = next_seq - r.next_seq;
+                error!(
+                    lost_batches = lost,
+                    "ALARM: the store came back older than its last cut (torn or truncated file); \
+                     the missing batches are counted as corrupt_record and their seqs are not reused"
+                );
+                r.quarantined += lost;
+                r.next_seq = next_seq;
+                self.tree.insert(META_NEXT_SEQ, &next_seq.to_be_bytes())?;
+                self.db.flush()?;
+            }
+        }
+        let mut bad: Vec<(Vec<u8>, Vec<u8>, sled::IVec)> = Vec::new();
         if let Some(v) = self.tree.get(META_COUNTERS)? {
-            r.counters = wire::decode_capped(&v, 1 << 20)
-                .map_err(|e| StoreError::Corrupt(format!("counters: {e}")))?;
+            match wire::decode_capped(&v, 1 << 20) {
+                Ok(c) => r.counters = c,
+                Err(e) => {
+                    warn!("pending counters are corrupt ({e}); starting them from zero");
+                    bad.push((META_COUNTERS.to_vec(), [b"x", META_COUNTERS].concat(), v));
+                }
+            }
         }
         for item in self.tree.scan_prefix(b"s") {
             let (k, v) = item?;
@@ -186,10 +254,10 @@ impl Store {
         }
         for item in self.tree.scan_prefix(b"j") {
             let (k, v) = item?;
-            let id = u64_of(&k[1..], "journal key")?;
-            let record = JournalRecord::decode(&v)
-                .ok_or_else(|| StoreError::Corrupt(format!("journal record {id}")))?;
-            r.journal.push((id, record));
+            match (u64_of(&k[1..], "journal key"), JournalRecord::decode(&v)) {
+                (Ok(id), Some(record)) => r.journal.push((id, record)),
+                _ => bad.push((k.to_vec(), [b"x", &k[1..]].concat(), v)),
+            }
         }
         for item in self.tree.scan_prefix(b"c") {
             let (k, v) = item?;
@@ -203,11 +271,27 @@ impl Store {
         }
         let mut bytes = 0u64;
         for item in self.tree.scan_prefix(b"o") {
-            let (_, v) = item?;
+            let (k, v) = item?;
+            if k.len() != 9 || wire::Envelope::open(&v).is_err() {
+                bad.push((k.to_vec(), [b"q", &k[1..]].concat(), v));
+                continue;
+            }
             bytes += v.len() as u64;
             r.outbox_len += 1;
         }
         self.outbox.bytes.store(bytes, Ordering::SeqCst);
+        if !bad.is_empty() {
+            // Start anyway: move what fails its checks aside, keep its bytes, count it.
+            let mut batch = sled::Batch::default();
+            for (from, to, value) in &bad {
+                error!(key = %String::from_utf8_lossy(from), "corrupt store record moved to quarantine");
+                batch.insert(to.as_slice(), value.clone());
+                batch.remove(from.as_slice());
+            }
+            self.tree.apply_batch(batch)?;
+            self.db.flush()?;
+            r.quarantined += bad.len() as u64;
+        }
         Ok(r)
     }
 
@@ -260,7 +344,33 @@ impl Store {
         self.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         self.db.flush()?;
+        self.write_witness(commit.next_seq)?;
         Ok(())
+    }
+
+    /// Records (epoch, next_seq) durably beside the sled files: write, fsync, rename.
+    fn write_witness(&self, next_seq: u64) -> Result<(), StoreError> {
+        let epoch = match self.tree.get(META_EPOCH)? {
+            Some(v) => u64_of(&v, "epoch")?,
+            None => return Ok(()),
+        };
+        let mut bytes = epoch.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&next_seq.to_be_bytes());
+        let tmp = self.witness.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.witness)
+        };
+        write().map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+    }
+
+    fn read_witness(&self) -> Option<(u64, u64)> {
+        let bytes = std::fs::read(&self.witness).ok()?;
+        let epoch = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let next_seq = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+        Some((epoch, next_seq))
     }
 
     /// The oldest outbox batch, if any: `(seq, envelope bytes)`.
@@ -425,7 +535,7 @@ mod tests {
                 .unwrap();
             store
                 .commit_batches(&BatchCommit {
-                    batches: vec![(1, b"one".to_vec()), (2, b"two".to_vec())],
+                    batches: vec![(1, envelope(1)), (2, envelope(2))],
                     next_seq: 3,
                     counters: Counters::default(),
                     closed: vec![("d".into(), "m".into(), -60_000)],
@@ -445,8 +555,66 @@ mod tests {
             r.classifier,
             vec![("anomaly".into(), "d".into(), vec![1, 2, 3])]
         );
-        assert_eq!(store.outbox_first().unwrap(), Some((2, b"two".to_vec())));
+        assert_eq!(store.outbox_first().unwrap(), Some((2, envelope(2))));
         store.outbox_quarantine(2).unwrap();
         assert_eq!(store.outbox_len(), 0);
+    }
+
+    fn envelope(seq: u64) -> Vec<u8> {
+        let key = wire::BatchKey {
+            gateway: "g".into(),
+            epoch: 42,
+            seq,
+        };
+        wire::Envelope::seal(&key, 0, &wire::Body::default()).to_bytes()
+    }
+
+    #[test]
+    fn corrupt_records_are_quarantined_counted_and_start_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = Store::open(dir.path(), 42).unwrap();
+            let good = envelope(1);
+            let mut flipped = good.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 0x40;
+            store.tree.insert(key(b'o', 1), good).unwrap();
+            store.tree.insert(key(b'o', 2), flipped).unwrap();
+            store.tree.insert(key(b'j', 7), &b"\xff\x00"[..]).unwrap();
+            store.tree.insert(META_COUNTERS, &b"\xff"[..]).unwrap();
+            store.db.flush().unwrap();
+        }
+        let (store, r) = reopen(dir.path());
+        assert_eq!(
+            r.quarantined, 3,
+            "flipped batch, bad journal record, bad counters"
+        );
+        assert_eq!((r.outbox_len, r.journal.len()), (1, 0));
+        assert_eq!(store.outbox_first().unwrap().map(|(seq, _)| seq), Some(1));
+        assert!(
+            store.tree.get(key(b'q', 2)).unwrap().is_some(),
+            "batch kept aside"
+        );
+        assert!(
+            store.tree.get(key(b'x', 7)).unwrap().is_some(),
+            "record kept aside"
+        );
+        drop(store);
+        let (_, again) = reopen(dir.path());
+        assert_eq!(again.quarantined, 0, "quarantine is counted once");
+    }
+
+    /// Reopens in-process; sled's flusher may hold the file lock for a moment.
+    fn reopen(dir: &Path) -> (Store, Recovered) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(dir, 1000) {
+                Err(e) if format!("{e:?}").contains("could not acquire lock") => {
+                    assert!(std::time::Instant::now() < deadline, "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
     }
 }

@@ -39,11 +39,15 @@ pub enum Reason {
     /// the coarsest width allowed (data lost, counted in original windows:
     /// a dropped roll-up of 4 windows counts 4).
     OutboxFull,
+    /// A record of the agent's own store (journal entry, outbox batch,
+    /// counters) failed its checks at start-up and was moved to quarantine;
+    /// if the store would not open at all, the whole store was moved aside.
+    CorruptRecord,
 }
 
 impl Reason {
     /// Every reason, in wire order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Malformed,
         Reason::WrongType,
         Reason::NonFinite,
@@ -56,6 +60,7 @@ impl Reason {
         Reason::Empty,
         Reason::RolledUp,
         Reason::OutboxFull,
+        Reason::CorruptRecord,
     ];
 
     /// The stable wire name of this reason.
@@ -73,6 +78,7 @@ impl Reason {
             Reason::Empty => "empty",
             Reason::RolledUp => "rolled_up",
             Reason::OutboxFull => "outbox_full",
+            Reason::CorruptRecord => "corrupt_record",
         }
     }
 }
