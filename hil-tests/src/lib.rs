@@ -4,6 +4,7 @@
 //! This crate drives and checks the pipeline from outside; it does not contain pipeline code.
 
 pub mod checker;
+pub mod fault_proxy;
 pub mod ledger;
 pub mod loglines;
 pub mod malformed;
