@@ -8,6 +8,12 @@
 //! "closed" never interleave: everything before `closed_before` has shipped, a
 //! reading there is *late* and counted, never silently merged.
 //!
+//! Series are capped at `max_series`: a reading of a series beyond the cap is
+//! renamed to the metric [`OVERFLOW_METRIC`] (so the journal and replay agree)
+//! and lands in the one overflow series `(OVERFLOW_DEVICE, OVERFLOW_METRIC)`,
+//! counted as `too_many_series`: memory stays bounded under a flood of
+//! distinct topics, and the readings are still counted and summarized.
+//!
 //! The windower also keeps the journal's reference counts: how many open
 //! windows still need each journaled message. It does no I/O; the pipeline
 //! persists what it returns.
@@ -19,6 +25,11 @@ use wire::WindowSummary;
 
 use crate::decode::Reading;
 use crate::window::Window;
+
+/// Device of the overflow series (readings of series beyond `max_series`).
+pub const OVERFLOW_DEVICE: &str = "_overflow";
+/// Metric of the overflow series; a reading renamed to it goes there on replay too.
+pub const OVERFLOW_METRIC: &str = "_overflow";
 
 /// Window policy.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +85,8 @@ impl Series {
 enum Added {
     Yes,
     Late,
-    NoRoom,
+    /// No room for the series: renamed, and added to the overflow series.
+    Overflow,
 }
 
 /// All series of one agent.
@@ -125,7 +137,7 @@ impl Windower {
         replay: bool,
     ) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
-        readings.retain(
+        readings.retain_mut(
             |reading| match self.add(device, reading, message, now, replay) {
                 Added::Yes => {
                     outcome.accepted += 1;
@@ -135,9 +147,9 @@ impl Windower {
                     outcome.late += u64::from(!replay);
                     false
                 }
-                Added::NoRoom => {
+                Added::Overflow => {
                     outcome.too_many_series += 1;
-                    false
+                    true
                 }
             },
         );
@@ -147,15 +159,24 @@ impl Windower {
     fn add(
         &mut self,
         device: &str,
-        reading: &Reading,
+        reading: &mut Reading,
         message: u64,
         now: Instant,
         replay: bool,
     ) -> Added {
         let width = self.policy.width_ms;
         let alpha = self.policy.sketch_alpha;
-        let Some(series) = self.series_mut(device, &reading.metric, replay) else {
-            return Added::NoRoom;
+        let found = if reading.metric == OVERFLOW_METRIC {
+            self.series_mut(OVERFLOW_DEVICE, OVERFLOW_METRIC, true)
+        } else {
+            self.series_mut(device, &reading.metric, replay)
+        };
+        let Some(series) = found else {
+            reading.metric = OVERFLOW_METRIC.to_owned();
+            return match self.add(device, reading, message, now, replay) {
+                Added::Yes => Added::Overflow,
+                late => late,
+            };
         };
         let start = reading.ts_ms.div_euclid(width) * width;
         if start < series.closed_before {
@@ -344,6 +365,38 @@ mod tests {
             false,
         );
         assert_eq!((o.accepted, o.too_many_series), (2, 1));
+    }
+
+    #[test]
+    fn readings_beyond_the_series_cap_go_to_the_overflow_series_also_on_replay() {
+        let t0 = Instant::now();
+        let mut p = policy();
+        p.max_series = 2;
+        let mut live = Windower::new(p);
+        let mut journal = Vec::new();
+        for (id, device) in ["a", "b", "c", "d", "c"].iter().enumerate() {
+            let mut readings = vec![r("t", 1_000, id as f64)];
+            live.ingest(device, &mut readings, id as u64, t0, false);
+            journal.push((device, readings));
+        }
+        assert_eq!(
+            journal[2].1[0].metric, OVERFLOW_METRIC,
+            "journaled under the overflow name"
+        );
+        let mut replayed = Windower::new(p);
+        for (id, (device, readings)) in journal.iter().enumerate() {
+            replayed.ingest(device, &mut readings.clone(), id as u64, t0, true);
+        }
+        for w in [&mut live, &mut replayed] {
+            let closed = w.close_due(t0 + Duration::from_secs(600)).closed;
+            let overflow: Vec<_> = closed
+                .iter()
+                .filter(|c| c.summary.device == OVERFLOW_DEVICE)
+                .map(|c| (c.summary.count, c.summary.sum))
+                .collect();
+            assert_eq!(overflow, vec![(3, 2.0 + 3.0 + 4.0)]);
+            assert_eq!(closed.len(), 3, "a, b and the overflow series");
+        }
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub enum Reason {
     UnknownTopic,
     /// A payload carried a timestamp that is not plausible (before 2000, too far ahead).
     BadTimestamp,
-    /// More distinct series than `limits.max_series` would be created.
+    /// More distinct series than `limits.max_series` would be created: the
+    /// reading went into the overflow series (`_overflow`/`_overflow`) instead.
     TooManySeries,
     /// The reading's window had already been closed and shipped.
     Late,
