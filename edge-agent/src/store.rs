@@ -135,6 +135,25 @@ fn u64_of(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
+/// 2000-01-01T00:00:00Z in ms: a clock earlier than this has not been set.
+const SANE_CLOCK_MS: i64 = 946_684_800_000;
+
+/// A new outbox epoch: the clock in ms when it is set (epochs then sort by
+/// creation), else a random value above any sane clock reading, so two
+/// stores wiped and recreated on a gateway that boots in 1970 never share
+/// an epoch (they would collide at the sink as conflicts).
+fn new_epoch(now_ms: i64) -> u64 {
+    if now_ms >= SANE_CLOCK_MS {
+        return now_ms as u64;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_ms);
+    h.write_u32(std::process::id());
+    // Above year 3000 in ms, below 2^62: recognisable, and no sane clock reaches it.
+    32_503_680_000_000 + h.finish() % (1 << 61)
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir` and reads back everything needed to resume.
     pub fn open(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
@@ -180,7 +199,7 @@ impl Store {
             Some(v) => u64_of(&v, "epoch")?,
             None => {
                 // A fresh outbox starts a new epoch so its seqs never collide with an old one.
-                let epoch = u64::try_from(now_ms).unwrap_or(0).max(1);
+                let epoch = new_epoch(now_ms);
                 self.tree.insert(META_EPOCH, &epoch.to_be_bytes())?;
                 self.tree.insert(META_NEXT_SEQ, &1u64.to_be_bytes())?;
                 self.db.flush()?;
@@ -521,8 +540,8 @@ mod tests {
             }],
         };
         let epoch = {
-            let (store, r) = Store::open(dir.path(), 42).unwrap();
-            assert_eq!((r.epoch, r.next_seq), (42, 1));
+            let (store, r) = Store::open(dir.path(), T).unwrap();
+            assert_eq!((r.epoch, r.next_seq), (T as u64, 1));
             let mut counters = Counters::default();
             counters.add(wire::Reason::Late, 3);
             store
@@ -545,7 +564,7 @@ mod tests {
             store.outbox_remove(1).unwrap();
             r.epoch
         };
-        let (store, r) = Store::open(dir.path(), 1000).unwrap();
+        let (store, r) = Store::open(dir.path(), T + 1000).unwrap();
         assert_eq!((r.epoch, r.next_seq), (epoch, 3));
         assert!(r.counters.is_empty());
         assert_eq!(r.closed, vec![("d".into(), "m".into(), -60_000)]);
@@ -560,6 +579,9 @@ mod tests {
         assert_eq!(store.outbox_len(), 0);
     }
 
+    /// A set gateway clock (2026-01-01).
+    const T: i64 = 1_767_225_600_000;
+
     fn envelope(seq: u64) -> Vec<u8> {
         let key = wire::BatchKey {
             gateway: "g".into(),
@@ -567,6 +589,17 @@ mod tests {
             seq,
         };
         wire::Envelope::seal(&key, 0, &wire::Body::default()).to_bytes()
+    }
+
+    #[test]
+    fn stores_created_with_an_unset_clock_get_distinct_epochs() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_, ra) = Store::open(a.path(), 10_000).unwrap();
+        let (_, rb) = Store::open(b.path(), 10_000).unwrap();
+        assert_ne!(ra.epoch, rb.epoch);
+        assert!(ra.epoch > 32_503_680_000_000 && rb.epoch > 32_503_680_000_000);
+        let (_, rc) = Store::open(tempfile::tempdir().unwrap().path(), 1_767_225_600_000).unwrap();
+        assert_eq!(rc.epoch, 1_767_225_600_000, "a set clock is the epoch");
     }
 
     #[test]
