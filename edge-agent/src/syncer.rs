@@ -39,6 +39,8 @@ pub struct Syncer {
     token: String,
     backoff: Backoff,
     outbox_ready: Arc<Notify>,
+    request_timeout: Duration,
+    min_link_rate: u64,
 }
 
 impl Syncer {
@@ -49,7 +51,7 @@ impl Syncer {
         outbox_ready: Arc<Notify>,
     ) -> Syncer {
         let http = reqwest::Client::builder()
-            .timeout(uplink.request_timeout)
+            .connect_timeout(uplink.request_timeout)
             .build()
             .expect("HTTP client with default TLS settings builds");
         Syncer {
@@ -59,14 +61,24 @@ impl Syncer {
             token,
             backoff: Backoff::new(uplink.retry_min, uplink.retry_max),
             outbox_ready,
+            request_timeout: uplink.request_timeout,
+            min_link_rate: uplink.min_link_rate.max(1),
         }
+    }
+
+    /// How long one request of `len` bytes may take: the base timeout plus
+    /// the transfer time at the slowest link rate the agent must work over.
+    pub fn timeout_for(&self, len: usize) -> Duration {
+        self.request_timeout + Duration::from_secs_f64(len as f64 / self.min_link_rate as f64)
     }
 
     /// Sends one envelope and classifies the answer.
     pub async fn send(&self, bytes: Vec<u8>) -> Answer {
+        let timeout = self.timeout_for(bytes.len());
         let response = self
             .http
             .post(&self.endpoint)
+            .timeout(timeout)
             .bearer_auth(&self.token)
             .header(reqwest::header::CONTENT_TYPE, "application/cbor")
             .body(bytes)
@@ -132,5 +144,32 @@ impl Syncer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+
+    #[test]
+    fn a_big_batch_gets_the_time_the_slowest_link_needs() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../configs/gateway.example.toml"
+        ))
+        .unwrap();
+        let mut config = AgentConfig::parse(&text).unwrap();
+        config.uplink.request_timeout = Duration::from_secs(10);
+        config.uplink.min_link_rate = 4096;
+        let syncer = Syncer::new(
+            Store::open(tempfile::tempdir().unwrap().path(), 0).unwrap().0,
+            &config.uplink,
+            String::new(),
+            Arc::default(),
+        );
+        assert_eq!(syncer.timeout_for(0), Duration::from_secs(10));
+        // 500 KiB at 4 KiB/s is 125 s on top of the base timeout.
+        assert_eq!(syncer.timeout_for(500 * 1024), Duration::from_secs(135));
     }
 }

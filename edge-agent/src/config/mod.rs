@@ -141,6 +141,11 @@ pub struct UplinkConfig {
     pub max_windows_per_batch: usize,
     #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Slowest uplink (bytes/s) a batch must still get through: each request's
+    /// timeout is `request_timeout` plus the batch's size at this rate, so a
+    /// large batch on a slow link is not cut off and retried forever.
+    #[serde(default = "defaults::min_link_rate")]
+    pub min_link_rate: u64,
     #[serde(default = "defaults::retry_min", with = "humantime_serde")]
     pub retry_min: Duration,
     #[serde(default = "defaults::retry_max", with = "humantime_serde")]
@@ -297,6 +302,9 @@ mod defaults {
     }
     pub fn max_windows_per_batch() -> usize {
         2000
+    }
+    pub fn min_link_rate() -> u64 {
+        4 * 1024
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(10)

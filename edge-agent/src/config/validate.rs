@@ -313,6 +313,11 @@ fn check_uplink(u: &UplinkConfig, c: &mut Checker) {
         "uplink.request_timeout",
         "must be at least 100ms",
     );
+    c.require(
+        u.min_link_rate >= 128,
+        "uplink.min_link_rate",
+        "must be at least 128 bytes/s",
+    );
 }
 
 #[cfg(test)]
