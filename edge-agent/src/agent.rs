@@ -91,12 +91,21 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let syncer_task = tokio::spawn(syncer.run(stop_rx));
     info!(gateway = %settings.gateway_id, broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port), sink = %settings.uplink.url, "edge-agent running");
 
-    tokio::select! {
-        _ = shutdown => info!("shutting down: draining the pipeline"),
-        _ = &mut source_task => error!("the pipeline stopped"),
-    }
+    let source_done = tokio::select! {
+        _ = shutdown => {
+            info!("shutting down: draining the pipeline");
+            false
+        }
+        _ = &mut source_task => {
+            error!("the pipeline stopped");
+            true
+        }
+    };
     let _ = stop_tx.send(true);
-    let _ = source_task.await;
+    if !source_done {
+        // A finished JoinHandle must not be polled again (it panics).
+        let _ = source_task.await;
+    }
     let pipeline_result = tokio::task::spawn_blocking(move || pipeline_thread.join())
         .await
         .map_err(|_| AgentError::Panicked)?

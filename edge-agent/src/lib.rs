@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod classify;
 pub mod config;
 pub mod decode;
+pub mod disk_sync;
 pub mod journal_record;
 pub mod model;
 pub mod outbox;

@@ -15,8 +15,8 @@
 //! | `m`    | name               | epoch, next batch seq, pending counters   |
 //!
 //! Nothing here decides *what* to write; the pipeline and syncer do. sled 0.34
-//! `flush()` makes writes survive a process kill; power-loss durability is the
-//! subject of the fault suite (issue 4).
+//! `flush()` makes writes survive a process kill; [`crate::disk_sync`] adds
+//! what a power cut needs (fdatasync of the log, fsync of blob files).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -90,6 +90,7 @@ pub struct Store {
     /// cut: sled recovers a torn log to an *earlier consistent state* without
     /// complaint, and this is how start-up notices that batches went missing.
     witness: std::path::PathBuf,
+    disk: Arc<crate::disk_sync::DiskSync>,
 }
 
 /// What pipeline and syncer share about the outbox, in memory.
@@ -164,6 +165,10 @@ impl Store {
             tree,
             outbox: Arc::default(),
             witness: dir.join("outbox-witness"),
+            disk: Arc::new(
+                crate::disk_sync::DiskSync::open(dir)
+                    .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?,
+            ),
         };
         let recovered = store.recover(now_ms)?;
         Ok((store, recovered))
@@ -202,7 +207,7 @@ impl Store {
                 let epoch = new_epoch(now_ms);
                 self.tree.insert(META_EPOCH, &epoch.to_be_bytes())?;
                 self.tree.insert(META_NEXT_SEQ, &1u64.to_be_bytes())?;
-                self.db.flush()?;
+                self.flush()?;
                 epoch
             }
         };
@@ -239,7 +244,7 @@ impl Store {
                 r.quarantined += lost;
                 r.next_seq = next_seq;
                 self.tree.insert(META_NEXT_SEQ, &next_seq.to_be_bytes())?;
-                self.db.flush()?;
+                self.flush()?;
             }
         }
         let mut bad: Vec<(Vec<u8>, Vec<u8>, sled::IVec)> = Vec::new();
@@ -308,7 +313,7 @@ impl Store {
                 batch.remove(from.as_slice());
             }
             self.tree.apply_batch(batch)?;
-            self.db.flush()?;
+            self.flush()?;
             r.quarantined += bad.len() as u64;
         }
         Ok(r)
@@ -336,7 +341,7 @@ impl Store {
             batch.insert(k, state.as_slice());
         }
         self.tree.apply_batch(batch)?;
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 
@@ -362,12 +367,20 @@ impl Store {
         }
         self.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
-        self.db.flush()?;
+        self.flush()?;
         self.write_witness(commit.next_seq)?;
         Ok(())
     }
 
-    /// Records (epoch, next_seq) durably beside the sled files: write, fsync, rename.
+    /// sled's flush plus what it leaves out for power-cut durability ([`crate::disk_sync`]).
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.disk
+            .sync()
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+    }
+
+    /// Records (epoch, next_seq) durably beside the sled files: write, fsync, rename, fsync dir.
     fn write_witness(&self, next_seq: u64) -> Result<(), StoreError> {
         let epoch = match self.tree.get(META_EPOCH)? {
             Some(v) => u64_of(&v, "epoch")?,
@@ -380,7 +393,8 @@ impl Store {
             let mut f = std::fs::File::create(&tmp)?;
             std::io::Write::write_all(&mut f, &bytes)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, &self.witness)
+            std::fs::rename(&tmp, &self.witness)?;
+            self.disk.sync_dir_of()
         };
         write().map_err(|e| StoreError::Sled(sled::Error::Io(e)))
     }
@@ -447,7 +461,7 @@ impl Store {
                 .bytes
                 .fetch_sub(old.len() as u64, Ordering::SeqCst);
         }
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 
@@ -460,7 +474,7 @@ impl Store {
             batch.remove(&key(b'o', seq));
             self.tree.apply_batch(batch)?;
             self.outbox.bytes.fetch_sub(len, Ordering::SeqCst);
-            self.db.flush()?;
+            self.flush()?;
         }
         Ok(())
     }
@@ -518,7 +532,7 @@ impl OutboxLock<'_> {
         store.tree.apply_batch(batch)?;
         store.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         store.outbox.bytes.fetch_sub(removed, Ordering::SeqCst);
-        store.db.flush()?;
+        store.flush()?;
         Ok(())
     }
 }
