@@ -1,9 +1,11 @@
 //! Test harness that runs a private Mosquitto broker on a free loopback port, and the
 //! skip-or-fail policy for tests whose external services are missing.
 //!
-//! It starts and stops the broker only; it does not publish or subscribe.
+//! It starts, kills (SIGKILL), stops (SIGTERM) and restarts the broker on the same port,
+//! optionally with on-disk persistence; it does not publish or subscribe.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,6 +60,21 @@ pub struct Mosquitto {
     binary: PathBuf,
     port: u16,
     dir: tempfile::TempDir,
+    persistent: bool,
+}
+
+/// How the broker keeps sessions and queued messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Persistence {
+    /// In memory only (`persistence false`): a restart forgets every session.
+    #[default]
+    Off,
+    /// `persistence true` with the database in the broker's temp dir, saved after
+    /// every change (`autosave_on_changes true`, `autosave_interval 1`) and on a
+    /// clean stop. Mosquitto writes the database as a snapshot from its main loop,
+    /// after it has already sent the PUBACKs of that loop iteration: a SIGKILL can
+    /// still lose the newest messages it acknowledged. A SIGTERM loses nothing.
+    Saved,
 }
 
 /// Finds the `mosquitto` executable.
@@ -81,12 +98,27 @@ fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn config_text(port: u16, log: &Path) -> String {
+fn config_text(port: u16, log: &Path, persistence: Persistence) -> String {
+    let persistence = match persistence {
+        Persistence::Off => "persistence false\n".to_owned(),
+        Persistence::Saved => {
+            let dir = log.parent().unwrap_or(Path::new("."));
+            format!(
+                "persistence true\n\
+                 persistence_location {}/\n\
+                 persistence_file mosquitto.db\n\
+                 # Save after every change, not every 30 minutes (see `man mosquitto.conf`).\n\
+                 autosave_interval 1\n\
+                 autosave_on_changes true\n",
+                dir.display()
+            )
+        }
+    };
     format!(
         "# Written by hil-tests' Mosquitto harness.\n\
          listener {port} 127.0.0.1\n\
          allow_anonymous true\n\
-         persistence false\n\
+         {persistence}\
          # 0 = no limit (mosquitto 2.x): a slow test subscriber must not lose QoS 1 messages.\n\
          max_queued_messages 0\n\
          max_inflight_messages 1000\n\
@@ -136,12 +168,21 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
 impl Mosquitto {
     /// Starts a broker on a free port and waits (≤ 10 s) until it accepts TCP connections.
     pub fn start() -> Result<Mosquitto, HarnessError> {
+        Mosquitto::start_with(Persistence::Off)
+    }
+
+    /// [`Mosquitto::start`] with the given persistence.
+    pub fn start_with(persistence: Persistence) -> Result<Mosquitto, HarnessError> {
         let binary = find_binary().ok_or(HarnessError::BinaryNotFound)?;
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| HarnessError::Io { what, source }
         };
         let dir = tempfile::tempdir().map_err(io("create tempdir"))?;
+        // Started as root, mosquitto drops to its own user before it opens the log and the
+        // persistence database: that user must be able to write the (0700) temp dir.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .map_err(io("chmod tempdir"))?;
         let log = dir.path().join("mosquitto.log");
         let config = dir.path().join("mosquitto.conf");
         // The port could be taken between probing and binding; retry a few times.
@@ -149,7 +190,8 @@ impl Mosquitto {
         loop {
             attempt += 1;
             let port = free_port().map_err(io("find a free port"))?;
-            std::fs::write(&config, config_text(port, &log)).map_err(io("write config"))?;
+            std::fs::write(&config, config_text(port, &log, persistence))
+                .map_err(io("write config"))?;
             let mut child = spawn(&binary, &config)?;
             match wait_ready(&mut child, port) {
                 Ok(()) => {
@@ -158,6 +200,7 @@ impl Mosquitto {
                         binary,
                         port,
                         dir,
+                        persistent: persistence == Persistence::Saved,
                     })
                 }
                 Err(reason) => {
@@ -181,8 +224,44 @@ impl Mosquitto {
         }
     }
 
-    /// Kills the broker if running and starts it again on the same port and config
-    /// (sessions and queued messages are lost: `persistence false`).
+    /// Stops the broker with SIGTERM and waits for it to exit: a clean shutdown, which
+    /// saves the persistence database when there is one.
+    pub fn terminate(&mut self) -> Result<(), HarnessError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        match sent {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(HarnessError::Io {
+                    what: "kill -TERM mosquitto".into(),
+                    source: std::io::Error::other(format!("kill exited with {status}")),
+                });
+            }
+            Err(source) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(HarnessError::Io {
+                    what: "run kill -TERM".into(),
+                    source,
+                });
+            }
+        }
+        child.wait().map_err(|source| HarnessError::Io {
+            what: "wait for mosquitto".into(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Kills the broker if running and starts it again on the same port and config.
+    /// Without persistence, sessions and queued messages are lost; with
+    /// [`Persistence::Saved`] it reloads the database saved last.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill();
         let config = self.dir.path().join("mosquitto.conf");
@@ -221,6 +300,12 @@ impl Mosquitto {
     /// `127.0.0.1:PORT` as a string, as `--broker` takes it.
     pub fn broker(&self) -> String {
         self.addr().to_string()
+    }
+
+    /// The persistence database file (exists only with [`Persistence::Saved`], once saved).
+    pub fn persistence_file(&self) -> Option<PathBuf> {
+        self.persistent
+            .then(|| self.dir.path().join("mosquitto.db"))
     }
 
     /// The broker's log so far.

@@ -1,16 +1,23 @@
 //! Process harness for end-to-end tests: the real `edge-agent` and `cloud-sink`
-//! binaries, started with generated configs, killed with SIGKILL when asked.
+//! binaries, started with generated configs, killed with SIGKILL when asked, plus
+//! the sink queries and ledger-vs-sink checks the fault tests share.
 //!
 //! It finds the binaries next to the test executable (`target/<profile>/`), and
-//! builds them with cargo if they are missing. It does not judge results; the
-//! checker in `hil_tests::checker` does.
+//! builds them with cargo if they are missing (it does not rebuild stale ones:
+//! run `cargo build -p edge-agent -p cloud-sink` after changing them). It does
+//! not compute expected windows; the checker in `hil_tests::checker` does.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use hil_tests::ledger::LedgerRecord;
+use hil_tests::{check, fetch_windows, CheckReport, StoredWindow};
 
 use sha2::{Digest, Sha256};
 
@@ -115,6 +122,48 @@ pub struct Agent {
     child: Child,
     config: PathBuf,
     log: PathBuf,
+    /// Set by [`Agent::start_traced`]: the `RUST_LOG` used, and this life's output lines.
+    traced: Option<(String, LineTap)>,
+}
+
+/// The lines one agent process printed on stdout, each with the instant the test
+/// read it, copied to the log file by a thread; waiters are woken per line.
+struct LineTap {
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    count: tokio::sync::watch::Receiver<usize>,
+    copier: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineTap {
+    fn start(stdout: std::process::ChildStdout, log: &Path) -> LineTap {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, count) = tokio::sync::watch::channel(0);
+        let mut file = append_to(log);
+        let shared = Arc::clone(&lines);
+        let copier = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(file, "{line}");
+                let mut all = shared.lock().unwrap();
+                all.push((Instant::now(), line));
+                let n = all.len();
+                drop(all);
+                tx.send_replace(n);
+            }
+        });
+        LineTap {
+            lines,
+            count,
+            copier: Some(copier),
+        }
+    }
+
+    /// Waits until the pipe is closed and every line is copied.
+    fn finish(&mut self) {
+        if let Some(copier) = self.copier.take() {
+            let _ = copier.join();
+        }
+    }
 }
 
 /// Writes the agent config: the demo config with this test's broker, sink and dirs.
@@ -156,7 +205,15 @@ pub fn agent_config(dir: &Path, broker_port: u16, sink_url: &str) -> PathBuf {
     path
 }
 
+/// Sets `[table] key = value` in the agent config file at `config`.
+pub fn set_agent_option(config: &Path, table: &str, key: &str, value: impl Into<toml::Value>) {
+    let mut doc: toml::Table = std::fs::read_to_string(config).unwrap().parse().unwrap();
+    doc[table].as_table_mut().unwrap()[key] = value.into();
+    std::fs::write(config, toml::to_string(&doc).unwrap()).unwrap();
+}
+
 impl Agent {
+    /// Starts the agent with `RUST_LOG=info`, output appended to `agent.log` next to `config`.
     pub fn start(config: &Path) -> Agent {
         let log = config.with_file_name("agent.log");
         let child = Command::new(binary("edge-agent", "edge-agent"))
@@ -172,19 +229,120 @@ impl Agent {
             child,
             config: config.to_owned(),
             log,
+            traced: None,
         }
     }
 
-    /// SIGKILL: no shutdown path runs.
+    /// Like [`Agent::start`] with `RUST_LOG=rust_log`, and this process's stdout
+    /// lines also kept in memory so a test can await them ([`Agent::wait_line`]).
+    /// [`Agent::restart`] keeps the mode; lines are per process (life).
+    pub fn start_traced(config: &Path, rust_log: &str) -> Agent {
+        let log = config.with_file_name("agent.log");
+        let mut child = Command::new(binary("edge-agent", "edge-agent"))
+            .arg("--config")
+            .arg(config)
+            .env("EDGE_TOKEN", TOKEN)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::piped())
+            .stderr(append_to(&log))
+            .spawn()
+            .expect("starting edge-agent");
+        let tap = LineTap::start(child.stdout.take().unwrap(), &log);
+        Agent {
+            child,
+            config: config.to_owned(),
+            log,
+            traced: Some((rust_log.to_owned(), tap)),
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs. Returns once the process is gone (and, when
+    /// traced, every line it printed has been read).
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some((_, tap)) = &mut self.traced {
+            tap.finish();
+        }
     }
 
-    /// Starts the agent again with the same config and data.
+    /// Starts the agent again with the same config and data (and the same tracing).
     pub fn restart(&mut self) {
         self.kill9();
-        *self = Agent::start(&self.config.clone());
+        let config = self.config.clone();
+        *self = match &self.traced {
+            Some((rust_log, _)) => Agent::start_traced(&config, &rust_log.clone()),
+            None => Agent::start(&config),
+        };
+    }
+
+    /// Process id of this life.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn tap(&self) -> &LineTap {
+        &self
+            .traced
+            .as_ref()
+            .expect("only for agents started with start_traced")
+            .1
+    }
+
+    /// This life's stdout lines so far (traced agents only).
+    pub fn lines(&self) -> Vec<String> {
+        let all = self.tap().lines.lock().unwrap();
+        all.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// This life's stdout lines so far with the instant each was read (traced agents only).
+    pub fn timed_lines(&self) -> Vec<(Instant, String)> {
+        self.tap().lines.lock().unwrap().clone()
+    }
+
+    /// Number of lines this life printed so far (traced agents only).
+    pub fn line_count(&self) -> usize {
+        self.tap().lines.lock().unwrap().len()
+    }
+
+    /// When the last line matching `pred` was read, if any (traced agents only).
+    pub fn last_line_at(&self, pred: impl Fn(&str) -> bool) -> Option<Instant> {
+        let all = self.tap().lines.lock().unwrap();
+        all.iter().rev().find(|(_, l)| pred(l)).map(|(t, _)| *t)
+    }
+
+    /// Waits for the first line at index `from` or later that matches `pred` and
+    /// returns it with its index; `None` after `limit` or when the process exited
+    /// first (traced agents only). Woken per line, no polling.
+    pub async fn wait_line(
+        &self,
+        from: usize,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<(usize, String)> {
+        let tap = self.tap();
+        let mut count = tap.count.clone();
+        let mut seen = from;
+        let found = tokio::time::timeout(limit, async {
+            loop {
+                {
+                    let all = tap.lines.lock().unwrap();
+                    if let Some(i) = (seen..all.len()).find(|&i| pred(&all[i].1)) {
+                        return Some((i, all[i].1.clone()));
+                    }
+                    seen = seen.max(all.len());
+                }
+                // Err: the copier ended (the process closed its stdout).
+                if count.changed().await.is_err() {
+                    let all = tap.lines.lock().unwrap();
+                    return (seen..all.len())
+                        .find(|&i| pred(&all[i].1))
+                        .map(|i| (i, all[i].1.clone()));
+                }
+            }
+        })
+        .await;
+        found.ok().flatten()
     }
 
     pub fn log(&self) -> String {
@@ -209,6 +367,187 @@ fn append_to(path: &Path) -> std::fs::File {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Value of `key=` in a tracing line (`… replayed=12 …`), if present and numeric.
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Sensor windows only (log-line windows use gateway time, judgements carry verdicts).
+pub fn sensor_windows(all: &[StoredWindow]) -> Vec<StoredWindow> {
+    all.iter().filter(|w| w.is_raw_sensor()).cloned().collect()
+}
+
+/// Our gateway's entry in the sink's `/v1/gateways` (batches, last batch, counters).
+pub async fn sink_gateway(sink_url: &str) -> Option<serde_json::Value> {
+    let gateways: serde_json::Value = reqwest::get(format!("{sink_url}/v1/gateways"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    gateways
+        .as_array()?
+        .iter()
+        .find(|g| g["id"] == GATEWAY)
+        .cloned()
+}
+
+/// Counters the sink summed for our gateway (empty before its first batch).
+pub async fn sink_counters(sink_url: &str) -> BTreeMap<String, u64> {
+    match sink_gateway(sink_url).await {
+        Some(gw) => serde_json::from_value(gw["counters"].clone()).unwrap(),
+        None => BTreeMap::new(),
+    }
+}
+
+/// The sink's ingest outcome counters (`stored`, `duplicate`, …) from `/v1/health`.
+pub async fn sink_outcomes(sink_url: &str) -> BTreeMap<String, u64> {
+    let health: serde_json::Value = reqwest::get(format!("{sink_url}/v1/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    serde_json::from_value(health["counters"].clone()).unwrap_or_default()
+}
+
+/// Reject reasons the ledger's injected bad messages should be counted under.
+pub fn expected_counters(ledger: &[LedgerRecord]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for r in ledger {
+        if let LedgerRecord::Malformed(bad) = r {
+            *m.entry(bad.reason.clone()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// Log-line messages in the ledger.
+pub fn logs_published(ledger: &[LedgerRecord]) -> u64 {
+    ledger
+        .iter()
+        .filter(|r| matches!(r, LedgerRecord::Log(_)))
+        .count() as u64
+}
+
+/// Log lines the sink holds (sum of `log.line_bytes` window counts).
+pub async fn log_lines_stored(sink_url: &str) -> u64 {
+    let all = fetch_windows(sink_url, GATEWAY).await.unwrap();
+    all.iter()
+        .filter(|w| w.metric == "log.line_bytes")
+        .map(|w| w.count)
+        .sum()
+}
+
+/// Lines the log model classified (one severity class each) and lines it called alerts.
+pub async fn log_lines_classified(sink_url: &str) -> (u64, u64) {
+    let all = fetch_windows(sink_url, GATEWAY).await.unwrap();
+    let sum = |f: &dyn Fn(&str) -> bool| -> f64 {
+        all.iter().filter(|w| f(&w.metric)).map(|w| w.sum).sum()
+    };
+    let judged: u64 = all
+        .iter()
+        .filter(|w| w.metric == "log.confidence")
+        .map(|w| w.count)
+        .sum();
+    assert_eq!(sum(&|m| m.starts_with("log.severity.")), judged as f64);
+    (judged, sum(&|m| m == "log.alert") as u64)
+}
+
+/// Every judged (`anomaly`) window is stored once and carries a verdict that counts
+/// no more alarms than rows; returns the rows judged.
+pub async fn assert_judgements_once(sink_url: &str) -> u64 {
+    let all = fetch_windows(sink_url, GATEWAY).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut judged = 0;
+    for w in all.iter().filter(|w| w.metric == "anomaly") {
+        assert!(
+            seen.insert((w.device.clone(), w.start_ms)),
+            "stored twice: {w:?}"
+        );
+        let v = w.verdict.unwrap_or_else(|| panic!("no verdict: {w:?}"));
+        assert!(v.alarms <= v.judged && v.judged == w.count);
+        judged += v.judged;
+    }
+    judged
+}
+
+/// Waits (≤ `limit`) until the sink's sensor windows, minus those `skip` rejects, match
+/// what `ledger` implies exactly; then returns the report. Panics with both logs otherwise.
+pub async fn wait_until_checked(
+    sink: &Sink,
+    agent_log: &dyn Fn() -> String,
+    ledger: &[LedgerRecord],
+    window_ms: i64,
+    alpha: f64,
+    limit: Duration,
+    skip: &dyn Fn(&StoredWindow) -> bool,
+) -> CheckReport {
+    let mut last = String::new();
+    let found = tokio::time::timeout(limit, async {
+        loop {
+            if let Ok(all) = fetch_windows(&sink.url, GATEWAY).await {
+                let stored: Vec<StoredWindow> = sensor_windows(&all)
+                    .into_iter()
+                    .filter(|w| !skip(w))
+                    .collect();
+                let report = check(ledger, window_ms, &stored, alpha);
+                if report.is_ok() {
+                    return report;
+                }
+                last = report.to_string();
+            }
+            // The sink has no change feed; re-read it a few times a second.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "sink never matched the ledger; last check:\n{last}\n--- agent log (tail):\n{}\n--- sink log (tail):\n{}",
+            tail(&agent_log(), 40),
+            tail(&sink.log(), 20)
+        )
+    })
+}
+
+/// Waits (≤ `limit`) until the sink's counters reach `expected` (each at least) and it
+/// holds at least `logs` log lines; returns both. Panics with what it last saw.
+pub async fn wait_for_counters(
+    sink_url: &str,
+    expected: &BTreeMap<String, u64>,
+    logs: u64,
+    limit: Duration,
+) -> (BTreeMap<String, u64>, u64) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let counters = sink_counters(sink_url).await;
+        let lines = log_lines_stored(sink_url).await;
+        let complete = expected
+            .iter()
+            .all(|(k, v)| counters.get(k).copied().unwrap_or(0) >= *v)
+            && lines >= logs;
+        if complete {
+            return (counters, lines);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {limit:?}: counters {counters:?}, want at least {expected:?}; \
+             log lines {lines}, want at least {logs}"
+        );
+        // The sink has no change feed; re-read it a few times a second.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Polls `probe` every 200 ms until it returns `Some`, or panics with `what` after `limit`.
