@@ -10,6 +10,7 @@ pub mod classify;
 pub mod config;
 pub mod decode;
 pub mod disk_sync;
+pub mod fuzzing;
 pub mod journal_record;
 pub mod model;
 pub mod outbox;

@@ -14,6 +14,7 @@ mod body;
 mod codec;
 mod counters;
 mod envelope;
+pub mod fuzzing;
 
 pub use body::{Body, Verdict, WindowSummary};
 pub use codec::{decode_capped, encode, CodecError};

@@ -1,0 +1,7 @@
+//! Fuzz target: edge-agent `decode::decode` of one text (log lines) payload (route and limits in `edge_agent::fuzzing`); the checks live there, not here.
+#![no_main]
+
+use edge_agent::decode::Format;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| edge_agent::fuzzing::decode_payload(Format::Text, data));

@@ -1,0 +1,67 @@
+//! Fuzz harnesses for the wire decoders of untrusted bytes (envelope opening, capped body and counters decode); not used at run time.
+//!
+//! Each `pub fn` here takes one raw input, runs the decoder the sink or the
+//! agent runs on it, and asserts only what this crate promises. The cargo-fuzz
+//! targets in `fuzz/fuzz_targets/` are one-line wrappers over these, and
+//! `tests/fuzz_corpus.rs` replays the committed corpora through the same
+//! functions on stable. This module does not generate inputs or do I/O.
+#![doc(hidden)]
+
+use sha2::{Digest, Sha256};
+
+use crate::{decode_capped, encode, Body, CodecError, Counters, Envelope, SCHEMA_VERSION};
+
+/// The cap the agent applies when it reads counters back from its store.
+pub const COUNTERS_CAP: usize = 1 << 20;
+
+/// `Envelope::open`, as the sink calls it on a request body. Asserts: the cap
+/// is applied before decoding (one byte under the input's length refuses it
+/// as too large); an opened envelope has this schema version and a body that
+/// hashes to its header; and sealing the opened body again under the same key
+/// gives an envelope that opens to the same key and body bytes that re-encode
+/// identically (the encoder is deterministic, so retries send the same bytes).
+pub fn open_envelope(bytes: &[u8]) {
+    if let Some(cap) = bytes.len().checked_sub(1) {
+        assert!(matches!(
+            decode_capped::<Envelope>(bytes, cap),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+    let Ok((env, body)) = Envelope::open(bytes) else {
+        return;
+    };
+    assert_eq!(env.version, SCHEMA_VERSION);
+    assert_eq!(Sha256::digest(&env.body).as_slice(), env.body_sha256);
+    let resealed = Envelope::seal(&env.key(), env.created_ms, &body);
+    let (again, body_again) =
+        Envelope::open(&resealed.to_bytes()).expect("a sealed envelope opens");
+    assert_eq!(again, resealed);
+    assert_eq!(
+        encode(&body_again),
+        resealed.body,
+        "body encoding is unstable"
+    );
+}
+
+/// `decode_capped::<Body>` under the envelope cap (what `open` does with the
+/// body bytes). Asserts: a decoded body encodes, that encoding decodes, and
+/// encodes again to the same bytes (compared as bytes, so NaN is fine).
+pub fn decode_body(bytes: &[u8]) {
+    let Ok(body) = decode_capped::<Body>(bytes, crate::MAX_ENVELOPE_BYTES) else {
+        return;
+    };
+    let encoded = encode(&body);
+    let again: Body = decode_capped(&encoded, usize::MAX).expect("an encoded body decodes");
+    assert_eq!(encode(&again), encoded, "body encoding is unstable");
+}
+
+/// `decode_capped::<Counters>` under the agent's store cap. Asserts: decoded
+/// counters round-trip exactly through encode and decode.
+pub fn decode_counters(bytes: &[u8]) {
+    let Ok(counters) = decode_capped::<Counters>(bytes, COUNTERS_CAP) else {
+        return;
+    };
+    let again: Counters =
+        decode_capped(&encode(&counters), usize::MAX).expect("encoded counters decode");
+    assert_eq!(again, counters);
+}
