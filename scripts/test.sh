@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs what the end-to-end tests need (Mosquitto)
+# Runs the whole test suite. Installs what the end-to-end tests need (Mosquitto, libfaketime)
 # when it is missing and this user may install packages; otherwise those tests
 # print "SKIP: ..." (or fail, when EDGE_REQUIRE_SERVICES=1, as in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 have_mosquitto() { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; }
+have_faketime() { ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; }
 
-if ! have_mosquitto; then
+# Mosquitto for the end-to-end tests; libfaketime for the clock fault tests.
+missing=()
+have_mosquitto || missing+=(mosquitto)
+have_faketime || missing+=(faketime)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: installing mosquitto (needed by the end-to-end tests)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    echo "test.sh: installing ${missing[*]} (needed by the end-to-end and fault tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "test.sh: mosquitto not found and cannot install it here; end-to-end tests will skip" >&2
+    echo "test.sh: ${missing[*]} not found and cannot install here; tests needing them will skip" >&2
   fi
 fi
 

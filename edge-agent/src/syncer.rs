@@ -163,7 +163,9 @@ mod tests {
         config.uplink.request_timeout = Duration::from_secs(10);
         config.uplink.min_link_rate = 4096;
         let syncer = Syncer::new(
-            Store::open(tempfile::tempdir().unwrap().path(), 0).unwrap().0,
+            Store::open(tempfile::tempdir().unwrap().path(), 0)
+                .unwrap()
+                .0,
             &config.uplink,
             String::new(),
             Arc::default(),

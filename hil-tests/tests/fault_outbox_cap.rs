@@ -1,0 +1,160 @@
+//! Fault: the sink is down for the whole replay and the agent's outbox cap is far
+//! smaller than what the replay produces. The agent must roll old windows up
+//! instead of dropping them, keep its outbox under the cap, count every loss of
+//! resolution, and deliver everything once the sink is back: the checker finds
+//! every expected window either on its own or inside a roll-up whose count, sum,
+//! min, max, first, last and stddev match the originals it holds.
+//!
+//! Real processes: a private Mosquitto, fleet-sim (library), the `edge-agent`
+//! and `cloud-sink` binaries. It does not test drops (the proptest in
+//! `edge-agent/tests/outbox_model.rs` drives the outbox past its coarsest width).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{agent_config, wait_for, Agent, Sink, GATEWAY, SERIAL};
+use hil_tests::mosquitto::{require_or_skip, Mosquitto};
+use hil_tests::{check, data_dir, fetch_windows, SimOptions, StoredWindow};
+
+const DEVICES: usize = 2;
+const WINDOW_MS: i64 = 60_000;
+const ALPHA: f64 = 0.01;
+const CAP: u64 = 256 * 1024;
+
+/// Bytes of all files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            du(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+/// The `key=value` number after `key` in a log line.
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
+    let _serial = SERIAL.lock().await;
+    if !data_dir().join("SKAB").is_dir() {
+        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
+        return;
+    }
+    let broker = match Mosquitto::start() {
+        Ok(m) => m,
+        Err(e) if e.is_missing_service() => {
+            require_or_skip(&format!("mosquitto: {e}"));
+            return;
+        }
+        Err(e) => panic!("mosquitto failed to start: {e}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Learn a free port for the sink, then keep it down for the whole replay.
+    let mut sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
+    let (listen, url) = (sink.listen(), sink.url.clone());
+    sink.kill();
+    drop(sink);
+
+    let config = agent_config(dir.path(), broker.port(), &url);
+    let mut doc: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    let mut outbox = toml::Table::new();
+    outbox.insert("max_bytes".into(), i64::try_from(CAP).unwrap().into());
+    outbox.insert("max_rollup_width".into(), "1h".into());
+    doc.insert("outbox".into(), outbox.into());
+    std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
+    let agent = Agent::start(&config);
+
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let report = hil_tests::run(SimOptions {
+        broker: broker.broker(),
+        devices: DEVICES,
+        skab_dir: data_dir().join("SKAB"),
+        ledger: Some(ledger_path.clone()),
+        progress: false,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    println!("{report}");
+    let ledger = hil_tests::read_ledger(&ledger_path).unwrap();
+
+    // Every window closes (idle) and lands in the outbox; wait until the cap has acted.
+    wait_for(
+        "the outbox to roll windows up",
+        Duration::from_secs(120),
+        || async { agent.log().contains("rolled old windows up").then_some(()) },
+    )
+    .await;
+    let data = dir.path().join("agent-data");
+    let disk_during_outage = du(&data);
+    let mut largest_after = 0;
+    for line in agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("rolled old windows up"))
+    {
+        let after = number_after(line, "bytes_after=").expect("bytes_after in the log line");
+        largest_after = largest_after.max(after);
+    }
+    println!(
+        "outage: outbox at most {largest_after} bytes after each roll-up (cap {CAP}); \
+         agent data dir {disk_during_outage} bytes on disk"
+    );
+    assert!(
+        largest_after <= CAP,
+        "outbox over its cap: {largest_after} > {CAP}"
+    );
+
+    let sink = Sink::start(&dir.path().join("sink"), &listen);
+    let mut last = String::new();
+    let checked = tokio::time::timeout(Duration::from_secs(180), async {
+        loop {
+            if let Ok(all) = fetch_windows(&sink.url, GATEWAY).await {
+                let sensor: Vec<StoredWindow> = all
+                    .into_iter()
+                    .filter(StoredWindow::is_raw_sensor)
+                    .collect();
+                let report = check(&ledger, WINDOW_MS, &sensor, ALPHA);
+                if report.is_ok() && report.rolled_up > 0 {
+                    return report;
+                }
+                last = report.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "sink never matched the ledger; last check:\n{last}\n--- agent log (tail):\n{}",
+            common::tail(&agent.log(), 30)
+        )
+    });
+    println!("{checked}");
+    assert!(checked.expected > 500, "replay too small: {checked}");
+    assert!(checked.covered_by_rollups > 0);
+    let counters = common::sink_counters(&sink.url).await;
+    println!("sink counters: {counters:?}");
+    assert!(
+        counters.get("rolled_up").copied().unwrap_or(0) > 0,
+        "roll-ups not counted"
+    );
+    assert_eq!(
+        counters.get("outbox_full").copied().unwrap_or(0),
+        0,
+        "dropped data"
+    );
+}
