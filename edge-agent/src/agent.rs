@@ -30,8 +30,8 @@ pub enum AgentError {
     Token(String),
     #[error(transparent)]
     Classify(#[from] ClassifyError),
-    #[error("pipeline thread panicked")]
-    Panicked,
+    #[error("the {0} panicked")]
+    Panicked(&'static str),
 }
 
 /// Reads the gateway's bearer token from where the config says it is.
@@ -57,6 +57,13 @@ pub fn read_token(settings: &Settings) -> Result<String, AgentError> {
     Ok(token)
 }
 
+/// What ended the agent's main wait.
+enum Stopped<T> {
+    Shutdown,
+    Source,
+    Syncer(T),
+}
+
 /// Runs the agent until `shutdown` completes (or a stage fails).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let token = read_token(&settings)?;
@@ -70,7 +77,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         let ready = outbox_ready.clone();
         tokio::task::spawn_blocking(move || Pipeline::open(&settings, classify, ready))
             .await
-            .map_err(|_| AgentError::Panicked)??
+            .map_err(|_| AgentError::Panicked("store start-up"))??
     };
     let store = pipeline.store().clone();
     let (tx, rx) = mpsc::channel(settings.journal.queue_capacity);
@@ -88,31 +95,42 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         .expect("spawning the pipeline thread");
     let mut source_task = tokio::spawn(source.run(tx, stop_rx.clone(), done_rx));
     let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready);
-    let syncer_task = tokio::spawn(syncer.run(stop_rx));
+    let mut syncer_task = tokio::spawn(syncer.run(stop_rx));
     info!(gateway = %settings.gateway_id, broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port), sink = %settings.uplink.url, "edge-agent running");
 
-    let source_done = tokio::select! {
+    let stopped = tokio::select! {
         _ = shutdown => {
             info!("shutting down: draining the pipeline");
-            false
+            Stopped::Shutdown
         }
         _ = &mut source_task => {
             error!("the pipeline stopped");
-            true
+            Stopped::Source
+        }
+        // A syncer that cannot delete what the sink stored (its store
+        // failed) must stop the agent, or ingest would go on until the cap
+        // drops data that is already safe at the sink.
+        result = &mut syncer_task => {
+            error!("the syncer stopped");
+            Stopped::Syncer(result)
         }
     };
     let _ = stop_tx.send(true);
-    if !source_done {
+    if !matches!(stopped, Stopped::Source) {
         // A finished JoinHandle must not be polled again (it panics).
         let _ = source_task.await;
     }
     let pipeline_result = tokio::task::spawn_blocking(move || pipeline_thread.join())
         .await
-        .map_err(|_| AgentError::Panicked)?
-        .map_err(|_| AgentError::Panicked)?;
-    let syncer_result = syncer_task.await.map_err(|_| AgentError::Panicked)?;
+        .map_err(|_| AgentError::Panicked("pipeline"))?
+        .map_err(|_| AgentError::Panicked("pipeline"))?;
+    // The pipeline's error is the cause; a syncer failing after it is a consequence.
     pipeline_result?;
-    syncer_result?;
+    let syncer_result = match stopped {
+        Stopped::Syncer(result) => result,
+        _ => syncer_task.await,
+    };
+    syncer_result.map_err(|_| AgentError::Panicked("syncer"))??;
     info!("stopped cleanly");
     Ok(())
 }

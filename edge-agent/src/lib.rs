@@ -6,10 +6,12 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod chunked;
 pub mod classify;
 pub mod config;
 pub mod decode;
 pub mod disk_sync;
+pub mod disk_usage;
 pub mod fuzzing;
 pub mod journal_record;
 pub mod model;

@@ -5,6 +5,16 @@
 //! (`rolled_up`: windows merged away; `outbox_full`: original windows dropped) and the
 //! counters of a dropped batch are carried forward, never lost.
 //!
+//! The cap is on disk use, not on the batches' own bytes: sled 0.34 keeps
+//! stale copies of rewritten pages until it cleans their segments (measured:
+//! 1.8–3× the live bytes in steady state, plus a floor of a few MiB), and the
+//! journal shares the directory. So the cap keeps a *live budget* for the
+//! batches and steers it from the store's measured disk use after each cut
+//! ([`OutboxCap::observe_disk`]): above 75% of `max_bytes` it cuts the budget
+//! to 95% of what is live, below 60% with the budget in use it grows it by
+//! 1%. The margin above 75% absorbs one cut plus the transient of a roll-up
+//! (the old copies stay on disk until sled cleans their segments).
+//!
 //! This is policy only: the merge arithmetic is [`crate::rollup`], the atomic
 //! rewrite is [`crate::store::OutboxLock`]. It runs on the pipeline thread
 //! (the single writer) while the syncer is locked out of claiming a batch, and
@@ -22,6 +32,10 @@ use crate::store::{OutboxRewrite, Store, StoreError};
 
 /// Batches decoded and rolled up together in one step (bounds memory).
 const CHUNK_BATCHES: usize = 16;
+/// ... and at most `max_bytes / CHUNK_BYTES_DIVISOR` bytes of them (but at
+/// least two batches, or nothing could merge): a rewrite's old copies stay
+/// on disk until sled cleans them, so small rewrites keep the spike small.
+const CHUNK_BYTES_DIVISOR: u64 = 64;
 
 /// What one enforcement did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -34,41 +48,90 @@ pub struct Enforced {
     pub dropped: u64,
 }
 
+/// Above this share of `max_bytes` on disk, the live budget shrinks.
+const DISK_HIGH_PERCENT: u64 = 75;
+/// Below this share of `max_bytes` on disk, a budget in use grows.
+const DISK_LOW_PERCENT: u64 = 60;
+/// Each observation above the high mark cuts the budget to this share of
+/// what is live. Small steps: a roll-up rewrites about twice what it
+/// reclaims, and sled holds the old copies until it cleans, so a big cut of
+/// the budget would itself spike disk use.
+const DECREASE_PERCENT: u64 = 95;
+/// The budget never shrinks below `max_bytes / BUDGET_FLOOR_DIVISOR`, so a
+/// full journal cannot squeeze the outbox to nothing.
+const BUDGET_FLOOR_DIVISOR: u64 = 16;
+/// A fresh store starts with `max_bytes / BUDGET_START_DIVISOR` (sled's
+/// worst measured steady state is about 3× the live bytes).
+const BUDGET_START_DIVISOR: u64 = 4;
+
 /// The cap and the state of the roll-up walk.
 #[derive(Debug)]
 pub struct OutboxCap {
     max_bytes: u64,
+    /// Live bytes of sealed batches allowed now (steered by disk use).
+    budget: u64,
     max_width_ms: i64,
     max_windows_per_batch: usize,
-    key: BatchKey,
+    gateway: String,
+    epoch: u64,
     /// Batches at or below this seq are already as coarse as allowed.
     coarse_until: u64,
 }
 
 impl OutboxCap {
+    /// A cap of `max_bytes` on disk for a store whose outbox holds `live`
+    /// bytes now (a restart does not roll up what fit before it).
     pub fn new(
         max_bytes: u64,
         max_rollup_width: Duration,
         max_windows_per_batch: usize,
         gateway: &str,
         epoch: u64,
+        live: u64,
     ) -> OutboxCap {
+        let start = live.max(max_bytes / BUDGET_START_DIVISOR);
         OutboxCap {
             max_bytes,
+            budget: start.clamp(max_bytes / BUDGET_FLOOR_DIVISOR, max_bytes),
             max_width_ms: i64::try_from(max_rollup_width.as_millis()).unwrap_or(i64::MAX),
             max_windows_per_batch: max_windows_per_batch.max(1),
-            key: BatchKey {
-                gateway: gateway.to_owned(),
-                epoch,
-                seq: 0,
-            },
+            gateway: gateway.to_owned(),
+            epoch,
             coarse_until: 0,
         }
     }
 
-    /// The cap in bytes.
+    /// The cap in bytes (disk use of the whole store).
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// The live bytes sealed batches may hold now.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Steers the live budget from the store's disk use (`disk`) and the
+    /// batches' live bytes (`live`), measured after a cut.
+    pub fn observe_disk(&mut self, disk: u64, live: u64) {
+        let floor = self.max_bytes / BUDGET_FLOOR_DIVISOR;
+        let before = self.budget;
+        if disk > self.max_bytes / 100 * DISK_HIGH_PERCENT {
+            let shrunk = self.budget.min(live) / 100 * DECREASE_PERCENT;
+            self.budget = shrunk.max(floor);
+        } else if disk < self.max_bytes / 100 * DISK_LOW_PERCENT && live >= self.budget / 10 * 9 {
+            self.budget = (self.budget + self.budget / 100).min(self.max_bytes);
+        }
+        if self.budget < before {
+            info!(
+                disk_bytes = disk,
+                live_bytes = live,
+                cap = self.max_bytes,
+                budget_before = before,
+                budget = self.budget,
+                "store disk use near the outbox cap: live budget lowered"
+            );
+        }
     }
 
     /// Rolls up (then drops) until the outbox holds at most `target` bytes or
@@ -89,7 +152,16 @@ impl OutboxCap {
         };
         let lock = store.lock_outbox();
         while store.outbox_bytes() > target {
-            let chunk = lock.rewritable(self.coarse_until, CHUNK_BATCHES)?;
+            let mut chunk = lock.rewritable(self.coarse_until, CHUNK_BATCHES)?;
+            let mut bytes = 0u64;
+            let fits = chunk
+                .iter()
+                .take_while(|(_, b)| {
+                    bytes += b.len() as u64;
+                    bytes <= self.max_bytes / CHUNK_BYTES_DIVISOR
+                })
+                .count();
+            chunk.truncate(fits.max(2));
             let (rewrite, merged, dropped) = if chunk.is_empty() {
                 // Everything rewritable is as coarse as allowed: drop the oldest.
                 let Some(oldest) = lock.rewritable(0, 1)?.pop() else {
@@ -121,7 +193,16 @@ impl OutboxCap {
                     continue;
                 }
                 loss.add(Reason::RolledUp, merged);
-                let insert = self.seal(&seqs, rolled, counters, now_ms);
+                // Never more batches than it replaces: a roll-up has fewer windows.
+                let insert = seal_batches(
+                    &self.gateway,
+                    self.epoch,
+                    seqs.iter().copied(),
+                    &rolled,
+                    self.max_windows_per_batch,
+                    counters,
+                    now_ms,
+                );
                 if coarsest {
                     self.coarse_until = insert.last().map_or(seqs[0], |(seq, _)| *seq);
                 }
@@ -156,38 +237,41 @@ impl OutboxCap {
         }
         Ok(done)
     }
+}
 
-    /// Seals `windows` (plus the replaced batches' counters) into batches
-    /// under the lowest of `seqs`; there are always enough seqs because a
-    /// roll-up never has more windows than the batches it replaces.
-    fn seal(
-        &self,
-        seqs: &[u64],
-        windows: Vec<WindowSummary>,
-        mut counters: Counters,
-        now_ms: i64,
-    ) -> Vec<(u64, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut chunks: Vec<Vec<WindowSummary>> = windows
-            .chunks(self.max_windows_per_batch)
-            .map(<[WindowSummary]>::to_vec)
-            .collect();
-        if chunks.is_empty() && !counters.is_empty() {
-            chunks.push(Vec::new());
-        }
-        for (seq, windows) in seqs.iter().zip(chunks) {
+/// Seals `windows` into batches of at most `per_batch` windows, one batch per
+/// seq taken from `seqs` in order, with `counters` in the first; counters
+/// without windows make one empty batch, and nothing at all makes none. The
+/// pipeline's cut and the cap's rewrites both seal through here.
+pub fn seal_batches(
+    gateway: &str,
+    epoch: u64,
+    seqs: impl IntoIterator<Item = u64>,
+    windows: &[WindowSummary],
+    per_batch: usize,
+    counters: Counters,
+    now_ms: i64,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut counters = counters;
+    let mut chunks: Vec<&[WindowSummary]> = windows.chunks(per_batch.max(1)).collect();
+    if chunks.is_empty() && !counters.is_empty() {
+        chunks.push(&[]);
+    }
+    seqs.into_iter()
+        .zip(chunks)
+        .map(|(seq, chunk)| {
             let key = BatchKey {
-                seq: *seq,
-                ..self.key.clone()
+                gateway: gateway.to_owned(),
+                epoch,
+                seq,
             };
             let body = Body {
-                windows,
+                windows: chunk.to_vec(),
                 counters: std::mem::take(&mut counters),
             };
-            out.push((*seq, Envelope::seal(&key, now_ms, &body).to_bytes()));
-        }
-        out
-    }
+            (seq, Envelope::seal(&key, now_ms, &body).to_bytes())
+        })
+        .collect()
 }
 
 /// Windows, counters and seqs of the given sealed batches that open. A batch
@@ -213,4 +297,47 @@ fn merged_counters(pending: &Counters, loss: &Counters) -> Counters {
     let mut all = pending.clone();
     all.merge(loss);
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn cap(live: u64) -> OutboxCap {
+        OutboxCap::new(64 * MIB, Duration::from_secs(3600), 100, "g", 1, live)
+    }
+
+    #[test]
+    fn budget_starts_low_but_keeps_what_a_restart_finds() {
+        assert_eq!(cap(0).budget(), 16 * MIB);
+        assert_eq!(cap(40 * MIB).budget(), 40 * MIB);
+        assert_eq!(cap(100 * MIB).budget(), 64 * MIB);
+    }
+
+    #[test]
+    fn budget_shrinks_when_disk_is_high_and_grows_only_when_low_and_in_use() {
+        let mut c = cap(0);
+        // Disk high: cut to 95% of what is live.
+        c.observe_disk(60 * MIB, 12 * MIB);
+        assert_eq!(c.budget(), 12 * MIB / 100 * 95);
+        // Disk high with little live: never below the floor.
+        c.observe_disk(63 * MIB, MIB);
+        assert_eq!(c.budget(), 4 * MIB);
+        // Disk low but the budget not in use: unchanged.
+        c.observe_disk(10 * MIB, MIB);
+        assert_eq!(c.budget(), 4 * MIB);
+        // Disk low and the budget in use: +1% per observation, up to the cap.
+        c.observe_disk(10 * MIB, 4 * MIB);
+        assert_eq!(c.budget(), 4 * MIB + 4 * MIB / 100);
+        for _ in 0..1000 {
+            let b = c.budget();
+            c.observe_disk(10 * MIB, b);
+        }
+        assert_eq!(c.budget(), 64 * MIB);
+        // Between the marks: unchanged.
+        c.observe_disk(45 * MIB, 64 * MIB);
+        assert_eq!(c.budget(), 64 * MIB);
+    }
 }

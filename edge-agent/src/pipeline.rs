@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
-use tracing::{debug, info};
-use wire::{BatchKey, Body, Counters, Envelope, Reason};
+use tracing::{debug, error, info, warn};
+use wire::{Counters, Reason};
 
 use crate::classify::{Accepted, ClassifyStage};
 use crate::config::{Route, Settings};
 use crate::decode::{self, DecodeLimits, Format};
 use crate::journal_record::JournalRecord;
-use crate::outbox::OutboxCap;
+use crate::outbox::{seal_batches, OutboxCap};
 use crate::source::{Acker, Delivery};
 use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
 use crate::windower::Windower;
@@ -65,6 +65,18 @@ pub struct Pipeline {
     outbox_ready: Arc<Notify>,
     classify: ClassifyStage,
     cap: OutboxCap,
+}
+
+/// An error and its sources, `: `-joined (thiserror's Display shows only the top).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Milliseconds since the Unix epoch by the gateway clock.
@@ -114,6 +126,7 @@ impl Pipeline {
             outbox = recovered.outbox_len,
             "store recovered"
         );
+        let outbox_live = store.outbox_bytes();
         Ok(Pipeline {
             gateway: settings.gateway_id.clone(),
             routes: settings.routes.clone(),
@@ -139,6 +152,7 @@ impl Pipeline {
                 settings.uplink.max_windows_per_batch,
                 &settings.gateway_id,
                 recovered.epoch,
+                outbox_live,
             ),
         })
     }
@@ -265,37 +279,32 @@ impl Pipeline {
             bytes_out: 0,
             counters: self.counters.clone(),
         };
-        let chunks: Vec<&[wire::WindowSummary]> = if windows.is_empty() {
-            vec![&[]]
-        } else {
-            windows.chunks(self.max_windows_per_batch).collect()
-        };
         let taken = std::mem::take(&mut self.counters);
         let seal = |counters: Counters, first_seq: u64| {
-            let mut counters = counters;
-            let mut out = Vec::new();
-            for (seq, chunk) in (first_seq..).zip(chunks.iter()) {
-                let key = BatchKey {
-                    gateway: self.gateway.clone(),
-                    epoch: self.epoch,
-                    seq,
-                };
-                let body = Body {
-                    windows: chunk.to_vec(),
-                    counters: std::mem::take(&mut counters),
-                };
-                out.push((seq, Envelope::seal(&key, now_ms(), &body).to_bytes()));
-            }
-            out
+            let per_batch = self.max_windows_per_batch;
+            seal_batches(
+                &self.gateway,
+                self.epoch,
+                first_seq..,
+                &windows,
+                per_batch,
+                counters,
+                now_ms(),
+            )
         };
         let first_seq = self.next_seq;
         let mut batches = seal(taken.clone(), first_seq);
         // Make room under the cap before the cut lands. Until the cut commits,
         // the counters it takes are still pending on disk, so each rewrite
         // persists them plus any loss it counts.
+        // The budget follows the store's disk use (see `OutboxCap`).
+        match self.store.disk_usage() {
+            Ok(disk) => self.cap.observe_disk(disk, self.store.outbox_bytes()),
+            Err(e) => warn!("cannot measure the store's disk use (outbox budget unchanged): {e}"),
+        }
         let incoming: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();
         let mut loss = Counters::default();
-        let room = self.cap.max_bytes().saturating_sub(incoming);
+        let room = self.cap.budget().saturating_sub(incoming);
         if self.store.outbox_bytes() > room {
             self.cap
                 .enforce(&self.store, room, &taken, &mut loss, now_ms())?;
@@ -312,13 +321,13 @@ impl Pipeline {
         commit.next_seq = self.next_seq;
         report.batches = commit.batches.len();
         self.store.commit_batches(&commit)?;
-        if self.store.outbox_bytes() > self.cap.max_bytes() {
+        if self.store.outbox_bytes() > self.cap.budget() {
             // The cut alone did not fit: roll up the new batches too. Losses
             // counted here ship with the next cut.
             let mut loss = Counters::default();
             self.cap.enforce(
                 &self.store,
-                self.cap.max_bytes(),
+                self.cap.budget(),
                 &self.counters,
                 &mut loss,
                 now_ms(),
@@ -351,14 +360,27 @@ impl Pipeline {
                         Err(_) => break,
                     }
                 }
-                self.ingest(&queue, Instant::now())?;
+                if let Err(e) = self.ingest(&queue, Instant::now()) {
+                    error!(
+                        messages = queue.len(),
+                        "store commit failed; not acknowledged, the broker will redeliver: {}",
+                        causes(&e)
+                    );
+                    return Err(e);
+                }
                 self.committed += queue.len() as u64;
                 debug!(group = queue.len(), total = self.committed, "committed");
                 acker.ack(queue.drain(..).map(|d| d.ack).collect());
             } else {
                 acker.flush();
             }
-            if let Some(cut) = self.tick(Instant::now())? {
+            let cut = self.tick(Instant::now()).inspect_err(|e| {
+                error!(
+                    "cut into the outbox failed; its windows stay in the journal: {}",
+                    causes(e)
+                );
+            })?;
+            if let Some(cut) = cut {
                 log_cut(&cut);
             }
             if last_stats.elapsed() >= STATS_EVERY {

@@ -107,17 +107,11 @@ pub fn roll_up(windows: Vec<WindowSummary>, max_width_ms: i64) -> (Vec<WindowSum
     }
     let mut out = Vec::with_capacity(before);
     for windows in series {
-        let widest = windows.iter().map(width).max().unwrap_or(1);
-        let bucket = widest.saturating_mul(2).min(max_width_ms).max(1);
+        let bucket = bucket_ms(&windows, max_width_ms);
         let mut current: Option<WindowSummary> = None;
         for w in windows {
             current = match current {
-                Some(c)
-                    if c.start_ms.div_euclid(bucket) == w.start_ms.div_euclid(bucket)
-                        && w.end_ms.max(c.end_ms) - w.start_ms.min(c.start_ms) <= max_width_ms =>
-                {
-                    Some(merge(&c, &w))
-                }
+                Some(c) if mergeable(&c, &w, bucket, max_width_ms) => Some(merge(&c, &w)),
                 Some(c) => {
                     out.push(c);
                     Some(w)
@@ -131,12 +125,33 @@ pub fn roll_up(windows: Vec<WindowSummary>, max_width_ms: i64) -> (Vec<WindowSum
     (out, merged_away)
 }
 
-/// True if no further [`roll_up`] could merge anything in `windows`: every
-/// series has at most one window per `max_width_ms` bucket.
+/// True if no further [`roll_up`] could merge anything in `windows`: no two
+/// consecutive windows of a series are [`mergeable`] (what `roll_up` would
+/// merge first), checked without merging or copying.
 pub fn is_coarsest(windows: &[WindowSummary], max_width_ms: i64) -> bool {
-    let (rolled, merged) = roll_up(windows.to_vec(), max_width_ms);
-    drop(rolled);
-    merged == 0
+    let mut series: std::collections::HashMap<(&str, &str), Vec<&WindowSummary>> =
+        std::collections::HashMap::new();
+    for w in windows {
+        series.entry((&w.device, &w.metric)).or_default().push(w);
+    }
+    series.values().all(|ws| {
+        let bucket = bucket_ms(ws.iter().copied(), max_width_ms);
+        ws.windows(2)
+            .all(|pair| !mergeable(pair[0], pair[1], bucket, max_width_ms))
+    })
+}
+
+/// The roll-up bucket of a series: twice its widest window, at most `max_width_ms`.
+fn bucket_ms<'a>(windows: impl IntoIterator<Item = &'a WindowSummary>, max_width_ms: i64) -> i64 {
+    let widest = windows.into_iter().map(width).max().unwrap_or(1);
+    widest.saturating_mul(2).min(max_width_ms).max(1)
+}
+
+/// Whether `w` joins `c` (its predecessor in the series): same bucket, and
+/// the merged span no wider than `max_width_ms`.
+fn mergeable(c: &WindowSummary, w: &WindowSummary, bucket: i64, max_width_ms: i64) -> bool {
+    c.start_ms.div_euclid(bucket) == w.start_ms.div_euclid(bucket)
+        && w.end_ms.max(c.end_ms) - w.start_ms.min(c.start_ms) <= max_width_ms
 }
 
 fn width(w: &WindowSummary) -> i64 {

@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use edge_agent::outbox::OutboxCap;
+use edge_agent::outbox::{seal_batches, OutboxCap};
 use edge_agent::store::{BatchCommit, Store};
 use proptest::prelude::*;
-use wire::{BatchKey, Body, Counters, Envelope, Reason, WindowSummary};
+use wire::{Counters, Envelope, Reason, WindowSummary};
 
 const WIDTH: i64 = 1_000;
 /// Small enough that generated runs roll up and drop, not just roll up.
@@ -106,7 +106,7 @@ impl Agent {
         Agent {
             cap_bytes,
             max_width,
-            cap: OutboxCap::new(cap_bytes, max_width, PER_BATCH, "g", r.epoch),
+            cap: OutboxCap::new(cap_bytes, max_width, PER_BATCH, "g", r.epoch, 0),
             epoch: r.epoch,
             next_seq: r.next_seq,
             pending: r.counters,
@@ -122,7 +122,15 @@ impl Agent {
     fn crash(&mut self) {
         drop(self.store.take());
         let (store, r) = open(self.dir.path());
-        self.cap = OutboxCap::new(self.cap_bytes, self.max_width, PER_BATCH, "g", r.epoch);
+        let live = store.outbox_bytes();
+        self.cap = OutboxCap::new(
+            self.cap_bytes,
+            self.max_width,
+            PER_BATCH,
+            "g",
+            r.epoch,
+            live,
+        );
         (self.epoch, self.next_seq, self.pending) = (r.epoch, r.next_seq, r.counters);
         self.store = Some(store);
     }
@@ -130,27 +138,9 @@ impl Agent {
     /// What the pipeline's tick does with closed windows, cap included.
     fn cut(&mut self, windows: Vec<WindowSummary>, mut counters: Counters) {
         counters.merge(&std::mem::take(&mut self.pending));
+        let epoch = self.epoch;
         let seal = |counters: Counters, first: u64| {
-            let mut counters = counters;
-            let chunks: Vec<&[WindowSummary]> = if windows.is_empty() {
-                vec![&[]]
-            } else {
-                windows.chunks(PER_BATCH).collect()
-            };
-            let mut out = Vec::new();
-            for (i, chunk) in chunks.into_iter().enumerate() {
-                let key = BatchKey {
-                    gateway: "g".into(),
-                    epoch: self.epoch,
-                    seq: first + i as u64,
-                };
-                let body = Body {
-                    windows: chunk.to_vec(),
-                    counters: std::mem::take(&mut counters),
-                };
-                out.push((key.seq, Envelope::seal(&key, 0, &body).to_bytes()));
-            }
-            out
+            seal_batches("g", epoch, first.., &windows, PER_BATCH, counters, 0)
         };
         let mut batches = seal(counters.clone(), self.next_seq);
         let incoming: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();

@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{agent_config, wait_for, Agent, Sink, GATEWAY, SERIAL};
+use common::{
+    agent_config, expected_counters, log_lines_classified, log_lines_stored, logs_published,
+    setup_or_skip, sink_counters, wait_for, Agent, CheckWait, Sink, GATEWAY, SERIAL,
+};
 use hil_tests::ledger::LedgerRecord;
-use hil_tests::mosquitto::{require_or_skip, Mosquitto};
-use hil_tests::{check, data_dir, fetch_windows, CheckReport, SimOptions, SimReport, StoredWindow};
+use hil_tests::{data_dir, fetch_windows, SimOptions, SimReport};
 
 const DEVICES: usize = 10;
 const WINDOW_MS: i64 = 60_000;
@@ -38,118 +40,6 @@ fn sim_options(broker: String, ledger: &Path) -> SimOptions {
     }
 }
 
-/// Sensor windows only (log-line windows use gateway time, checked separately).
-fn sensor_windows(all: &[StoredWindow]) -> Vec<StoredWindow> {
-    all.iter().filter(|w| w.is_raw_sensor()).cloned().collect()
-}
-
-/// Waits until the sink holds exactly the expected windows, then returns the report.
-async fn wait_until_checked(sink: &Sink, agent: &Agent, ledger: &[LedgerRecord]) -> CheckReport {
-    let sink_url = sink.url.as_str();
-    let mut last = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(180), async {
-        loop {
-            if let Ok(all) = fetch_windows(sink_url, GATEWAY).await {
-                let report = check(ledger, WINDOW_MS, &sensor_windows(&all), ALPHA);
-                if report.is_ok() {
-                    return report;
-                }
-                last = report.to_string();
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!(
-            "sink never matched the ledger; last check:\n{last}\n--- agent log (tail):\n{}\n--- sink log (tail):\n{}",
-            tail(&agent.log(), 40),
-            tail(&sink.log(), 20)
-        )
-    })
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Counters the sink summed for our gateway.
-async fn sink_counters(sink_url: &str) -> BTreeMap<String, u64> {
-    let gateways: serde_json::Value = reqwest::get(format!("{sink_url}/v1/gateways"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let gw = gateways
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["id"] == GATEWAY)
-        .expect("gateway listed");
-    serde_json::from_value(gw["counters"].clone()).unwrap()
-}
-
-fn expected_counters(ledger: &[LedgerRecord]) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for r in ledger {
-        if let LedgerRecord::Malformed(bad) = r {
-            *m.entry(bad.reason.clone()).or_insert(0) += 1;
-        }
-    }
-    m
-}
-
-fn logs_published(ledger: &[LedgerRecord]) -> u64 {
-    ledger
-        .iter()
-        .filter(|r| matches!(r, LedgerRecord::Log(_)))
-        .count() as u64
-}
-
-async fn log_lines_stored(sink_url: &str) -> u64 {
-    let all = fetch_windows(sink_url, GATEWAY).await.unwrap();
-    all.iter()
-        .filter(|w| w.metric == "log.line_bytes")
-        .map(|w| w.count)
-        .sum()
-}
-
-/// Lines the log model classified (one severity class each) and lines it called alerts.
-async fn log_lines_classified(sink_url: &str) -> (u64, u64) {
-    let all = fetch_windows(sink_url, GATEWAY).await.unwrap();
-    let sum = |f: &dyn Fn(&str) -> bool| -> f64 {
-        all.iter().filter(|w| f(&w.metric)).map(|w| w.sum).sum()
-    };
-    let judged: u64 = all
-        .iter()
-        .filter(|w| w.metric == "log.confidence")
-        .map(|w| w.count)
-        .sum();
-    // Each line is 1 in exactly one severity class.
-    assert_eq!(sum(&|m| m.starts_with("log.severity.")), judged as f64);
-    (judged, sum(&|m| m == "log.alert") as u64)
-}
-
-/// Every judged (`anomaly`) window is stored once and carries a verdict that
-/// counts no more alarms than rows.
-async fn assert_judgements_once(sink: &Sink) {
-    let all = fetch_windows(&sink.url, GATEWAY).await.unwrap();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut judged = 0;
-    for w in all.iter().filter(|w| w.metric == "anomaly") {
-        assert!(
-            seen.insert((w.device.clone(), w.start_ms)),
-            "stored twice: {w:?}"
-        );
-        let v = w.verdict.unwrap_or_else(|| panic!("no verdict: {w:?}"));
-        assert!(v.alarms <= v.judged && v.judged == w.count);
-        judged += v.judged;
-    }
-    assert!(judged > 1000, "only {judged} rows judged");
-}
-
 /// Waits until the sink holds at least `n` windows of our gateway.
 async fn wait_for_windows(sink: &Sink, n: usize) {
     wait_for(
@@ -166,22 +56,6 @@ async fn wait_for_windows(sink: &Sink, n: usize) {
     .await;
 }
 
-/// Setup shared by the three runs; `None` when the data or Mosquitto is missing (skip).
-fn setup() -> Option<(tempfile::TempDir, Mosquitto)> {
-    if !data_dir().join("SKAB").is_dir() {
-        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
-        return None;
-    }
-    match Mosquitto::start() {
-        Ok(m) => Some((tempfile::tempdir().unwrap(), m)),
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            None
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
-    }
-}
-
 async fn assert_all_delivered(
     sink: &Sink,
     agent: &Agent,
@@ -189,7 +63,10 @@ async fn assert_all_delivered(
     exact_counters: bool,
 ) {
     let ledger = hil_tests::read_ledger(ledger_path).unwrap();
-    let report = wait_until_checked(sink, agent, &ledger).await;
+    let report = CheckWait::new(&ledger, WINDOW_MS, ALPHA, Duration::from_secs(180))
+        .agent_log(&|| agent.log())
+        .run(sink)
+        .await;
     assert!(
         report.expected > 1500,
         "replay too small to mean anything: {report}"
@@ -260,7 +137,9 @@ fn assert_ledger_is_the_csv_rows(ledger: &[LedgerRecord]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_arrives_exactly_once_with_bad_input_counted() {
     let _serial = SERIAL.lock().await;
-    let Some((dir, broker)) = setup() else { return };
+    let Some((dir, broker)) = setup_or_skip() else {
+        return;
+    };
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
     let agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));
     let ledger = dir.path().join("ledger.jsonl");
@@ -275,7 +154,9 @@ async fn replay_arrives_exactly_once_with_bad_input_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
     let _serial = SERIAL.lock().await;
-    let Some((dir, broker)) = setup() else { return };
+    let Some((dir, broker)) = setup_or_skip() else {
+        return;
+    };
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
     let mut agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));
     let ledger = dir.path().join("ledger.jsonl");
@@ -299,7 +180,8 @@ async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
     // Messages without a device seq (the malformed ones, log lines) are
     // at-least-once across a kill; readings are exactly-once.
     assert_all_delivered(&sink, &agent, &ledger, false).await;
-    assert_judgements_once(&sink).await;
+    let judged = common::assert_judgements_once(&sink.url).await;
+    assert!(judged > 1000, "only {judged} rows judged");
     // Every start recovered the store, and at least one kill hit while windows
     // were open (their readings came back from the journal, not the broker).
     let log = agent.log();
@@ -325,7 +207,9 @@ async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_outage_is_buffered_then_drained() {
     let _serial = SERIAL.lock().await;
-    let Some((dir, broker)) = setup() else { return };
+    let Some((dir, broker)) = setup_or_skip() else {
+        return;
+    };
     let sink_dir = dir.path().join("sink");
     let mut sink = Sink::start(&sink_dir, "127.0.0.1:0");
     let agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));

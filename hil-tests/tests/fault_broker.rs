@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{
-    agent_config, expected_counters, log_lines_classified, logs_published, wait_for,
-    wait_until_checked, Agent, Sink, GATEWAY, SERIAL,
+    agent_config, expected_counters, log_lines_classified, logs_published, setup_or_skip_with,
+    wait_for, wait_until_checked, Agent, Sink, GATEWAY, SERIAL,
 };
 use hil_tests::ledger::LedgerRecord;
-use hil_tests::mosquitto::{require_or_skip, Mosquitto, Persistence};
+use hil_tests::mosquitto::Persistence;
 use hil_tests::windows::window_start;
 use hil_tests::{data_dir, fetch_windows, SimOptions};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
@@ -68,22 +68,6 @@ fn sim_options(broker: String, ledger: &Path) -> SimOptions {
         // A broker restart takes well under this; fleet-sim must outlast it.
         retry_timeout: Duration::from_secs(60),
         ..SimOptions::default()
-    }
-}
-
-/// The SKAB data and a Mosquitto with `persistence`; `None` (after a printed skip) when missing.
-fn setup(persistence: Persistence) -> Option<(tempfile::TempDir, Mosquitto)> {
-    if !data_dir().join("SKAB").is_dir() {
-        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
-        return None;
-    }
-    match Mosquitto::start_with(persistence) {
-        Ok(m) => Some((tempfile::tempdir().unwrap(), m)),
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            None
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
     }
 }
 
@@ -342,7 +326,7 @@ async fn agent_reconnected(agent: &Agent, from: usize) -> String {
 async fn mosquitto_killed_and_restarted() {
     let _serial = SERIAL.lock().await;
     let wall = Instant::now();
-    let Some((dir, mut broker)) = setup(Persistence::Saved) else {
+    let Some((dir, mut broker)) = setup_or_skip_with(Persistence::Saved) else {
         return;
     };
     let tap = Tap::start(broker.port()).await;
@@ -514,7 +498,7 @@ const OVERSIZED: [(&str, usize); 8] = [
 async fn oversized_mqtt_packets() {
     let _serial = SERIAL.lock().await;
     let wall = Instant::now();
-    let Some((dir, broker)) = setup(Persistence::Off) else {
+    let Some((dir, broker)) = setup_or_skip_with(Persistence::Off) else {
         return;
     };
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");

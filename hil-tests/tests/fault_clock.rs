@@ -15,9 +15,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{agent_config, Agent, Sink, GATEWAY, SERIAL};
-use hil_tests::mosquitto::{require_or_skip, Mosquitto};
-use hil_tests::{check, data_dir, fetch_windows, SimOptions, StoredWindow};
+use common::{agent_config, Agent, CheckWait, Sink, SERIAL};
+use hil_tests::mosquitto::{require_or_skip, Mosquitto, Persistence};
+use hil_tests::{data_dir, SimOptions};
 
 const WINDOW_MS: i64 = 60_000;
 const ALPHA: f64 = 0.01;
@@ -29,41 +29,25 @@ fn libfaketime() -> Option<PathBuf> {
     })
 }
 
-/// Starts the agent with libfaketime preloaded and `vars` set (children inherit
-/// the environment; it is restored right after the spawn).
+/// Starts the agent with libfaketime preloaded and `vars` set.
 fn start_faked(config: &Path, lib: &Path, vars: &[(&str, String)]) -> Agent {
     let mut all = vec![
         ("LD_PRELOAD", lib.display().to_string()),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
     ];
     all.extend(vars.iter().cloned());
-    for (k, v) in &all {
-        std::env::set_var(k, v);
-    }
-    let agent = Agent::start(config);
-    for (k, _) in &all {
-        std::env::remove_var(k);
-    }
-    agent
+    Agent::start_with_env(config, &all)
 }
 
 fn setup() -> Option<(Mosquitto, PathBuf)> {
-    if !data_dir().join("SKAB").is_dir() {
-        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
+    if !common::skab_or_skip() {
         return None;
     }
     let Some(lib) = libfaketime() else {
         require_or_skip("libfaketime not found (apt-get install faketime)");
         return None;
     };
-    match Mosquitto::start() {
-        Ok(m) => Some((m, lib)),
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            None
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
-    }
+    Some((common::mosquitto_or_skip(Persistence::Off)?, lib))
 }
 
 fn sim(broker: String, ledger: &Path) -> SimOptions {
@@ -81,30 +65,10 @@ fn sim(broker: String, ledger: &Path) -> SimOptions {
 /// Waits until the sink holds exactly the ledger's sensor windows.
 async fn assert_delivered_once(sink: &Sink, agent: &Agent, ledger: &Path) {
     let ledger = hil_tests::read_ledger(ledger).unwrap();
-    let mut last = String::new();
-    let done = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            if let Ok(all) = fetch_windows(&sink.url, GATEWAY).await {
-                let sensor: Vec<StoredWindow> = all
-                    .into_iter()
-                    .filter(StoredWindow::is_raw_sensor)
-                    .collect();
-                let report = check(&ledger, WINDOW_MS, &sensor, ALPHA);
-                if report.is_ok() {
-                    return report;
-                }
-                last = report.to_string();
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
-    let report = done.unwrap_or_else(|_| {
-        panic!(
-            "sink never matched the ledger:\n{last}\nagent log:\n{}",
-            common::tail(&agent.log(), 30)
-        )
-    });
+    let report = CheckWait::new(&ledger, WINDOW_MS, ALPHA, Duration::from_secs(120))
+        .agent_log(&|| agent.log())
+        .run(sink)
+        .await;
     assert!(report.expected > 300, "run too small: {report}");
     println!("{report}");
 }

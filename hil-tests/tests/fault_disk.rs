@@ -34,10 +34,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent_config, tail, wait_for, wait_until_checked, Agent, Sink, GATEWAY, SERIAL};
-use hil_tests::ledger::LedgerRecord;
-use hil_tests::mosquitto::{require_or_skip, Mosquitto};
-use hil_tests::{check, data_dir, fetch_windows, CheckReport, SimOptions};
+use common::{agent_config, tail, wait_for, Agent, Sink, GATEWAY, SERIAL};
+use hil_tests::mosquitto::{require_or_skip, Mosquitto, Persistence};
+use hil_tests::{data_dir, fetch_windows, CheckReport, SimOptions};
 
 const DEVICES: usize = 3;
 const WINDOW_MS: i64 = 60_000;
@@ -167,8 +166,7 @@ impl Drop for Tmpfs {
 /// Mosquitto and a temp dir, or `None` after `require_or_skip` (no SKAB data, no
 /// Mosquitto, not root).
 fn setup() -> Option<(tempfile::TempDir, Mosquitto)> {
-    if !data_dir().join("SKAB").is_dir() {
-        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
+    if !common::skab_or_skip() {
         return None;
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -181,14 +179,8 @@ fn setup() -> Option<(tempfile::TempDir, Mosquitto)> {
         require_or_skip("disk fault tests mount filesystems: not root");
         return None;
     }
-    match Mosquitto::start() {
-        Ok(m) => Some((tempfile::tempdir().unwrap(), m)),
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            None
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
-    }
+    let broker = common::mosquitto_or_skip(Persistence::Off)?;
+    Some((tempfile::tempdir().unwrap(), broker))
 }
 
 /// The harness's agent config with the store in `data_dir` and without the models
@@ -229,18 +221,8 @@ async fn wait_for_windows(url: &str, n: usize) {
     .await;
 }
 
-/// Waits for this life's `store recovered` line; panics with the log if it never comes.
 async fn wait_recovered(agent: &Agent) -> String {
-    match agent
-        .wait_line(0, START_LIMIT, |l| l.contains("store recovered"))
-        .await
-    {
-        Some((_, line)) => line,
-        None => panic!(
-            "the agent did not recover its store; log (tail):\n{}",
-            tail(&agent.log(), 30)
-        ),
-    }
+    common::wait_recovered(agent, START_LIMIT).await
 }
 
 /// Scheduler state letter of each thread of `pid` (`T` stopped, `Z` exited, …).
@@ -318,83 +300,16 @@ fn total_len(tree: &BTreeMap<PathBuf, Vec<u8>>) -> usize {
 }
 
 async fn check_all(sink: &Sink, agent: &Agent, ledger: &Path, at_least: usize) -> CheckReport {
-    let ledger = hil_tests::read_ledger(ledger).unwrap();
-    // First a tally, so a failure below says how many acknowledged readings are gone.
-    let acked: u64 = ledger
-        .iter()
-        .map(|r| match r {
-            LedgerRecord::Reading(r) => r.values.len() as u64,
-            _ => 0,
-        })
-        .sum();
-    let url = sink.url.clone();
-    // Once no window is missing, the counts are final (the sink stores a window once).
-    let (windows, stored, report) =
-        wait_for("every expected window at the sink", CHECK_LIMIT, || async {
-            let all = fetch_windows(&url, GATEWAY).await.ok()?;
-            let sensor = common::sensor_windows(&all);
-            let report = check(&ledger, WINDOW_MS, &sensor, ALPHA);
-            let stored: u64 = sensor.iter().map(|w| w.count).sum();
-            (report.missing == 0).then_some((sensor.len(), stored, report))
-        })
-        .await;
-    println!(
-        "readings: {acked} acknowledged by the broker, {stored} in the {windows} sensor \
-         windows stored"
-    );
-    assert_eq!(
-        stored,
-        acked,
-        "acknowledged readings lost or stored twice; {report}\n--- agent log:\n{}",
-        tail(&notable(&agent.log()).join("\n"), 30)
-    );
-    let report = wait_until_checked(
+    let checked = common::assert_acked_stored_once(
         sink,
         &|| agent.log(),
-        &ledger,
-        WINDOW_MS,
-        ALPHA,
+        ledger,
+        (WINDOW_MS, ALPHA),
         CHECK_LIMIT,
-        &|_| false,
+        at_least,
     )
     .await;
-    println!("{report}");
-    assert!(
-        report.expected >= at_least,
-        "run too small to mean anything: {report}"
-    );
-    assert_eq!(
-        (report.missing, report.duplicate, report.unexpected),
-        (0, 0, 0)
-    );
-    let counters = common::sink_counters(&sink.url).await;
-    assert_eq!(
-        counters.get("corrupt_record").copied().unwrap_or(0),
-        0,
-        "the agent counted a loss of its own store: {counters:?}"
-    );
-    report
-}
-
-/// Lines of an agent log worth showing: errors, warnings, panics, `main`'s exit
-/// message, start-up (not the per-batch lines, not backtrace frames).
-fn notable(log: &str) -> Vec<&str> {
-    const WANTED: [&str; 5] = [
-        "ERROR",
-        "WARN",
-        "panicked",
-        "edge-agent:",
-        "store recovered",
-    ];
-    let lines: Vec<&str> = log.lines().collect();
-    (0..lines.len())
-        .filter(|&i| {
-            // A panic's message is on the line after `panicked at`.
-            WANTED.iter().any(|k| lines[i].contains(k))
-                || (i > 0 && lines[i - 1].contains("panicked at"))
-        })
-        .map(|i| lines[i])
-        .collect()
+    checked.report
 }
 
 /// Waits until this life of the agent has exited on its own; panics with the log if not.
@@ -407,7 +322,7 @@ async fn wait_exit(agent: &Agent, limit: Duration) {
         wait_for(
             &format!(
                 "the agent to exit; log:\n{}",
-                tail(&notable(&log).join("\n"), 20)
+                tail(&common::notable(&log).join("\n"), 20)
             ),
             Duration::from_secs(10),
             || async { exited(pid).then_some(()) },
@@ -572,7 +487,7 @@ async fn disk_full_stops_acks_then_resumes() {
     println!(
         "the agent exited {:.1}s after the disk filled:\n  {}",
         full_at.elapsed().as_secs_f64(),
-        notable(&log).join("\n  ")
+        common::notable(&log).join("\n  ")
     );
     assert!(
         log.contains(NO_SPACE),
@@ -592,7 +507,7 @@ async fn disk_full_stops_acks_then_resumes() {
     let second = &log[offset..];
     println!(
         "restarted on the full disk, exited again:\n  {}",
-        notable(second).join("\n  ")
+        common::notable(second).join("\n  ")
     );
     assert!(
         second.contains(NO_SPACE),

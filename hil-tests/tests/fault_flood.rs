@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{agent_config, Agent, Sink, GATEWAY, SERIAL};
-use hil_tests::mosquitto::{require_or_skip, Mosquitto};
+use hil_tests::mosquitto::Persistence;
 use hil_tests::publisher::{AckedPublisher, PublisherConfig};
 use hil_tests::{fetch_windows, StoredWindow};
 
@@ -74,13 +74,8 @@ async fn overflow_readings(sink_url: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_flood_lands_in_the_overflow_series_with_bounded_memory() {
     let _serial = SERIAL.lock().await;
-    let broker = match Mosquitto::start() {
-        Ok(m) => m,
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            return;
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
+    let Some(broker) = common::mosquitto_or_skip(Persistence::Off) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");

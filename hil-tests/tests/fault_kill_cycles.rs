@@ -49,7 +49,7 @@ use common::{
     agent_config, assert_judgements_once, expected_counters, field, log_lines_classified,
     logs_published, sink_gateway, sink_outcomes, wait_until_checked, Agent, Sink, SERIAL,
 };
-use hil_tests::mosquitto::{require_or_skip, Mosquitto};
+use hil_tests::mosquitto::Persistence;
 use hil_tests::{data_dir, SimOptions};
 
 const DEVICES: usize = 10;
@@ -247,17 +247,11 @@ fn env_u64(name: &str) -> Option<u64> {
 async fn agent_sigkill_cycles() {
     let _serial = SERIAL.lock().await;
     let wall = Instant::now();
-    if !data_dir().join("SKAB").is_dir() {
-        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
+    if !common::skab_or_skip() {
         return;
     }
-    let broker = match Mosquitto::start() {
-        Ok(m) => m,
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            return;
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
+    let Some(broker) = common::mosquitto_or_skip(Persistence::Off) else {
+        return;
     };
     let cycles = env_u64("KILL_CYCLES").unwrap_or(10) as usize;
     let seed = env_u64("KILL_SEED").unwrap_or_else(|| {

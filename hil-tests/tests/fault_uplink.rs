@@ -13,11 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{agent_config, wait_for, Agent, Sink, GATEWAY, SERIAL};
+use common::{
+    agent_config, expected_counters, tail, wait_for, Agent, CheckWait, Sink, GATEWAY, SERIAL,
+};
 use hil_tests::fault_proxy::{FaultProxy, Mode, ModeKind, ModeStats};
 use hil_tests::ledger::LedgerRecord;
-use hil_tests::mosquitto::{require_or_skip, Mosquitto};
-use hil_tests::{check, data_dir, fetch_windows, CheckReport, SimError, SimOptions, SimReport};
+use hil_tests::mosquitto::{Mosquitto, Persistence};
+use hil_tests::{data_dir, fetch_windows, CheckReport, SimError, SimOptions, SimReport};
 use tokio::task::JoinHandle;
 
 /// Small fleet: 3 devices × 1500 one-second rows, 8 sensor series each.
@@ -52,18 +54,10 @@ struct Run {
 /// `None` when the data or Mosquitto is missing (the test skips, or fails under
 /// `EDGE_REQUIRE_SERVICES=1`).
 async fn start() -> Option<Run> {
-    if !data_dir().join("SKAB").is_dir() {
-        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
+    if !common::skab_or_skip() {
         return None;
     }
-    let broker = match Mosquitto::start() {
-        Ok(m) => m,
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            return None;
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
-    };
+    let broker = common::mosquitto_or_skip(Persistence::Off)?;
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
@@ -197,45 +191,17 @@ impl Run {
     }
 
     async fn wait_until_checked(&self, ledger: &[LedgerRecord]) -> CheckReport {
-        let mut last = String::from("(sink never answered)");
-        let found = tokio::time::timeout(CHECK_LIMIT, async {
-            loop {
-                if let Ok(all) = fetch_windows(&self.sink.url, GATEWAY).await {
-                    let sensors: Vec<_> = all.into_iter().filter(|w| w.is_raw_sensor()).collect();
-                    let report = check(ledger, WINDOW_MS, &sensors, ALPHA);
-                    if report.is_ok() {
-                        return report;
-                    }
-                    last = report.to_string();
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-        .await;
-        found.unwrap_or_else(|_| {
-            panic!(
-                "sink never matched the ledger; last check:\n{last}\nproxy: {:?}\n--- agent log (tail):\n{}\n--- sink log (tail):\n{}",
-                ModeKind::ALL.map(|k| (k, self.proxy.stats(k))),
-                tail(&self.agent.log(), 40),
-                tail(&self.sink.log(), 20)
-            )
-        })
+        CheckWait::new(ledger, WINDOW_MS, ALPHA, CHECK_LIMIT)
+            .agent_log(&|| self.agent.log())
+            .context(&|| {
+                format!(
+                    "proxy: {:?}",
+                    ModeKind::ALL.map(|k| (k, self.proxy.stats(k)))
+                )
+            })
+            .run(&self.sink)
+            .await
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn expected_counters(ledger: &[LedgerRecord]) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for r in ledger {
-        if let LedgerRecord::Malformed(bad) = r {
-            *m.entry(bad.reason.clone()).or_insert(0) += 1;
-        }
-    }
-    m
 }
 
 async fn get_json(url: String) -> serde_json::Value {

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{agent_config, binary, wait_for, Agent, Sink, GATEWAY, SERIAL};
-use hil_tests::mosquitto::{require_or_skip, Mosquitto};
+use hil_tests::mosquitto::Persistence;
 use hil_tests::skab::{list_files, parse_datetime_ms};
 use hil_tests::{data_dir, fetch_windows, workspace_root, SimOptions};
 
@@ -54,17 +54,11 @@ fn expected_from_eval(preds: &Path) -> BTreeMap<(String, i64), (u64, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_verdicts_agree_with_the_evaluation_command() {
     let _serial = SERIAL.lock().await;
-    if !data_dir().join("SKAB").is_dir() {
-        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
+    if !common::skab_or_skip() {
         return;
     }
-    let broker = match Mosquitto::start() {
-        Ok(m) => m,
-        Err(e) if e.is_missing_service() => {
-            require_or_skip(&format!("mosquitto: {e}"));
-            return;
-        }
-        Err(e) => panic!("mosquitto failed to start: {e}"),
+    let Some(broker) = common::mosquitto_or_skip(Persistence::Off) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
 

@@ -96,10 +96,11 @@ impl std::fmt::Display for Reason {
 pub struct Counters(pub BTreeMap<String, u64>);
 
 impl Counters {
-    /// Adds `n` under `reason`.
+    /// Adds `n` under `reason`, saturating at `u64::MAX`.
     pub fn add(&mut self, reason: Reason, n: u64) {
         if n > 0 {
-            *self.0.entry(reason.as_str().to_owned()).or_default() += n;
+            let count = self.0.entry(reason.as_str().to_owned()).or_default();
+            *count = count.saturating_add(n);
         }
     }
 
@@ -108,10 +109,12 @@ impl Counters {
         self.0.get(reason.as_str()).copied().unwrap_or(0)
     }
 
-    /// Adds every count of `other` into `self`.
+    /// Adds every count of `other` into `self`, saturating at `u64::MAX`: counters
+    /// come from untrusted batches at the sink, and a huge one must not overflow.
     pub fn merge(&mut self, other: &Counters) {
         for (k, v) in &other.0 {
-            *self.0.entry(k.clone()).or_default() += v;
+            let count = self.0.entry(k.clone()).or_default();
+            *count = count.saturating_add(*v);
         }
     }
 
@@ -120,8 +123,45 @@ impl Counters {
         self.0.values().all(|v| *v == 0)
     }
 
-    /// Sum over all reasons.
+    /// Sum over all reasons, saturating at `u64::MAX`.
     pub fn total(&self) -> u64 {
-        self.0.values().sum()
+        self.0.values().fold(0u64, |sum, v| sum.saturating_add(*v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_counts_saturate_instead_of_overflowing() {
+        let mut hostile = Counters::default();
+        hostile.0.insert("malformed".into(), u64::MAX);
+        hostile
+            .0
+            .insert("made_up_by_a_newer_agent".into(), u64::MAX - 1);
+        let mut sum = Counters::default();
+        sum.add(Reason::Malformed, 5);
+        sum.merge(&hostile);
+        sum.merge(&hostile);
+        assert_eq!(sum.get(Reason::Malformed), u64::MAX);
+        assert_eq!(sum.0["made_up_by_a_newer_agent"], u64::MAX);
+        sum.add(Reason::Malformed, 1);
+        assert_eq!(sum.get(Reason::Malformed), u64::MAX);
+        assert_eq!(sum.total(), u64::MAX);
+    }
+
+    #[test]
+    fn ordinary_counts_still_add_up() {
+        let mut a = Counters::default();
+        a.add(Reason::Late, 2);
+        a.add(Reason::Late, 0);
+        let mut b = Counters::default();
+        b.add(Reason::Late, 3);
+        b.add(Reason::Duplicate, 1);
+        a.merge(&b);
+        assert_eq!((a.get(Reason::Late), a.get(Reason::Duplicate)), (5, 1));
+        assert_eq!(a.total(), 6);
+        assert!(!a.0.contains_key("empty"), "a zero add creates no key");
     }
 }

@@ -4,8 +4,12 @@
 //! agent runs on it, and asserts only what this crate promises. The cargo-fuzz
 //! targets in `fuzz/fuzz_targets/` are one-line wrappers over these, and
 //! `tests/fuzz_corpus.rs` replays the committed corpora through the same
-//! functions on stable. This module does not generate inputs or do I/O.
+//! functions on stable, with [`replay_corpus`] (shared with the agent's replay
+//! test). This module does not generate inputs.
 #![doc(hidden)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -64,4 +68,35 @@ pub fn decode_counters(bytes: &[u8]) {
     let again: Counters =
         decode_capped(&encode(&counters), usize::MAX).expect("encoded counters decode");
     assert_eq!(again, counters);
+}
+
+/// Runs `harness` on every file of the repository's `fuzz/corpus/<target>/`,
+/// then fails naming each file that panicked (the panic's message is printed
+/// above). An empty or missing corpus fails too, so a moved corpus cannot
+/// turn a replay into a test of nothing.
+pub fn replay_corpus(target: &str, harness: impl Fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("corpus entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "corpus {} is empty", dir.display());
+    let failed: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            catch_unwind(AssertUnwindSafe(|| harness(&data))).is_err()
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{target}: {} of {} corpus files failed: {failed:#?}",
+        failed.len(),
+        files.len()
+    );
 }

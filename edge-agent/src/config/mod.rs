@@ -167,10 +167,12 @@ pub struct JournalConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {
-    /// Byte cap on sealed batches waiting for the uplink. At the cap, old
-    /// windows are rolled up into coarser ones (counted as `rolled_up`);
-    /// only when all are at `max_rollup_width` are the oldest dropped
-    /// (counted as `outbox_full`).
+    /// Cap on the store's disk use (journal, outbox and sled's own overhead)
+    /// while the uplink is down. Near the cap, old windows are rolled up
+    /// into coarser ones (counted as `rolled_up`); only when all are at
+    /// `max_rollup_width` are the oldest dropped (counted as `outbox_full`).
+    /// sled keeps stale copies until it cleans, so the batches themselves get
+    /// about half of it in steady state.
     #[serde(default = "defaults::outbox_max_bytes")]
     pub max_bytes: u64,
     /// Coarsest window a roll-up may produce.

@@ -56,7 +56,11 @@ pub(super) fn decode(
         }
     }
     let device = device.unwrap_or_else(|| topic_device.to_owned());
-    if device.is_empty() || device.len() > ctx.limits.max_name_bytes {
+    if device.is_empty() {
+        // A device tag with no value (`device=`): a broken writer, not a big one.
+        return Err(Reason::Malformed);
+    }
+    if device.len() > ctx.limits.max_name_bytes {
         return Err(Reason::TooLarge);
     }
     Ok(Decoded {
@@ -244,5 +248,34 @@ mod tests {
         }
         let nan = decode_any(&rules(Format::Influx), &limits(), "p/d/i", b"m x=NaN", NOW).unwrap();
         assert_eq!(nan.problems.get(Reason::NonFinite), 1);
+    }
+
+    #[test]
+    fn an_empty_device_tag_is_malformed_and_a_long_one_too_large() {
+        let decode = |payload: &str| {
+            decode_any(
+                &rules(Format::Influx),
+                &limits(),
+                "p/d/i",
+                payload.as_bytes(),
+                NOW,
+            )
+        };
+        assert_eq!(decode("m,device= x=1"), Err(Reason::Malformed));
+        assert_eq!(
+            decode("m,site=a,device= x=1\nm x=2"),
+            Err(Reason::Malformed)
+        );
+        let long = "d".repeat(limits().max_name_bytes + 1);
+        assert_eq!(
+            decode(&format!("m,device={long} x=1")),
+            Err(Reason::TooLarge)
+        );
+        assert_eq!(decode("m,device=p1 x=1").unwrap().device, "p1");
+        assert_eq!(
+            decode("m x=1").unwrap().device,
+            "d",
+            "no tag: the topic's device"
+        );
     }
 }

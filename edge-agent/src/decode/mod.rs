@@ -112,30 +112,8 @@ pub fn decode(
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::*;
-
-    pub fn rules(format: Format) -> DecodeRules {
-        DecodeRules {
-            format,
-            device_segment: 1,
-            time_field: "ts".into(),
-            time_unit: if format == Format::Influx {
-                TimeUnit::Nanoseconds
-            } else {
-                TimeUnit::Milliseconds
-            },
-            seq_field: Some("seq".into()),
-            device_tag: "device".into(),
-        }
-    }
-
-    pub fn limits() -> DecodeLimits {
-        DecodeLimits {
-            max_payload_bytes: 4096,
-            max_name_bytes: 64,
-            max_future_ms: 86_400_000,
-        }
-    }
+    /// The decoder tests' route and limits are the fuzz harnesses' own.
+    pub use crate::fuzzing::{limits, rules};
 
     /// 2026-01-01T00:00:00Z
     pub const NOW: i64 = 1_767_225_600_000;

@@ -12,12 +12,13 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hil_tests::ledger::LedgerRecord;
-use hil_tests::{check, fetch_windows, CheckReport, StoredWindow};
+use hil_tests::mosquitto::{require_or_skip, Mosquitto, Persistence};
+use hil_tests::{check, data_dir, fetch_windows, CheckReport, StoredWindow};
 
 use sha2::{Digest, Sha256};
 
@@ -26,6 +27,45 @@ pub const TOKEN: &str = "e2e-token";
 
 /// End-to-end tests share 2 cores; run them one at a time.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `true` when the SKAB data set is there; otherwise [`require_or_skip`]: prints
+/// `SKIP: …` and returns `false` (the test returns early), or fails the test under
+/// `EDGE_REQUIRE_SERVICES=1`.
+pub fn skab_or_skip() -> bool {
+    let found = data_dir().join("SKAB").is_dir();
+    if !found {
+        require_or_skip(&format!("SKAB data not found at {}", data_dir().display()));
+    }
+    found
+}
+
+/// A private Mosquitto with `persistence`; `None` after [`require_or_skip`] when it
+/// is not installed. Any other start failure is a real failure: it panics.
+pub fn mosquitto_or_skip(persistence: Persistence) -> Option<Mosquitto> {
+    match Mosquitto::start_with(persistence) {
+        Ok(m) => Some(m),
+        Err(e) if e.is_missing_service() => {
+            require_or_skip(&format!("mosquitto: {e}"));
+            None
+        }
+        Err(e) => panic!("mosquitto failed to start: {e}"),
+    }
+}
+
+/// What most end-to-end tests start from: the SKAB data, a private Mosquitto
+/// (no persistence) and a temp dir; `None` after a skip (see [`skab_or_skip`]).
+pub fn setup_or_skip() -> Option<(tempfile::TempDir, Mosquitto)> {
+    setup_or_skip_with(Persistence::Off)
+}
+
+/// [`setup_or_skip`] with the broker's `persistence`.
+pub fn setup_or_skip_with(persistence: Persistence) -> Option<(tempfile::TempDir, Mosquitto)> {
+    if !skab_or_skip() {
+        return None;
+    }
+    let broker = mosquitto_or_skip(persistence)?;
+    Some((tempfile::tempdir().unwrap(), broker))
+}
 
 /// Path of a workspace binary, building it first if needed.
 pub fn binary(package: &str, name: &str) -> PathBuf {
@@ -122,6 +162,8 @@ pub struct Agent {
     child: Child,
     config: PathBuf,
     log: PathBuf,
+    /// Extra environment of every life (e.g. `LD_PRELOAD`).
+    env: Vec<(String, String)>,
     /// Set by [`Agent::start_traced`]: the `RUST_LOG` used, and this life's output lines.
     traced: Option<(String, LineTap)>,
 }
@@ -215,44 +257,51 @@ pub fn set_agent_option(config: &Path, table: &str, key: &str, value: impl Into<
 impl Agent {
     /// Starts the agent with `RUST_LOG=info`, output appended to `agent.log` next to `config`.
     pub fn start(config: &Path) -> Agent {
-        let log = config.with_file_name("agent.log");
-        let child = Command::new(binary("edge-agent", "edge-agent"))
-            .arg("--config")
-            .arg(config)
-            .env("EDGE_TOKEN", TOKEN)
-            .env("RUST_LOG", "info")
-            .stdout(append_to(&log))
-            .stderr(append_to(&log))
-            .spawn()
-            .expect("starting edge-agent");
-        Agent {
-            child,
-            config: config.to_owned(),
-            log,
-            traced: None,
-        }
+        Agent::spawn(config, None, Vec::new())
+    }
+
+    /// [`Agent::start`] with extra environment variables (kept across restarts).
+    pub fn start_with_env(config: &Path, env: &[(&str, String)]) -> Agent {
+        Agent::spawn(config, None, owned_env(env))
     }
 
     /// Like [`Agent::start`] with `RUST_LOG=rust_log`, and this process's stdout
     /// lines also kept in memory so a test can await them ([`Agent::wait_line`]).
     /// [`Agent::restart`] keeps the mode; lines are per process (life).
     pub fn start_traced(config: &Path, rust_log: &str) -> Agent {
+        Agent::spawn(config, Some(rust_log), Vec::new())
+    }
+
+    /// [`Agent::start_traced`] with extra environment variables (kept across restarts).
+    pub fn start_traced_with_env(config: &Path, rust_log: &str, env: &[(&str, String)]) -> Agent {
+        Agent::spawn(config, Some(rust_log), owned_env(env))
+    }
+
+    fn spawn(config: &Path, traced: Option<&str>, env: Vec<(String, String)>) -> Agent {
         let log = config.with_file_name("agent.log");
-        let mut child = Command::new(binary("edge-agent", "edge-agent"))
+        let mut command = Command::new(binary("edge-agent", "edge-agent"));
+        command
             .arg("--config")
             .arg(config)
             .env("EDGE_TOKEN", TOKEN)
-            .env("RUST_LOG", rust_log)
-            .stdout(Stdio::piped())
-            .stderr(append_to(&log))
-            .spawn()
-            .expect("starting edge-agent");
-        let tap = LineTap::start(child.stdout.take().unwrap(), &log);
+            .env("RUST_LOG", traced.unwrap_or("info"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stderr(append_to(&log));
+        match traced {
+            Some(_) => command.stdout(Stdio::piped()),
+            None => command.stdout(append_to(&log)),
+        };
+        let mut child = command.spawn().expect("starting edge-agent");
+        let traced = traced.map(|rust_log| {
+            let tap = LineTap::start(child.stdout.take().unwrap(), &log);
+            (rust_log.to_owned(), tap)
+        });
         Agent {
             child,
             config: config.to_owned(),
             log,
-            traced: Some((rust_log.to_owned(), tap)),
+            env,
+            traced,
         }
     }
 
@@ -266,14 +315,40 @@ impl Agent {
         }
     }
 
-    /// Starts the agent again with the same config and data (and the same tracing).
+    /// Starts the agent again with the same config and data (and the same tracing
+    /// and environment), as a supervisor (`Restart=always`) would.
     pub fn restart(&mut self) {
         self.kill9();
-        let config = self.config.clone();
-        *self = match &self.traced {
-            Some((rust_log, _)) => Agent::start_traced(&config, &rust_log.clone()),
-            None => Agent::start(&config),
-        };
+        let rust_log = self.traced.as_ref().map(|(r, _)| r.clone());
+        *self = Agent::spawn(&self.config, rust_log.as_deref(), self.env.clone());
+    }
+
+    /// This life's exit status, once it has exited on its own (or been killed).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits (≤ `limit`) until this life exits on its own and returns its status;
+    /// `None` if it is still running then. A traced agent is awaited on its stdout
+    /// closing (no polling until then).
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        if self.traced.is_some() {
+            let _ = self.wait_line(usize::MAX, limit, |_| false).await;
+        }
+        loop {
+            if let Some(status) = self.exit_status() {
+                if let Some((_, tap)) = &mut self.traced {
+                    tap.finish();
+                }
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // The pipe closes just before the process is reaped; no event for that.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Process id of this life.
@@ -354,6 +429,12 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+fn owned_env(env: &[(&str, String)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 /// Opens a process log for appending (restarts add to the same file).
@@ -493,32 +574,216 @@ pub async fn wait_until_checked(
     limit: Duration,
     skip: &dyn Fn(&StoredWindow) -> bool,
 ) -> CheckReport {
-    let mut last = String::new();
-    let found = tokio::time::timeout(limit, async {
-        loop {
-            if let Ok(all) = fetch_windows(&sink.url, GATEWAY).await {
-                let stored: Vec<StoredWindow> = sensor_windows(&all)
-                    .into_iter()
-                    .filter(|w| !skip(w))
-                    .collect();
-                let report = check(ledger, window_ms, &stored, alpha);
-                if report.is_ok() {
-                    return report;
-                }
-                last = report.to_string();
-            }
-            // The sink has no change feed; re-read it a few times a second.
-            tokio::time::sleep(Duration::from_millis(250)).await;
+    CheckWait::new(ledger, window_ms, alpha, limit)
+        .skip(skip)
+        .agent_log(agent_log)
+        .run(sink)
+        .await
+}
+
+/// The "wait until the checker passes" loop of the end-to-end tests: re-reads the
+/// sink's raw sensor windows (a few times a second: the sink has no change feed)
+/// until the checker finds them equal to what the ledger implies (0 missing, 0
+/// duplicated, 0 unexpected, fields exact) and [`CheckWait::accept`] agrees, then
+/// returns the report. After the limit it panics with the last report, the
+/// [`CheckWait::context`], and the tails of the agent's and the sink's logs.
+pub struct CheckWait<'a> {
+    ledger: &'a [LedgerRecord],
+    window_ms: i64,
+    alpha: f64,
+    limit: Duration,
+    skip: &'a dyn Fn(&StoredWindow) -> bool,
+    accept: &'a dyn Fn(&CheckReport) -> bool,
+    agent_log: &'a dyn Fn() -> String,
+    context: &'a dyn Fn() -> String,
+}
+
+impl<'a> CheckWait<'a> {
+    pub fn new(ledger: &'a [LedgerRecord], window_ms: i64, alpha: f64, limit: Duration) -> Self {
+        CheckWait {
+            ledger,
+            window_ms,
+            alpha,
+            limit,
+            skip: &|_| false,
+            accept: &|_| true,
+            agent_log: &String::new,
+            context: &String::new,
         }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!(
-            "sink never matched the ledger; last check:\n{last}\n--- agent log (tail):\n{}\n--- sink log (tail):\n{}",
-            tail(&agent_log(), 40),
-            tail(&sink.log(), 20)
-        )
-    })
+    }
+
+    /// Stored windows to leave out of the comparison.
+    pub fn skip(mut self, skip: &'a dyn Fn(&StoredWindow) -> bool) -> Self {
+        self.skip = skip;
+        self
+    }
+
+    /// A further condition on a clean report (e.g. roll-ups were seen).
+    pub fn accept(mut self, accept: &'a dyn Fn(&CheckReport) -> bool) -> Self {
+        self.accept = accept;
+        self
+    }
+
+    /// The agent's log, shown (tail) on failure.
+    pub fn agent_log(mut self, agent_log: &'a dyn Fn() -> String) -> Self {
+        self.agent_log = agent_log;
+        self
+    }
+
+    /// Anything else worth showing on failure (e.g. proxy statistics).
+    pub fn context(mut self, context: &'a dyn Fn() -> String) -> Self {
+        self.context = context;
+        self
+    }
+
+    pub async fn run(self, sink: &Sink) -> CheckReport {
+        let mut last = String::from("(the sink never answered)");
+        let found = tokio::time::timeout(self.limit, async {
+            loop {
+                if let Ok(all) = fetch_windows(&sink.url, GATEWAY).await {
+                    let stored: Vec<StoredWindow> = sensor_windows(&all)
+                        .into_iter()
+                        .filter(|w| !(self.skip)(w))
+                        .collect();
+                    let report = check(self.ledger, self.window_ms, &stored, self.alpha);
+                    if report.is_ok() && (self.accept)(&report) {
+                        return report;
+                    }
+                    last = report.to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            let context = (self.context)();
+            panic!(
+                "sink never matched the ledger within {:?}; last check:\n{last}\n{context}{}\
+                 --- agent log (tail):\n{}\n--- sink log (tail):\n{}",
+                self.limit,
+                if context.is_empty() { "" } else { "\n" },
+                tail(&(self.agent_log)(), 40),
+                tail(&sink.log(), 20)
+            )
+        })
+    }
+}
+
+/// What [`assert_acked_stored_once`] found.
+pub struct AckedCheck {
+    /// Readings the broker acknowledged to fleet-sim (the ledger).
+    pub acked: u64,
+    /// Readings in the sensor windows the sink stored.
+    pub stored: u64,
+    /// Sensor windows the sink stored.
+    pub windows: usize,
+    pub report: CheckReport,
+}
+
+/// Proof of no loss for the fault tests: every reading the broker acknowledged is
+/// stored once (a tally of readings first, so a failure says how many are gone),
+/// then the checker: every sensor window exact (0 missing, 0 duplicated, 0
+/// unexpected), at least `at_least` of them, and no `corrupt_record` counted.
+/// `window` is (width in ms, sketch α). Panics with the agent's notable log lines.
+pub async fn assert_acked_stored_once(
+    sink: &Sink,
+    agent_log: &dyn Fn() -> String,
+    ledger: &Path,
+    window: (i64, f64),
+    limit: Duration,
+    at_least: usize,
+) -> AckedCheck {
+    let (window_ms, alpha) = window;
+    let ledger = hil_tests::read_ledger(ledger).unwrap();
+    let acked: u64 = ledger
+        .iter()
+        .map(|r| match r {
+            LedgerRecord::Reading(r) => r.values.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    let url = sink.url.clone();
+    // Once no window is missing, the counts are final (the sink stores a window once).
+    let (windows, stored, report) =
+        wait_for("every expected window at the sink", limit, || async {
+            let all = fetch_windows(&url, GATEWAY).await.ok()?;
+            let sensor = sensor_windows(&all);
+            let report = check(&ledger, window_ms, &sensor, alpha);
+            let stored: u64 = sensor.iter().map(|w| w.count).sum();
+            (report.missing == 0).then_some((sensor.len(), stored, report))
+        })
+        .await;
+    println!(
+        "readings: {acked} acknowledged by the broker, {stored} in the {windows} sensor \
+         windows stored"
+    );
+    assert_eq!(
+        stored,
+        acked,
+        "acknowledged readings lost or stored twice; {report}\n--- agent log:\n{}",
+        tail(&notable(&agent_log()).join("\n"), 30)
+    );
+    let report = CheckWait::new(&ledger, window_ms, alpha, limit)
+        .agent_log(agent_log)
+        .run(sink)
+        .await;
+    println!("{report}");
+    assert!(
+        report.expected >= at_least,
+        "run too small to mean anything: {report}"
+    );
+    assert_eq!(
+        (report.missing, report.duplicate, report.unexpected),
+        (0, 0, 0)
+    );
+    let counters = sink_counters(&sink.url).await;
+    assert_eq!(
+        counters.get("corrupt_record").copied().unwrap_or(0),
+        0,
+        "the agent counted a loss of its own store: {counters:?}"
+    );
+    AckedCheck {
+        acked,
+        stored,
+        windows,
+        report,
+    }
+}
+
+/// Lines of an agent log worth showing: errors, warnings, panics, `main`'s exit
+/// message, start-up (not the per-batch lines, not backtrace frames).
+pub fn notable(log: &str) -> Vec<&str> {
+    const WANTED: [&str; 5] = [
+        "ERROR",
+        "WARN",
+        "panicked",
+        "edge-agent:",
+        "store recovered",
+    ];
+    let lines: Vec<&str> = log.lines().collect();
+    (0..lines.len())
+        .filter(|&i| {
+            // A panic's message is on the line after `panicked at`.
+            WANTED.iter().any(|k| lines[i].contains(k))
+                || (i > 0 && lines[i - 1].contains("panicked at"))
+        })
+        .map(|i| lines[i])
+        .collect()
+}
+
+/// Waits (≤ `limit`) for this life's `store recovered` line (traced agents only);
+/// panics with the log if it never comes.
+pub async fn wait_recovered(agent: &Agent, limit: Duration) -> String {
+    match agent
+        .wait_line(0, limit, |l| l.contains("store recovered"))
+        .await
+    {
+        Some((_, line)) => line,
+        None => panic!(
+            "the agent did not recover its store; log (tail):\n{}",
+            tail(&agent.log(), 30)
+        ),
+    }
 }
 
 /// Waits (≤ `limit`) until the sink's counters reach `expected` (each at least) and it
