@@ -85,6 +85,12 @@ async fn assert_all_delivered(
                 .iter()
                 .all(|(k, v)| counters.get(k).copied().unwrap_or(0) >= *v)
                 && lines >= logs;
+            if !complete {
+                eprintln!(
+                    "waiting: counters {counters:?} (expected at least {expected:?}), \
+                     log lines {lines} of {logs}"
+                );
+            }
             complete.then_some((counters, lines))
         },
     )

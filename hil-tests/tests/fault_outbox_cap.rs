@@ -11,7 +11,8 @@
 
 mod common;
 
-use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{agent_config, wait_for, Agent, CheckWait, Sink, SERIAL};
@@ -19,26 +20,13 @@ use hil_tests::mosquitto::Persistence;
 use hil_tests::{data_dir, SimOptions};
 
 const DEVICES: usize = 2;
-const WINDOW_MS: i64 = 60_000;
+/// 10 s windows: one SKAB replay then makes ~29 000 windows (~6 MB of
+/// batches), enough to press against a realistic cap.
+const WINDOW_MS: i64 = 10_000;
 const ALPHA: f64 = 0.01;
-/// Small, to force roll-ups with one SKAB replay (about 1 MB of batches).
-/// Below ~16 MiB sled's own working set during a fast replay (3–4 MB here)
-/// can exceed the cap; the disk bound itself is `edge-agent/tests/outbox_disk.rs`.
-const CAP: u64 = 2 * 1024 * 1024;
-
-/// Bytes of all files under `dir`.
-fn du(dir: &Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let meta = entry.metadata().unwrap();
-        total += if meta.is_dir() {
-            du(&entry.path())
-        } else {
-            meta.len()
-        };
-    }
-    total
-}
+/// The smallest cap the config accepts: the store (journal, outbox, sled's
+/// own overhead) must stay under it on disk, with roll-ups doing the work.
+const CAP: u64 = 16 * 1024 * 1024;
 
 /// The `key=value` number after `key` in a log line.
 fn number_after(line: &str, key: &str) -> Option<u64> {
@@ -70,9 +58,24 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
     let mut outbox = toml::Table::new();
     outbox.insert("max_bytes".into(), i64::try_from(CAP).unwrap().into());
     outbox.insert("max_rollup_width".into(), "1h".into());
+    doc["window"].as_table_mut().unwrap()["width"] = "10s".into();
     doc.insert("outbox".into(), outbox.into());
     std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     let agent = Agent::start(&config);
+    // Sample the store's disk use (allocated blocks, like `du`) all through the outage.
+    let data = dir.path().join("agent-data");
+    let max_disk = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (data, max_disk) = (data.clone(), max_disk.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = edge_agent::disk_usage::disk_usage(&data) {
+                    max_disk.fetch_max(n, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
 
     let ledger_path = dir.path().join("ledger.jsonl");
     let report = hil_tests::run(SimOptions {
@@ -95,8 +98,10 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
         || async { agent.log().contains("rolled old windows up").then_some(()) },
     )
     .await;
-    let data = dir.path().join("agent-data");
-    let disk_during_outage = du(&data);
+    // Let the last idle windows close and the cap act on them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sampler.abort();
+    let disk_during_outage = max_disk.load(Ordering::Relaxed);
     let mut largest_after = 0;
     for line in agent
         .log()
@@ -108,11 +113,15 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
     }
     println!(
         "outage: outbox at most {largest_after} bytes after each roll-up (cap {CAP}); \
-         agent data dir {disk_during_outage} bytes on disk"
+         agent store at most {disk_during_outage} bytes on disk"
     );
     assert!(
         largest_after <= CAP,
         "outbox over its cap: {largest_after} > {CAP}"
+    );
+    assert!(
+        disk_during_outage <= CAP,
+        "agent store used {disk_during_outage} bytes on disk, over the {CAP}-byte cap"
     );
 
     let sink = Sink::start(&dir.path().join("sink"), &listen);

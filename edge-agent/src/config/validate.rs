@@ -139,9 +139,9 @@ impl AgentConfig {
             "must be at least 1",
         );
         c.require(
-            self.outbox.max_bytes >= 1024 * 1024,
+            self.outbox.max_bytes >= 16 * 1024 * 1024,
             "outbox.max_bytes",
-            "must be at least 1048576 (1 MiB): it caps the whole store on disk, and sled alone takes a few hundred KiB",
+            "must be at least 16777216 (16 MiB): it caps the whole store on disk, and sled's own working set takes several MiB while ingest is fast",
         );
         c.require(
             self.outbox.max_rollup_width >= w.width,
