@@ -14,6 +14,7 @@ pub mod disk_sync;
 pub mod disk_usage;
 pub mod fuzzing;
 pub mod journal_record;
+pub mod logmine;
 pub mod model;
 pub mod outbox;
 pub mod pipeline;
