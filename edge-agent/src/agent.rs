@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{error, info};
 
+use crate::classify::templates::TemplateStage;
 use crate::classify::{ClassifyError, ClassifyStage};
 use crate::config::Settings;
 use crate::pipeline::Pipeline;
@@ -68,7 +69,13 @@ enum Stopped<T> {
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let token = read_token(&settings)?;
     let outbox_ready = Arc::new(Notify::new());
-    let classify = ClassifyStage::load(&settings.models)?;
+    let mut classify = ClassifyStage::load(&settings.models)?;
+    if settings.templates.enabled {
+        let miner = settings.templates.miner_config();
+        let stage = TemplateStage::new(miner).map_err(ClassifyError::from)?;
+        classify = classify.with_templates(stage);
+        info!("log template mining on");
+    }
     for m in &settings.models.sensor {
         info!(model = %m.path.display(), series = %m.series, "sensor model loaded");
     }

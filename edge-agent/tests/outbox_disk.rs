@@ -10,12 +10,14 @@
 //! shrinks its file, so on a long soak at this small cap its high-water mark
 //! squeezes the outbox to the budget floor (cap/16): measured in RELIABILITY.md.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edge_agent::classify::ClassifyStage;
-use edge_agent::config::{AgentConfig, Settings};
+use edge_agent::config::Settings;
 use edge_agent::pipeline::Pipeline;
 use edge_agent::source::{AckToken, Delivery};
 use tokio::sync::Notify;
@@ -27,17 +29,13 @@ const DEVICES: usize = 100;
 const METRICS: usize = 10;
 
 fn settings(dir: &std::path::Path) -> Settings {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/demo.toml"))
-            .unwrap();
-    let mut config = AgentConfig::parse(&text).unwrap();
-    config.data_dir = dir.to_owned();
-    config.window.width = Duration::from_secs(10);
-    config.window.allowed_lateness = Duration::ZERO;
-    config.outbox.max_bytes = CAP;
-    config.outbox.max_rollup_width = Duration::from_secs(24 * 3600);
-    config.uplink.batch_interval = Duration::from_millis(10);
-    config.validate().unwrap()
+    common::demo_settings(dir, |c| {
+        c.window.width = Duration::from_secs(10);
+        c.window.allowed_lateness = Duration::ZERO;
+        c.outbox.max_bytes = CAP;
+        c.outbox.max_rollup_width = Duration::from_secs(24 * 3600);
+        c.uplink.batch_interval = Duration::from_millis(10);
+    })
 }
 
 /// One message per device for round `r`: `METRICS` readings, one window each.

@@ -4,12 +4,14 @@
 //! committed is all that survives, exactly as after `kill -9` (the end-to-end
 //! tests in hil-tests do the real kill).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edge_agent::classify::ClassifyStage;
-use edge_agent::config::{AgentConfig, Settings};
+use edge_agent::config::Settings;
 use edge_agent::pipeline::Pipeline;
 use edge_agent::source::{AckToken, Delivery};
 use tokio::sync::Notify;
@@ -18,13 +20,7 @@ use wire::{Envelope, Reason, WindowSummary};
 const T0: i64 = 1_583_748_840_000; // 2020-03-09T10:14:00Z, a window boundary
 
 fn settings(dir: &std::path::Path) -> Settings {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/demo.toml"))
-            .unwrap();
-    let mut config = AgentConfig::parse(&text).unwrap();
-    config.data_dir = dir.to_owned();
-    config.window.width = Duration::from_secs(10);
-    config.validate().unwrap()
+    common::demo_settings(dir, |c| c.window.width = Duration::from_secs(10))
 }
 
 fn json(device: &str, seq: u64, ts: i64, value: f64) -> Delivery {

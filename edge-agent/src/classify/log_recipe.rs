@@ -233,11 +233,7 @@ impl LogRecipe {
     /// and returns the content, trimmed; the whole (trimmed) line when no
     /// header is recognised. Heuristic: see `header_end`.
     pub fn content<'a>(&self, line: &'a str) -> &'a str {
-        let s = line.trim();
-        match header_end(s) {
-            Some(i) => s.get(i..).map_or(s, str::trim),
-            None => s,
-        }
+        strip_header(line)
     }
 
     /// Appends exactly [`width`](Self::width) features for `content`.
@@ -456,6 +452,16 @@ fn is_level(t: &str) -> bool {
 /// `component:` token. After a bare level, a `[thread]` group, a ` - `
 /// separator and a `component:` are stripped too, unless the level came
 /// after an upper-case component word (BGL: `RAS KERNEL INFO content`).
+/// A log line without its header (timestamp, host, level, component, as
+/// recognised by shape), trimmed; the whole line if no header is recognised.
+pub fn strip_header(line: &str) -> &str {
+    let s = line.trim();
+    match header_end(s) {
+        Some(i) => s.get(i..).map_or(s, str::trim),
+        None => s,
+    }
+}
+
 fn header_end(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     let (mut pos, mut saw_stamp, mut prev_upper, mut saw_month) = (0usize, false, false, false);

@@ -6,5 +6,6 @@ pub mod pool;
 pub mod sensor;
 pub mod sensor_recipe;
 pub mod stage;
+pub mod templates;
 
 pub use stage::{Accepted, ClassifyError, ClassifyStage, StateUpdate};

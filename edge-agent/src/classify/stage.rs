@@ -23,6 +23,7 @@ use super::log_recipe::{LogRecipe, LogRecipeError};
 use super::pool::{InferencePool, LatencySnapshot};
 use super::sensor::SensorClassifier;
 use super::sensor_recipe::{SensorRecipe, SensorRecipeError};
+use super::templates::{TemplateStage, STATE_SERIES};
 
 /// Why the classify stage could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ pub enum ClassifyError {
     },
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error("template miner: {0}")]
+    Templates(#[from] crate::logmine::MinerError),
     #[error("cannot start inference threads: {0}")]
     Threads(std::io::Error),
 }
@@ -91,6 +94,7 @@ pub struct Accepted {
 pub struct ClassifyStage {
     sensors: Vec<SensorStage>,
     log: Option<LogClassifier>,
+    templates: Option<TemplateStage>,
     /// Inference calls that failed (their messages flowed unjudged).
     pub model_errors: u64,
     /// Rows judged since start.
@@ -153,8 +157,27 @@ impl ClassifyStage {
         self.sensors.iter().map(|s| s.series.clone()).collect()
     }
 
+    /// Adds template mining of log lines.
+    pub fn with_templates(mut self, templates: TemplateStage) -> ClassifyStage {
+        self.templates = Some(templates);
+        self
+    }
+
+    /// The template stage, if log lines are mined.
+    pub fn templates(&self) -> Option<&TemplateStage> {
+        self.templates.as_ref()
+    }
+
     /// Restores one device's state (from the store at start-up).
     pub fn restore(&mut self, series: &str, device: &str, bytes: &[u8]) {
+        if series == STATE_SERIES {
+            if let Some(t) = &mut self.templates {
+                if let Err(e) = t.restore(bytes) {
+                    warn!(error = %e, "cannot restore the template miner; template ids start over");
+                }
+            }
+            return;
+        }
         let Some(s) = self.sensors.iter_mut().find(|s| s.series == series) else {
             return; // a model no longer configured
         };
@@ -172,6 +195,9 @@ impl ClassifyStage {
     pub fn apply(&mut self, messages: &mut [Accepted]) -> Vec<StateUpdate> {
         self.apply_log(messages);
         let mut updates = Vec::new();
+        if let Some(t) = &mut self.templates {
+            updates.extend(t.apply(messages));
+        }
         for s in &mut self.sensors {
             let mut rows = Vec::new();
             let mut at = Vec::new();
@@ -275,14 +301,14 @@ impl ClassifyStage {
         out
     }
 
-    /// Whether a log model wants the text of log messages.
+    /// Whether a log model or the template miner wants the text of log messages.
     pub fn judges_text(&self) -> bool {
-        self.log.is_some()
+        self.log.is_some() || self.templates.is_some()
     }
 
-    /// Whether any model is configured.
+    /// Whether nothing is configured.
     pub fn is_empty(&self) -> bool {
-        self.sensors.is_empty() && self.log.is_none()
+        self.sensors.is_empty() && self.log.is_none() && self.templates.is_none()
     }
 }
 

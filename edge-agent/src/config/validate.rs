@@ -12,7 +12,10 @@ use crate::decode::{DecodeLimits, DecodeRules, Format, TimeUnit};
 use crate::topic::TopicFilter;
 use crate::windower::WindowPolicy;
 
-use super::{AgentConfig, JournalConfig, ModelsConfig, MqttConfig, OutboxConfig, UplinkConfig};
+use super::{
+    AgentConfig, JournalConfig, ModelsConfig, MqttConfig, OutboxConfig, TemplatesConfig,
+    UplinkConfig,
+};
 
 /// One thing wrong with a config, at a key path like `routes[1].topic`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,7 @@ pub struct Settings {
     pub journal: JournalConfig,
     pub outbox: OutboxConfig,
     pub models: ModelsConfig,
+    pub templates: TemplatesConfig,
 }
 
 pub(super) struct Checker(Vec<Problem>);
@@ -149,6 +153,11 @@ impl AgentConfig {
             "must be at least window.width",
         );
         self.models.check(&mut c);
+        if self.templates.enabled {
+            if let Err(e) = crate::logmine::TemplateMiner::new(self.templates.miner_config()) {
+                c.require(false, "templates", e.to_string());
+            }
+        }
         for p in self.gateway_time_problems() {
             // A warning, not (yet) a refusal: see `gateway_time_problems`.
             tracing::warn!("config {p}");
@@ -177,6 +186,7 @@ impl AgentConfig {
             journal: self.journal.clone(),
             outbox: self.outbox.clone(),
             models: self.models.clone(),
+            templates: self.templates.clone(),
         })
     }
 
@@ -405,6 +415,25 @@ mod tests {
                 "uplink.url"
             ]
         );
+    }
+
+    #[test]
+    fn a_bad_template_mask_is_reported_only_when_mining_is_on() {
+        let with = |enabled: bool| {
+            format!("{MINIMAL}\n[templates]\nenabled = {enabled}\nextra_masks = [\"(\"]\n")
+        };
+        let problems = AgentConfig::parse(&with(true))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "templates");
+        assert!(
+            problems[0].message.contains("not a valid regex"),
+            "{}",
+            problems[0].message
+        );
+        assert!(AgentConfig::parse(&with(false)).unwrap().validate().is_ok());
     }
 
     #[test]
