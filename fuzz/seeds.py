@@ -182,9 +182,12 @@ write("log_line", "log-scores-ok", struct.pack("<6f", 0.7, 0.1, 0.6, 0.1, 0.1, 0
 # --- journal_record ---------------------------------------------------------
 def jstr(s):
     b = s.encode(); return struct.pack(">H", len(b)) + b
-def jrec(device, readings):
+def jrec(device, readings, exemplars=()):
     out = jstr(device) + struct.pack(">I", len(readings))
     for m, ts, v in readings: out += jstr(m) + struct.pack(">qd", ts, v)
+    if exemplars:
+        out += struct.pack(">I", len(exemplars))
+        for m, ts, line in exemplars: out += jstr(m) + struct.pack(">q", ts) + jstr(line)
     return out
 JR = {
  "two-readings": jrec("pump-1", [("Current", NOW, 1.25), ("Voltage", NOW, 230.0)]),
@@ -192,6 +195,8 @@ JR = {
  "empty-device": jrec("", [("x", 0, -0.0)]),
  "nan-inf": jrec("d", [("a", -1, float("nan")), ("b", 2**63 - 1, float("-inf"))]),
  "unicode": jrec("chaudière", [("log.line_bytes", NOW, 42.0)]),
+ "exemplar": jrec("host-1", [("log.template.3", NOW, 1.0)],
+                  [("log.template.3", NOW, "sshd[7]: Failed password for root from <ip> port 22")]),
 }
 for k, v in JR.items(): write("journal_record", "journal-" + k, v)
 good = JR["two-readings"]
@@ -200,6 +205,8 @@ write("journal_record", "journal-trailing", good + b"\x00")
 write("journal_record", "journal-count-huge", jstr("d") + b"\xff\xff\xff\xff")
 write("journal_record", "journal-bad-utf8", b"\x00\x02\xc3\x28\x00\x00\x00\x00")
 write("journal_record", "journal-len-over", b"\xff\xff" + b"ab")
+write("journal_record", "journal-exemplars-zero", good + b"\x00\x00\x00\x00")
+write("journal_record", "journal-exemplar-truncated", JR["exemplar"][:-3])
 
 # --- wire -------------------------------------------------------------------
 def window(**over):
@@ -220,6 +227,11 @@ BODIES = {
  "wrong-type": {"windows": {}, "counters": []},
  "indefinite": Indef({"windows": Indef([Indef(window())]), "counters": Indef({"late": 1})}),
  "unknown-field": {"windows": [], "counters": {}, "extra": 1},
+ "template": {"windows": [window(metric="log.template.7", template={"text": "Failed password for <*> from <*>",
+                                                                    "exemplars": ["sshd[7]: Failed password for root from <ip>"]})],
+              "counters": {}},
+ "template-text-only": {"windows": [window(metric="log.template.8", template={"text": ""})], "counters": {}},
+ "template-wrong-type": {"windows": [window(template={"text": 3, "exemplars": "x"})], "counters": {}},
 }
 bodies = {k: cbor(v) for k, v in BODIES.items()}
 for k, v in bodies.items(): write("wire_body", "body-" + k, v)

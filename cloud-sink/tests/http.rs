@@ -77,6 +77,7 @@ fn window(device: &str, metric: &str, start_ms: i64, base: f64) -> WindowSummary
         last_ms: start_ms + 9_990,
         verdict: None,
         rolled_up: 0,
+        template: None,
     }
 }
 
@@ -139,7 +140,12 @@ async fn ingest_query_and_restart() {
 
     // 1. A new batch is stored.
     let w1 = window("pump-1", "pressure", 1_000_000, 3.0);
-    let w2 = window("pump-1", "flow", 1_000_000, 7.0);
+    let mut w2 = window("pump-1", "log.template.7", 1_000_000, 7.0);
+    // A log template window: its text and exemplars are stored and served as sent.
+    w2.template = Some(wire::LogTemplate {
+        text: "Failed password for <*> from <*> port <*>".into(),
+        exemplars: vec!["sshd[9]: Failed password for root from <ip> port 22".into()],
+    });
     let w3 = window("pump-1", "pressure", 1_010_000, 3.5);
     let (env, _) = batch("gw-a", 1, 1, vec![w3.clone(), w1.clone(), w2.clone()], 2);
     let bytes = env.to_bytes();
@@ -239,7 +245,7 @@ async fn ingest_query_and_restart() {
     assert_eq!(
         order,
         [
-            ("gw-a", "flow", 1_000_000, 1),
+            ("gw-a", "log.template.7", 1_000_000, 1),
             ("gw-a", "pressure", 1_000_000, 1),
             ("gw-a", "pressure", 1_000_000, 2),
             ("gw-a", "pressure", 1_010_000, 1),
@@ -254,7 +260,7 @@ async fn ingest_query_and_restart() {
 
     let (_, raw) = get(
         &client,
-        format!("{base}/v1/series?gateway=gw-a&device=pump-1&metric=flow"),
+        format!("{base}/v1/series?gateway=gw-a&device=pump-1&metric=log.template.7"),
     )
     .await;
     assert_eq!(raw["truncated"], false);
@@ -263,6 +269,11 @@ async fn ingest_query_and_restart() {
     assert_eq!(flat["p95"], 7.85);
     assert_eq!(flat["first_ms"], 1_000_003);
     assert_eq!(flat["sketch_alpha"], 0.01);
+    assert_eq!(
+        flat["template"]["text"],
+        "Failed password for <*> from <*> port <*>"
+    );
+    assert_eq!(flat["template"]["exemplars"].as_array().unwrap().len(), 1);
 
     let ranged = series(
         &client,

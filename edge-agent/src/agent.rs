@@ -72,9 +72,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let mut classify = ClassifyStage::load(&settings.models)?;
     if settings.templates.enabled {
         let miner = settings.templates.miner_config();
-        let stage = TemplateStage::new(miner).map_err(ClassifyError::from)?;
+        let redactor = settings.templates.redactor().map_err(ClassifyError::from)?;
+        let stage = TemplateStage::new(miner)
+            .map_err(ClassifyError::from)?
+            .with_exemplars(settings.templates.exemplars, redactor);
         classify = classify.with_templates(stage);
-        info!("log template mining on");
+        info!(
+            exemplars = settings.templates.exemplars,
+            redact = ?settings.templates.redact_builtin,
+            "log template mining on"
+        );
     }
     for m in &settings.models.sensor {
         info!(model = %m.path.display(), series = %m.series, "sensor model loaded");

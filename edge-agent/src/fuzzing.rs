@@ -69,6 +69,7 @@ pub fn decode_payload(format: Format, payload: &[u8]) {
     let record = JournalRecord {
         device: d.device.clone(),
         readings: d.readings.clone(),
+        exemplars: Vec::new(),
     };
     assert_eq!(
         JournalRecord::decode(&record.encode()),

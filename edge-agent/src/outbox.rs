@@ -239,6 +239,20 @@ impl OutboxCap {
     }
 }
 
+/// An upper bound on one encoded window: fixed fields and a verdict (512), device and
+/// metric names (`max_name_bytes` each, at least 64: derived series names are
+/// short but not bound by the limit), and on a template series its text and
+/// `exemplars` lines at their caps. Config validation keeps
+/// `max_windows_per_batch × this` within [`wire::MAX_ENVELOPE_BYTES`], so no
+/// sealed batch is too large for the sink.
+pub fn worst_window_bytes(max_name_bytes: usize, exemplars: Option<usize>) -> usize {
+    use crate::classify::redact::{MAX_EXEMPLAR_BYTES, MAX_TEMPLATE_TEXT_BYTES};
+    let template = exemplars.map_or(0, |n| {
+        32 + MAX_TEMPLATE_TEXT_BYTES + n * (MAX_EXEMPLAR_BYTES + 4)
+    });
+    512 + 2 * (max_name_bytes.max(64) + 4) + template
+}
+
 /// Seals `windows` into batches of at most `per_batch` windows, one batch per
 /// seq taken from `seqs` in order, with `counters` in the first; counters
 /// without windows make one empty batch, and nothing at all makes none. The
@@ -307,6 +321,49 @@ mod tests {
 
     fn cap(live: u64) -> OutboxCap {
         OutboxCap::new(64 * MIB, Duration::from_secs(3600), 100, "g", 1, live)
+    }
+
+    #[test]
+    fn the_worst_window_bound_holds_for_a_window_at_every_cap() {
+        use crate::classify::redact::{MAX_EXEMPLAR_BYTES, MAX_TEMPLATE_TEXT_BYTES};
+        let big = |n: usize| "é".repeat(n / 2);
+        for (names, exemplars) in [(1, None), (256, None), (256, Some(3)), (1000, Some(10))] {
+            let w = WindowSummary {
+                device: big(names),
+                metric: big(names.max(64)),
+                start_ms: i64::MIN,
+                end_ms: i64::MAX,
+                count: u64::MAX,
+                sum: f64::MIN_POSITIVE / 3.0,
+                min: -1.1e300,
+                max: 1.3e-300,
+                mean: 0.1,
+                stddev: 0.2,
+                p50: 0.3,
+                p95: 0.4,
+                p99: 0.6,
+                sketch_alpha: 0.01,
+                first: 0.7,
+                first_ms: i64::MIN,
+                last: 0.9,
+                last_ms: i64::MAX,
+                verdict: Some(wire::Verdict {
+                    anomalous: true,
+                    judged: u64::MAX,
+                    alarms: u64::MAX,
+                    score: 0.11,
+                    confidence: 0.13,
+                }),
+                rolled_up: u32::MAX,
+                template: exemplars.map(|n| wire::LogTemplate {
+                    text: big(MAX_TEMPLATE_TEXT_BYTES),
+                    exemplars: vec![big(MAX_EXEMPLAR_BYTES); n],
+                }),
+            };
+            let one = wire::encode(&w).len();
+            let bound = worst_window_bytes(names, exemplars);
+            assert!(one <= bound, "{names} {exemplars:?}: {one} > {bound}");
+        }
     }
 
     #[test]

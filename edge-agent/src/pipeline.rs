@@ -116,6 +116,10 @@ impl Pipeline {
         for (id, record) in &recovered.journal {
             let mut readings = record.readings.clone();
             windower.ingest(&record.device, &mut readings, *id, now, true);
+            let max = classify.templates().map_or(0, |t| t.exemplars_per_window());
+            for e in &record.exemplars {
+                windower.offer_exemplar(&record.device, e, max);
+            }
             next_message = id + 1;
         }
         info!(
@@ -208,6 +212,7 @@ impl Pipeline {
                 device: decoded.device,
                 readings: decoded.readings,
                 text,
+                exemplars: Vec::new(),
             });
         }
         if !self.classify.is_empty() {
@@ -216,19 +221,31 @@ impl Pipeline {
         for Accepted {
             device,
             mut readings,
+            exemplars,
             ..
         } in accepted
         {
             let id = self.next_message;
             self.next_message += 1;
             let outcome = self.windower.ingest(&device, &mut readings, id, now, false);
+            let exemplars = match self.classify.templates() {
+                Some(t) if !exemplars.is_empty() => {
+                    t.keep_exemplars(&mut self.windower, &device, exemplars)
+                }
+                _ => Vec::new(),
+            };
             self.counters.add(Reason::Late, outcome.late);
             self.counters
                 .add(Reason::TooManySeries, outcome.too_many_series);
             if !readings.is_empty() {
-                commit
-                    .journal
-                    .push((id, JournalRecord { device, readings }));
+                commit.journal.push((
+                    id,
+                    JournalRecord {
+                        device,
+                        readings,
+                        exemplars,
+                    },
+                ));
             }
         }
         commit.device_seqs = seq_updates
@@ -267,6 +284,9 @@ impl Pipeline {
                 c.closed_before,
             );
             windows.push(c.summary);
+        }
+        if let Some(t) = self.classify.templates() {
+            t.name_templates(&mut windows);
         }
         commit.closed = horizons.into_iter().map(|((d, m), h)| (d, m, h)).collect();
         let devices: BTreeSet<&str> = windows.iter().map(|w| w.device.as_str()).collect();

@@ -10,7 +10,7 @@
 //! rolled-up window's p50/p95/p99 are count-weighted means of its parts',
 //! clamped to [min, max]; `rolled_up` says how many original windows it holds.
 
-use wire::{Verdict, WindowSummary};
+use wire::{LogTemplate, Verdict, WindowSummary};
 
 /// Merges two windows of the same series, `a` before `b` in time.
 pub fn merge(a: &WindowSummary, b: &WindowSummary) -> WindowSummary {
@@ -66,6 +66,29 @@ pub fn merge(a: &WindowSummary, b: &WindowSummary) -> WindowSummary {
         last_ms,
         verdict: merge_verdicts(a.verdict, b.verdict),
         rolled_up: a.rolled_up.max(1) + b.rolled_up.max(1),
+        template: merge_templates(&a.template, &b.template),
+    }
+}
+
+/// Template texts: the later one (the miner only generalizes a template, so it
+/// covers both); exemplars: the earliest, no more than either part kept.
+fn merge_templates(a: &Option<LogTemplate>, b: &Option<LogTemplate>) -> Option<LogTemplate> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let keep = a.exemplars.len().max(b.exemplars.len());
+            let text = if b.text.is_empty() { &a.text } else { &b.text };
+            Some(LogTemplate {
+                text: text.clone(),
+                exemplars: a
+                    .exemplars
+                    .iter()
+                    .chain(&b.exemplars)
+                    .take(keep)
+                    .cloned()
+                    .collect(),
+            })
+        }
+        (one, None) | (None, one) => one.clone(),
     }
 }
 
@@ -189,6 +212,7 @@ mod tests {
             last_ms: start_ms + (values.len() as i64 - 1) * 1000,
             verdict: None,
             rolled_up: 0,
+            template: None,
         }
     }
 

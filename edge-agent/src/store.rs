@@ -607,6 +607,7 @@ mod tests {
                 ts_ms: 5,
                 value: 1.5,
             }],
+            exemplars: Vec::new(),
         };
         let epoch = {
             let (store, r) = Store::open(dir.path(), T).unwrap();

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use wire::{Verdict, WindowSummary};
+use wire::{LogTemplate, Verdict, WindowSummary};
 
 use crate::sketch::Sketch;
 
@@ -28,6 +28,8 @@ pub struct Window {
     sketch: Sketch,
     /// Readings above 1.0: on a judgement series, the rows above threshold.
     above_one: u64,
+    /// The first lines of a template series' window, already redacted.
+    exemplars: Vec<String>,
     /// Journal ids of the messages whose readings are in this window.
     pub(crate) messages: Vec<u64>,
     /// Wall-clock time of the last reading (drives idle closing).
@@ -50,6 +52,7 @@ impl Window {
             last: (0.0, 0),
             sketch: Sketch::new(alpha),
             above_one: 0,
+            exemplars: Vec::new(),
             messages: Vec::new(),
             last_update: now,
         }
@@ -74,6 +77,20 @@ impl Window {
             self.messages.push(message);
         }
         self.last_update = now;
+    }
+
+    /// Exemplars kept so far.
+    pub fn exemplar_count(&self) -> usize {
+        self.exemplars.len()
+    }
+
+    /// Keeps `line` as an exemplar if the window holds fewer than `max`.
+    pub fn offer_exemplar(&mut self, line: &str, max: usize) -> bool {
+        let wanted = self.exemplars.len() < max;
+        if wanted {
+            self.exemplars.push(line.to_owned());
+        }
+        wanted
     }
 
     /// Number of readings folded in.
@@ -118,6 +135,10 @@ impl Window {
                 confidence: crate::classify::sensor::confidence(self.max),
             }),
             rolled_up: 0,
+            template: (!self.exemplars.is_empty()).then(|| LogTemplate {
+                text: String::new(),
+                exemplars: self.exemplars.clone(),
+            }),
         }
     }
 }

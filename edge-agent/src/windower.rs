@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use wire::WindowSummary;
 
-use crate::decode::Reading;
+use crate::decode::{Exemplar, Reading};
 use crate::window::Window;
 
 /// Device of the overflow series (readings of series beyond `max_series`).
@@ -193,6 +193,29 @@ impl Windower {
             *self.refs.entry(message).or_default() += 1;
         }
         Added::Yes
+    }
+
+    /// Whether the open window of `device`/`metric` holding `ts_ms` has room for
+    /// another exemplar (so the caller redacts only lines that will be kept).
+    pub fn wants_exemplar(&self, device: &str, metric: &str, ts_ms: i64, max: usize) -> bool {
+        let start = ts_ms.div_euclid(self.policy.width_ms) * self.policy.width_ms;
+        self.series
+            .get(device)
+            .and_then(|m| m.get(metric))
+            .and_then(|s| s.open.get(&start))
+            .is_some_and(|w| w.exemplar_count() < max)
+    }
+
+    /// Keeps `e.line` in the open window of `device`/`e.metric` holding `e.ts_ms`
+    /// if it has room; true if kept. Ingest and replay offer the same lines in the
+    /// same order, so a replayed window keeps the same exemplars.
+    pub fn offer_exemplar(&mut self, device: &str, e: &Exemplar, max: usize) -> bool {
+        let start = e.ts_ms.div_euclid(self.policy.width_ms) * self.policy.width_ms;
+        self.series
+            .get_mut(device)
+            .and_then(|m| m.get_mut(&e.metric))
+            .and_then(|s| s.open.get_mut(&start))
+            .is_some_and(|w| w.offer_exemplar(&e.line, max))
     }
 
     /// True when a journaled message is still needed by an open window.

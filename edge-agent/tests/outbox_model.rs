@@ -194,6 +194,7 @@ fn window(series: &str, start_ms: i64, readings: u8) -> WindowSummary {
         last_ms: start_ms + WIDTH - 1,
         verdict: None,
         rolled_up: 0,
+        template: None,
     }
 }
 

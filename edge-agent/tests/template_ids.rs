@@ -1,6 +1,7 @@
 //! Template ids survive a crash: lines mined before and after a drop of the pipeline (what
-//! `kill -9` leaves: only what was committed) name the same template series as one
-//! uninterrupted run. Reads Loghub's HDFS and OpenSSH samples in place.
+//! `kill -9` leaves: only what was committed) name the same template series, with the same
+//! texts and the same (redacted) exemplars, as one uninterrupted run. Reads Loghub's HDFS
+//! and OpenSSH samples in place.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edge_agent::classify::templates::{TemplateStage, TEMPLATE_PREFIX};
+use edge_agent::classify::redact::Redactor;
+use edge_agent::classify::templates::{template_id, TemplateStage};
 use edge_agent::classify::ClassifyStage;
 use edge_agent::config::Settings;
 use edge_agent::logmine::MinerConfig;
@@ -41,11 +43,29 @@ fn settings(dir: &std::path::Path) -> Settings {
     common::demo_settings(dir, |c| {
         c.models = Default::default();
         c.templates.enabled = true;
+        // Log lines take gateway time: one wide window per series keeps a minute
+        // boundary from splitting the runs differently (exemplars are per window).
+        c.window.width = Duration::from_secs(24 * 3600);
+        c.outbox.max_rollup_width = c.window.width;
     })
 }
 
+const EXEMPLARS: usize = 3;
+
 fn stage() -> ClassifyStage {
-    ClassifyStage::default().with_templates(TemplateStage::new(MinerConfig::default()).unwrap())
+    let redactor = Redactor::new(&["ip".to_owned()], &[]).unwrap();
+    let templates = TemplateStage::new(MinerConfig::default())
+        .unwrap()
+        .with_exemplars(EXEMPLARS, redactor);
+    ClassifyStage::default().with_templates(templates)
+}
+
+/// What the outbox says about one template: lines, text, exemplars (window order).
+#[derive(Debug, Default, PartialEq)]
+struct Shipped {
+    lines: u64,
+    text: String,
+    exemplars: Vec<String>,
 }
 
 fn deliveries(lines: &[String]) -> Vec<Delivery> {
@@ -59,17 +79,23 @@ fn deliveries(lines: &[String]) -> Vec<Delivery> {
         .collect()
 }
 
-/// Lines per template series in everything the outbox holds after closing all windows.
-fn drain(p: &mut Pipeline) -> BTreeMap<String, u64> {
+/// Per template series, what everything the outbox holds says after closing all windows.
+fn drain(p: &mut Pipeline) -> BTreeMap<String, Shipped> {
     p.tick(Instant::now() + Duration::from_secs(3600)).unwrap();
     let mut per_series = BTreeMap::new();
     while let Some((seq, bytes)) = p.store().outbox_first().unwrap() {
         let (_, body) = Envelope::open(&bytes).unwrap();
         for w in body.windows {
-            let is_count = w.metric.starts_with(TEMPLATE_PREFIX) && !w.metric.contains(".p");
-            if is_count {
-                *per_series.entry(w.metric).or_default() += w.count;
+            if template_id(&w.metric).is_none() {
+                assert!(w.template.is_none(), "{} carries a template", w.metric);
+                continue;
             }
+            let t = w.template.expect("a template window names its template");
+            assert!(t.exemplars.len() <= EXEMPLARS);
+            let shipped: &mut Shipped = per_series.entry(w.metric).or_default();
+            shipped.lines += w.count;
+            shipped.text = t.text;
+            shipped.exemplars.extend(t.exemplars);
         }
         p.store().outbox_remove(seq).unwrap();
     }
@@ -98,6 +124,28 @@ fn template_series_are_the_same_with_and_without_a_crash() {
     assert!(
         reference.len() > 5,
         "too few templates to mean anything: {reference:?}"
+    );
+    let ipv4 = regex::Regex::new(r"\d+\.\d+\.\d+\.\d+").unwrap();
+    for (series, s) in &reference {
+        assert!(
+            !s.text.is_empty(),
+            "{series}: the template text is missing: {s:?}"
+        );
+        assert_eq!(
+            s.exemplars.len() as u64,
+            s.lines.min(EXEMPLARS as u64),
+            "{series}"
+        );
+        for e in &s.exemplars {
+            assert!(!ipv4.is_match(e), "{series}: an IP left the gateway: {e}");
+        }
+    }
+    assert!(
+        reference
+            .values()
+            .flat_map(|s| &s.exemplars)
+            .any(|e| e.contains("<ip>")),
+        "OpenSSH lines name hosts: some exemplar must show a redaction"
     );
     for crash_after in [1, 30, 77] {
         let dir = tempfile::tempdir().unwrap();

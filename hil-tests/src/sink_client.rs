@@ -72,6 +72,9 @@ pub struct StoredWindow {
     /// Original windows merged into this one by the agent's outbox cap (0: an original window).
     #[serde(default)]
     pub rolled_up: u32,
+    /// On a log template series: the template text and redacted exemplar lines.
+    #[serde(default)]
+    pub template: Option<wire::LogTemplate>,
 }
 
 impl StoredWindow {

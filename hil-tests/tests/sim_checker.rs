@@ -56,6 +56,7 @@ fn perfect_at(ledger: &[LedgerRecord], width: i64) -> Vec<StoredWindow> {
             last_ms: Some(e.last_ms),
             verdict: None,
             rolled_up: 0,
+            template: None,
         })
         .collect()
 }

@@ -55,6 +55,24 @@ pub struct WindowSummary {
     /// 0, so original windows encode exactly as before.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rolled_up: u32,
+    /// On a log template series (`log.template.<id>`, whose count is the
+    /// template's lines in the window): the template's text and a few of the
+    /// window's lines, redacted on the gateway. Absent from the encoding when
+    /// `None`, so every other window encodes exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<LogTemplate>,
+}
+
+/// What a template window says about its lines besides their count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogTemplate {
+    /// The template with `<*>` for each variable; empty if the gateway no longer
+    /// held the template when the window closed (evicted).
+    pub text: String,
+    /// The first lines of the window that fit the template (at most a few, each
+    /// capped in length), with personal data redacted as the gateway's config says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exemplars: Vec<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

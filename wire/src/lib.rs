@@ -16,7 +16,7 @@ mod counters;
 mod envelope;
 pub mod fuzzing;
 
-pub use body::{Body, Verdict, WindowSummary};
+pub use body::{Body, LogTemplate, Verdict, WindowSummary};
 pub use codec::{decode_capped, encode, CodecError};
 pub use counters::{Counters, Reason};
 pub use envelope::{BatchKey, Envelope, OpenError};

@@ -31,6 +31,7 @@ fn sample_body() -> Body {
             last_ms: 1_583_748_842_000,
             verdict: None,
             rolled_up: 0,
+            template: None,
         }],
         counters,
     }
@@ -68,4 +69,30 @@ fn golden_bytes_decode_to_the_sample() {
     let (env, body) = Envelope::open(&bytes).unwrap();
     assert_eq!(env.key(), sample_key());
     assert_eq!(body, sample_body());
+}
+
+/// A log template window: the optional `template` field's encoding is frozen too.
+fn template_body() -> Body {
+    let mut body = sample_body();
+    body.counters = Counters::default();
+    let w = &mut body.windows[0];
+    w.metric = "log.template.7".into();
+    w.template = Some(wire::LogTemplate {
+        text: "Failed password for <*> from <*> port <*>".into(),
+        exemplars: vec![
+            "Dec 10 07:13:43 sshd[24227]: Failed password for root from <ip> port 42393".into(),
+        ],
+    });
+    body
+}
+
+const GOLDEN_TEMPLATE_BODY_SHA256: &str =
+    "77cb1ee334450dbc004f18d1c866a6f6f053c0dfdb8d4ef91a75f5763342482e";
+
+#[test]
+fn template_window_bytes_are_frozen() {
+    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &template_body());
+    assert_eq!(env.body_hash_hex(), GOLDEN_TEMPLATE_BODY_SHA256);
+    let (_, body) = Envelope::open(&env.to_bytes()).unwrap();
+    assert_eq!(body, template_body());
 }

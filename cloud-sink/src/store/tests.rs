@@ -26,6 +26,7 @@ fn window(device: &str, metric: &str, start_ms: i64, value: f64) -> WindowSummar
         last_ms: start_ms + 999,
         verdict: None,
         rolled_up: 0,
+        template: None,
     }
 }
 

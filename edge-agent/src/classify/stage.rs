@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 use crate::config::ModelsConfig;
-use crate::decode::{text, Reading};
+use crate::decode::{text, Exemplar, Reading};
 use crate::model::{ModelError, ScoreModel};
 
 use super::log::{LogClassifier, ALERT_METRIC, CONFIDENCE_METRIC};
@@ -64,6 +64,8 @@ pub enum ClassifyError {
     Model(#[from] ModelError),
     #[error("template miner: {0}")]
     Templates(#[from] crate::logmine::MinerError),
+    #[error("template exemplars: {0}")]
+    Redact(#[from] super::redact::RedactError),
     #[error("cannot start inference threads: {0}")]
     Threads(std::io::Error),
 }
@@ -85,8 +87,10 @@ pub type StateUpdate = (String, String, Vec<u8>);
 pub struct Accepted {
     pub device: String,
     pub readings: Vec<Reading>,
-    /// The payload of a text (log) route, for the log model.
+    /// The payload of a text (log) route, for the log model and the template miner.
     pub text: Option<String>,
+    /// Lines the template stage offers as exemplars (unredacted; see `templates.rs`).
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// All configured models.

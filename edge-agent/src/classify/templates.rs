@@ -12,14 +12,19 @@
 //! group commit whenever its templates changed (founded, merged, evicted), so the ids a
 //! committed reading names survive a kill. Between structural changes the state is not
 //! rewritten: after a crash, recency and distinct-value evidence may be a little older, the
-//! ids are not. It keeps no raw lines; template texts and exemplars for the uplink are the
-//! cut's business.
+//! ids are not. It keeps no raw lines: with exemplars configured it offers each line as a
+//! candidate ([`Exemplar`], unredacted); the pipeline asks the windower whether the line's
+//! window still wants one, and only then redacts it ([`Self::redact`]) and journals it with
+//! the message. The template's text is looked up when its window is cut ([`Self::text_of`]).
 
-use crate::decode::{text, Reading};
+use crate::decode::{text, Exemplar, Reading};
 use crate::logmine::{MinerConfig, MinerError, MinerStats, StateError, TemplateMiner};
 
 use super::log_recipe::strip_header;
+use super::redact::{cap, Redactor, MAX_TEMPLATE_TEXT_BYTES};
 use super::stage::{Accepted, StateUpdate};
+use crate::windower::Windower;
+use wire::{LogTemplate, WindowSummary};
 
 /// Prefix of every template series.
 pub const TEMPLATE_PREFIX: &str = "log.template.";
@@ -35,6 +40,15 @@ pub const MAX_PARAMS: usize = 3;
 pub struct TemplateStage {
     miner: TemplateMiner,
     persisted: (u64, u64, u64),
+    /// Exemplars per template window (0: lines never leave the gateway).
+    exemplars: usize,
+    redactor: Option<Redactor>,
+}
+
+/// The template id of a template count series (`log.template.<id>`); `None` for
+/// parameter series, `log.template.new` and everything else.
+pub fn template_id(metric: &str) -> Option<u32> {
+    metric.strip_prefix(TEMPLATE_PREFIX)?.parse().ok()
 }
 
 fn structure(s: &MinerStats) -> (u64, u64, u64) {
@@ -45,7 +59,71 @@ impl TemplateStage {
     pub fn new(config: MinerConfig) -> Result<TemplateStage, MinerError> {
         let miner = TemplateMiner::new(config)?;
         let persisted = structure(&miner.stats());
-        Ok(TemplateStage { miner, persisted })
+        Ok(TemplateStage {
+            miner,
+            persisted,
+            exemplars: 0,
+            redactor: None,
+        })
+    }
+
+    /// Ships up to `per_window` lines per template window, redacted by `redactor`.
+    pub fn with_exemplars(mut self, per_window: usize, redactor: Redactor) -> TemplateStage {
+        self.exemplars = per_window;
+        self.redactor = Some(redactor);
+        self
+    }
+
+    /// Exemplars wanted per template window.
+    pub fn exemplars_per_window(&self) -> usize {
+        if self.redactor.is_some() {
+            self.exemplars
+        } else {
+            0
+        }
+    }
+
+    /// A candidate line as it may leave the gateway (redacted, capped).
+    pub fn redact(&self, line: &str) -> String {
+        match &self.redactor {
+            Some(r) => r.redact(line),
+            None => String::new(),
+        }
+    }
+
+    /// Offers one message's candidate lines to their windows; returns the kept ones,
+    /// redacted, for the journal (replay offers them again, in the same order).
+    pub fn keep_exemplars(
+        &self,
+        windower: &mut Windower,
+        device: &str,
+        candidates: Vec<Exemplar>,
+    ) -> Vec<Exemplar> {
+        let max = self.exemplars_per_window();
+        let mut kept = Vec::new();
+        for c in candidates {
+            if windower.wants_exemplar(device, &c.metric, c.ts_ms, max) {
+                let e = Exemplar {
+                    line: self.redact(&c.line),
+                    ..c
+                };
+                windower.offer_exemplar(device, &e, max);
+                kept.push(e);
+            }
+        }
+        kept
+    }
+
+    /// Gives every closing template window its template's current text (empty if
+    /// the template was evicted since).
+    pub fn name_templates(&self, windows: &mut [WindowSummary]) {
+        for w in windows {
+            if let Some(id) = template_id(&w.metric) {
+                let text = self.miner.template_text(id).unwrap_or_default();
+                w.template.get_or_insert_with(LogTemplate::default).text =
+                    cap(text, MAX_TEMPLATE_TEXT_BYTES);
+            }
+        }
     }
 
     /// Replaces the miner with the state the store kept (start-up).
@@ -59,9 +137,11 @@ impl TemplateStage {
         &self.miner
     }
 
-    /// Mines every line of the text messages, appending their readings; returns the
-    /// miner's state when its templates changed.
+    /// Mines every line of the text messages, appending their readings (and, with
+    /// exemplars on, each line as a candidate); returns the miner's state when its
+    /// templates changed.
     pub fn apply(&mut self, messages: &mut [Accepted]) -> Option<StateUpdate> {
+        let offer = self.exemplars_per_window() > 0;
         for m in messages.iter_mut() {
             let Some(payload) = &m.text else { continue };
             let ts = m.readings.first().map_or(0, |r| r.ts_ms);
@@ -69,6 +149,13 @@ impl TemplateStage {
             for line in text::lines(payload) {
                 let found = self.miner.mine(strip_header(line));
                 let series = format!("{TEMPLATE_PREFIX}{}", found.id);
+                if offer {
+                    m.exemplars.push(Exemplar {
+                        metric: series.clone(),
+                        ts_ms: ts,
+                        line: line.to_owned(),
+                    });
+                }
                 for (k, value) in found.params.as_slice().iter().take(MAX_PARAMS).enumerate() {
                     derived.push(Reading {
                         metric: format!("{series}.p{k}"),
@@ -112,6 +199,7 @@ mod tests {
                 value: 1.0,
             }],
             text: Some(lines.to_owned()),
+            exemplars: Vec::new(),
         }
     }
 

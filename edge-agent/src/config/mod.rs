@@ -5,6 +5,7 @@
 //! tokens and passwords are named by environment variable or file.
 
 mod models;
+mod templates;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use crate::decode::{Format, TimeUnit};
 
 pub use models::{LogModelConfig, ModelsConfig, SensorModelConfig};
+pub use templates::TemplatesConfig;
 pub use validate::{Problem, Route, Settings};
 
 /// The whole file.
@@ -42,40 +44,6 @@ pub struct AgentConfig {
     /// Template mining of log lines (off by default).
     #[serde(default)]
     pub templates: TemplatesConfig,
-}
-
-/// Template mining of the lines of `format = "text"` routes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TemplatesConfig {
-    /// Mine every log line into its template: per window, `log.template.<id>`
-    /// counts its lines, `log.template.<id>.p<k>` summarizes its numeric
-    /// parameters, `log.template.new` counts templates never seen before.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Templates kept at most (least recently used evicted, counted).
-    #[serde(default = "defaults::max_templates")]
-    pub max_templates: usize,
-    /// Extra regexes: a token any of them matches is a variable.
-    #[serde(default)]
-    pub extra_masks: Vec<String>,
-}
-
-impl TemplatesConfig {
-    /// The miner's settings: the one default configuration plus these.
-    pub fn miner_config(&self) -> crate::logmine::MinerConfig {
-        crate::logmine::MinerConfig {
-            max_templates: self.max_templates,
-            extra_masks: self.extra_masks.clone(),
-            ..crate::logmine::MinerConfig::default()
-        }
-    }
-}
-
-impl Default for TemplatesConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("templates defaults")
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -360,10 +328,6 @@ mod defaults {
     pub fn queue_capacity() -> usize {
         8192
     }
-    pub fn max_templates() -> usize {
-        10_000
-    }
-
     pub fn outbox_max_bytes() -> u64 {
         256 * 1024 * 1024
     }

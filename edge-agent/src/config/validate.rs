@@ -153,11 +153,20 @@ impl AgentConfig {
             "must be at least window.width",
         );
         self.models.check(&mut c);
-        if self.templates.enabled {
-            if let Err(e) = crate::logmine::TemplateMiner::new(self.templates.miner_config()) {
-                c.require(false, "templates", e.to_string());
-            }
-        }
+        self.templates.check(&mut c);
+        let worst = crate::outbox::worst_window_bytes(
+            l.max_name_bytes,
+            self.templates.enabled.then_some(self.templates.exemplars),
+        );
+        let fits = wire::MAX_ENVELOPE_BYTES / worst;
+        c.require(
+            self.uplink.max_windows_per_batch <= fits,
+            "uplink.max_windows_per_batch",
+            format!(
+                "must be at most {fits}: a batch of windows as large as limits.max_name_bytes and [templates] allow ({worst} bytes each) must fit the {}-byte envelope the sink accepts",
+                wire::MAX_ENVELOPE_BYTES
+            ),
+        );
         for p in self.gateway_time_problems() {
             // A warning, not (yet) a refusal: see `gateway_time_problems`.
             tracing::warn!("config {p}");
@@ -434,6 +443,27 @@ mod tests {
             problems[0].message
         );
         assert!(AgentConfig::parse(&with(false)).unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn exemplar_settings_are_checked_with_their_keys() {
+        let cfg =
+            format!("{MINIMAL}\n[templates]\nenabled = true\nexemplars = 11\nredact = [\"(\"]\n");
+        let problems = AgentConfig::parse(&cfg).unwrap().validate().unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["templates.exemplars", "templates.redact"]);
+        let cfg = format!("{MINIMAL}\n[templates]\nenabled = true\nredact_builtin = [\"phone\"]\n");
+        let problems = AgentConfig::parse(&cfg).unwrap().validate().unwrap_err();
+        assert!(
+            problems[0].message.contains("unknown built-in"),
+            "{problems:?}"
+        );
+        let settings = AgentConfig::parse(&format!("{MINIMAL}\n[templates]\nenabled = true\n"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(settings.templates.exemplars, 3);
+        assert_eq!(settings.templates.redact_builtin, ["email", "mac", "ip"]);
     }
 
     #[test]

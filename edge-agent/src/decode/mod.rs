@@ -24,6 +24,14 @@ pub struct Reading {
     pub value: f64,
 }
 
+/// A log line kept as an example of the window of a template series that holds `ts_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub metric: String,
+    pub ts_ms: i64,
+    pub line: String,
+}
+
 /// What a payload decoded to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
