@@ -65,18 +65,24 @@ enum Stopped<T> {
     Syncer(T),
 }
 
+/// The classify stage the settings describe: `[models]` loaded, `[templates]` mining.
+pub fn classify_stage(settings: &Settings) -> Result<ClassifyStage, ClassifyError> {
+    let mut classify = ClassifyStage::load(&settings.models)?;
+    if settings.templates.enabled {
+        let redactor = settings.templates.redactor()?;
+        let stage = TemplateStage::new(settings.templates.miner_config())?
+            .with_exemplars(settings.templates.exemplars, redactor);
+        classify = classify.with_templates(stage);
+    }
+    Ok(classify)
+}
+
 /// Runs the agent until `shutdown` completes (or a stage fails).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let token = read_token(&settings)?;
     let outbox_ready = Arc::new(Notify::new());
-    let mut classify = ClassifyStage::load(&settings.models)?;
+    let classify = classify_stage(&settings)?;
     if settings.templates.enabled {
-        let miner = settings.templates.miner_config();
-        let redactor = settings.templates.redactor().map_err(ClassifyError::from)?;
-        let stage = TemplateStage::new(miner)
-            .map_err(ClassifyError::from)?
-            .with_exemplars(settings.templates.exemplars, redactor);
-        classify = classify.with_templates(stage);
         info!(
             exemplars = settings.templates.exemplars,
             redact = ?settings.templates.redact_builtin,

@@ -168,11 +168,21 @@ impl Pipeline {
 
     /// Applies `deliveries` and makes their effect durable. The caller acks afterwards.
     pub fn ingest(&mut self, deliveries: &[Delivery], now: Instant) -> Result<(), StoreError> {
+        self.ingest_at(deliveries, now, now_ms())
+    }
+
+    /// [`Self::ingest`] with the gateway clock reading `clock` (ms since the epoch),
+    /// the time of readings without a payload time: replays at a chosen line rate.
+    pub fn ingest_at(
+        &mut self,
+        deliveries: &[Delivery],
+        now: Instant,
+        clock: i64,
+    ) -> Result<(), StoreError> {
         let mut commit = IngestCommit::default();
         let before = self.counters.clone();
         let mut seq_updates = BTreeSet::new();
         let mut accepted = Vec::with_capacity(deliveries.len());
-        let clock = now_ms();
         for delivery in deliveries {
             self.bytes_in += delivery.payload.len() as u64;
             let Some(route) = self

@@ -6,6 +6,7 @@
 pub mod checker;
 pub mod fault_proxy;
 pub mod ledger;
+pub mod log_uplink;
 pub mod loghub_eval;
 pub mod loglines;
 pub mod malformed;
