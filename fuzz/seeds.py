@@ -249,6 +249,14 @@ write("wire_body", "body-golden", golden[golden.index(bytes.fromhex("58f2")) + 2
 write("wire_envelope", "env-empty-body", envelope(bodies["empty"]))
 write("wire_envelope", "env-verdict", envelope(bodies["verdict-rolled-up"], seq=1, epoch=2**64 - 1, created_ms=-1))
 write("wire_envelope", "env-version-2", envelope(bodies["empty"], version=2))
+write("wire_envelope", "env-version-3", envelope(bodies["empty"], version=3))
+write("wire_envelope", "env-version-0", envelope(bodies["empty"], version=0))
+# Schema version 2 (packed body keys): wire/tests/golden.rs GOLDEN_ENVELOPE.
+golden2 = bytes.fromhex(
+    "a76776657273696f6e0267676174657761796467772d316565706f63680763736571182a6a637265617465645f6d731b0000018bcfe568006b626f64795f736861323536582093185de66b706dab2d2662710734a4ccf49d52407a1ec466c2b80fd7c0ed82c9"
+    "64626f64795884a20081b2006670756d702d31016743757272656e74021b00000170bec97a40031b00000170beca64a0040305f9448006f93c0007f9400008f93e0009f938000af93e000bf940000cf940000dfb3f847ae147ae147b0ef93c000f1b00000170bec97a4010f94000111b00000170bec9821001a2646c61746501696d616c666f726d656402")
+write("wire_envelope", "env-golden-v2", golden2)
+write("wire_body", "body-golden-packed", golden2[golden2.index(bytes.fromhex("5884")) + 2:])
 write("wire_envelope", "env-bad-hash", envelope(bodies["empty"], sha=b"\x00" * 32))
 write("wire_envelope", "env-short-hash", envelope(bodies["empty"], sha=b""))
 write("wire_envelope", "env-body-not-cbor", envelope(b"\xff\xff"))

@@ -9,13 +9,15 @@
 //! # HTTP API
 //!
 //! * `POST /v1/batches` — body: `wire::Envelope::to_bytes()` (application/cbor),
-//!   header `Authorization: Bearer <token>`. Answers:
+//!   header `Authorization: Bearer <token>`, optionally `Content-Encoding: gzip`
+//!   (inflated under the envelope cap; agents send gzip by default). Answers:
 //!   * 200 `{"status":"stored","gateway":G,"epoch":E,"seq":S}` — new, durably stored;
 //!   * 200 `{"status":"duplicate","gateway":G,"epoch":E,"seq":S}` — already stored;
 //!   * 409 `{"status":"conflict","gateway":G,"epoch":E,"seq":S,"stored_hash":H1,"received_hash":H2}`;
-//!   * 401 / 403 / 400 / 413 / 503 `{"error":"<reason>"}` (missing or unknown
-//!     token / token of another gateway / invalid envelope / body over
-//!     `limits.max_body_bytes` / store failure: retry).
+//!   * 401 / 403 / 400 / 413 / 415 / 503 `{"error":"<reason>"}` (missing or unknown
+//!     token / token of another gateway / invalid envelope or gzip / body over
+//!     `limits.max_body_bytes` or inflating past the envelope cap / another
+//!     Content-Encoding / store failure: retry).
 //! * `GET /v1/health` — `{"status":"ok","version":V,"counters":{"stored":N,..}}`.
 //! * `GET /v1/gateways` — `[{"id","batches","windows","last_seen_ms","last_batch","counters"}]`.
 //! * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` —

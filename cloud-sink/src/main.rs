@@ -135,42 +135,31 @@ fn run(config_path: &Path) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(&config).await?;
+        // Handlers first: whoever reads the line below may signal at once.
+        let shutdown = shutdown_signal()?;
         let addr = server.local_addr();
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "cloud-sink listening on http://{addr}")?;
         stdout.flush()?;
         drop(stdout);
         tracing::info!(%addr, data_dir = %config.data_dir.display(), gateways = config.gateways.len(), "cloud-sink started");
-        server.run(shutdown_signal()).await?;
+        server.run(shutdown).await?;
         tracing::info!("cloud-sink stopped");
         anyhow::Ok(())
     })
 }
 
-/// Completes on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are
+/// installed by this call, before the future is first polled, so a signal
+/// sent right after start-up is never the default (killing) action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("Ctrl-C received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
-    }
+    })
 }

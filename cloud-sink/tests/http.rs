@@ -382,3 +382,62 @@ async fn concurrent_identical_posts_store_once() {
     drop(client);
     server.stop().await;
 }
+
+async fn post_encoded(base: &str, encoding: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/batches"))
+        .header("content-type", "application/cbor")
+        .header("content-encoding", encoding)
+        .bearer_auth("token-b")
+        .body(bytes)
+        .send()
+        .await
+        .expect("request completes");
+    let status = resp.status();
+    (status, resp.json::<Value>().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_inflated_under_the_envelope_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(dir.path()).await;
+    let windows = (0..200)
+        .map(|i| window("d", "m", i * 10_000, 1.0))
+        .collect();
+    let (env, body) = batch("gw-b", 3, 1, windows, 0);
+    let plain = env.to_bytes();
+    let packed = wire::transport::gzip(&plain);
+    assert!(
+        packed.len() * 3 < plain.len(),
+        "{} vs {}",
+        packed.len(),
+        plain.len()
+    );
+
+    let (status, answer) = post_encoded(&server.base, "gzip", packed.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "stored");
+    // The same batch sent plain is the same envelope: a duplicate.
+    let (status, answer) = post_encoded(&server.base, "identity", plain).await;
+    assert_eq!(
+        (status, answer["status"].clone()),
+        (StatusCode::OK, json!("duplicate"))
+    );
+    let stored = series(&reqwest::Client::new(), &server.base, "").await;
+    assert_eq!(stored.len(), body.windows.len());
+
+    // A small body that inflates past the largest envelope is refused, not expanded.
+    let bomb = wire::transport::gzip(&vec![0u8; wire::MAX_ENVELOPE_BYTES + 1]);
+    assert!(bomb.len() < 64 * 1024);
+    let (status, answer) = post_encoded(&server.base, "gzip", bomb).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    let (status, answer) = post_encoded(&server.base, "gzip", b"not gzip".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("gzip"),
+        "{answer}"
+    );
+    let (status, answer) = post_encoded(&server.base, "br", packed).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    server.stop().await;
+}

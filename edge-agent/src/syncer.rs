@@ -8,6 +8,8 @@
 //! backoff, forever: the outbox is where data waits out an uplink that is down
 //! for days. A 409 (the sink holds *different* bytes under this key) is an
 //! alarm: the batch is moved to quarantine, logged loudly, and syncing goes on.
+//! With `uplink.compression = "gzip"` (the default) each attempt sends the
+//! sealed bytes gzip-compressed (`wire::transport`); the envelope is unchanged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
-use crate::config::UplinkConfig;
+use crate::config::{Compression, UplinkConfig};
 use crate::store::{Store, StoreError};
 
 /// What the sink answered for one batch.
@@ -41,6 +43,7 @@ pub struct Syncer {
     outbox_ready: Arc<Notify>,
     request_timeout: Duration,
     min_link_rate: u64,
+    compression: Compression,
 }
 
 impl Syncer {
@@ -63,6 +66,7 @@ impl Syncer {
             outbox_ready,
             request_timeout: uplink.request_timeout,
             min_link_rate: uplink.min_link_rate.max(1),
+            compression: uplink.compression,
         }
     }
 
@@ -74,13 +78,23 @@ impl Syncer {
 
     /// Sends one envelope and classifies the answer.
     pub async fn send(&self, bytes: Vec<u8>) -> Answer {
-        let timeout = self.timeout_for(bytes.len());
-        let response = self
+        let mut request = self
             .http
             .post(&self.endpoint)
-            .timeout(timeout)
             .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/cbor")
+            .header(reqwest::header::CONTENT_TYPE, "application/cbor");
+        let bytes = match self.compression {
+            Compression::None => bytes,
+            Compression::Gzip => {
+                request = request.header(reqwest::header::CONTENT_ENCODING, wire::transport::GZIP);
+                match tokio::task::spawn_blocking(move || wire::transport::gzip(&bytes)).await {
+                    Ok(packed) => packed,
+                    Err(e) => return Answer::Retry(format!("compressing the batch failed: {e}")),
+                }
+            }
+        };
+        let response = request
+            .timeout(self.timeout_for(bytes.len()))
             .body(bytes)
             .send()
             .await;

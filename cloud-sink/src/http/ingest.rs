@@ -1,4 +1,4 @@
-//! `POST /v1/batches`: authenticate, size-check, open, authorize, store once.
+//! `POST /v1/batches`: authenticate, size-check, inflate, open, authorize, store once.
 //!
 //! Check order is cheapest-first and nothing untrusted is decoded before the
 //! caller is authenticated and the size is known to be within the limit.
@@ -9,8 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -50,9 +51,13 @@ impl FromRequestParts<AppState> for Caller {
 pub(crate) async fn post_batch(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match ingest(&state, caller, body).await {
+    let encoding = headers
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match ingest(&state, caller, encoding, body).await {
         Ok(response) => response,
         Err((outcome, error)) => {
             state.stats.record(outcome);
@@ -65,6 +70,7 @@ pub(crate) async fn post_batch(
 async fn ingest(
     state: &AppState,
     caller: String,
+    encoding: Option<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, (Outcome, ApiError)> {
     let bytes = body.map_err(|rejection| {
@@ -86,12 +92,46 @@ async fn ingest(
         }
     })?;
 
-    // Size cap, version and hash check happen inside `open`; decoding a few MB
-    // of CBOR is CPU work, so keep it off the async threads.
-    let opened = tokio::task::spawn_blocking(move || Envelope::open(&bytes)).await;
+    let gzipped = match encoding.as_deref() {
+        None | Some("identity") => false,
+        Some(wire::transport::GZIP) => true,
+        Some(other) => {
+            let message =
+                format!("unsupported Content-Encoding {other:?} (send gzip or no encoding)");
+            return Err((
+                Outcome::Malformed,
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
+            ));
+        }
+    };
+    // Inflating (capped at the largest envelope), the size cap, version and hash
+    // check inside `open`: decoding a few MB is CPU work, so keep it off the
+    // async threads.
+    let opened = tokio::task::spawn_blocking(move || {
+        if !gzipped {
+            return Ok(Envelope::open(&bytes));
+        }
+        let inflated = wire::transport::gunzip_capped(&bytes, wire::MAX_ENVELOPE_BYTES)?;
+        Ok(Envelope::open(&inflated))
+    })
+    .await;
     let (env, body) = match opened {
-        Ok(Ok(v)) => v,
+        Ok(Ok(Ok(v))) => v,
+        Ok(Err(wire::transport::InflateError::TooLarge { cap })) => {
+            let message = format!("gzip body inflates beyond the {cap}-byte envelope cap");
+            return Err((
+                Outcome::TooLarge,
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            ));
+        }
         Ok(Err(e)) => {
+            let message = format!("invalid gzip body: {e}");
+            return Err((
+                Outcome::Malformed,
+                ApiError::new(StatusCode::BAD_REQUEST, message),
+            ));
+        }
+        Ok(Ok(Err(e))) => {
             let message = format!("invalid envelope: {e}");
             return Err((
                 Outcome::Malformed,

@@ -155,6 +155,20 @@ pub struct UplinkConfig {
     pub retry_min: Duration,
     #[serde(default = "defaults::retry_max", with = "humantime_serde")]
     pub retry_max: Duration,
+    /// How batches travel: "gzip" (default; the sink inflates them) or "none".
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// Transport compression of batches on the uplink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// `Content-Encoding: gzip`: CBOR summaries shrink several-fold.
+    #[default]
+    Gzip,
+    /// The sealed bytes as they are (for a sink older than transport compression).
+    None,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,8 +15,9 @@ use hil_tests::loghub_eval::discover;
 /// exemplars redacted, one-minute windows, durable outbox) at each given rate of lines per
 /// minute of simulated gateway time, one MQTT message per line. Printed per system and rate:
 /// raw bytes (every line and its newline, what forwarding the log sends), shipped bytes (the
-/// sealed CBOR batches the agent would POST, before HTTP/TLS), their ratio, windows, and
-/// exemplar lines shipped. The line counts of the template windows must add up to the lines
+/// sealed CBOR batches, before HTTP/TLS), their ratio; the same two gzip-compressed (raw
+/// lines one minute at a time, batches one by one as the agent sends them by default) and
+/// their ratio; windows and exemplar lines shipped. The line counts of the template windows must add up to the lines
 /// replayed, or the command fails.
 ///
 /// Examples:
@@ -53,9 +54,9 @@ fn main() -> anyhow::Result<()> {
         bail!("no Loghub systems under {}", loghub.display());
     }
     println!(
-        "| system | lines/min | lines | raw bytes | shipped bytes | raw ÷ shipped | windows | exemplars |"
+        "| system | lines/min | lines | raw bytes | shipped bytes | raw ÷ shipped | raw gzip | shipped gzip | raw gzip ÷ shipped gzip | windows | exemplars |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut totals: Vec<(u32, Replay)> =
         cli.rates.iter().map(|r| (*r, Replay::default())).collect();
     for system in &systems {
@@ -73,29 +74,37 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             println!(
-                "| {} | {rate} | {} | {} | {} | {:.1} | {} | {} |",
+                "| {} | {rate} | {} | {} | {} | {:.1} | {} | {} | {:.1} | {} | {} |",
                 system.name,
                 r.lines,
                 r.raw_bytes,
                 r.shipped_bytes,
                 r.reduction(),
+                r.raw_gzip_bytes,
+                r.shipped_gzip_bytes,
+                r.gzip_reduction(),
                 r.windows,
                 r.exemplars
             );
             total.lines += r.lines;
             total.raw_bytes += r.raw_bytes;
             total.shipped_bytes += r.shipped_bytes;
+            total.raw_gzip_bytes += r.raw_gzip_bytes;
+            total.shipped_gzip_bytes += r.shipped_gzip_bytes;
             total.windows += r.windows;
             total.exemplars += r.exemplars;
         }
     }
     for (rate, t) in &totals {
         println!(
-            "| **all** | {rate} | {} | {} | {} | **{:.1}** | {} | {} |",
+            "| **all** | {rate} | {} | {} | {} | **{:.1}** | {} | {} | **{:.1}** | {} | {} |",
             t.lines,
             t.raw_bytes,
             t.shipped_bytes,
             t.reduction(),
+            t.raw_gzip_bytes,
+            t.shipped_gzip_bytes,
+            t.gzip_reduction(),
             t.windows,
             t.exemplars
         );
