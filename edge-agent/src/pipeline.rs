@@ -240,7 +240,14 @@ impl Pipeline {
             let outcome = self.windower.ingest(&device, &mut readings, id, now, false);
             let exemplars = match self.classify.templates() {
                 Some(t) if !exemplars.is_empty() => {
-                    t.keep_exemplars(&mut self.windower, &device, exemplars)
+                    let (kept, mut counts) =
+                        t.keep_exemplars(&mut self.windower, &device, exemplars);
+                    let outcome = self.windower.ingest(&device, &mut counts, id, now, false);
+                    self.counters.add(Reason::Late, outcome.late);
+                    self.counters
+                        .add(Reason::TooManySeries, outcome.too_many_series);
+                    readings.extend(counts);
+                    kept
                 }
                 _ => Vec::new(),
             };

@@ -21,7 +21,7 @@ use crate::decode::{text, Exemplar, Reading};
 use crate::logmine::{MinerConfig, MinerError, MinerStats, StateError, TemplateMiner};
 
 use super::log_recipe::strip_header;
-use super::redact::{cap, Redactor, MAX_TEMPLATE_TEXT_BYTES};
+use super::redact::{cap, Redacted, Redactor, MAX_TEMPLATE_TEXT_BYTES};
 use super::stage::{Accepted, StateUpdate};
 use crate::windower::Windower;
 use wire::{LogTemplate, WindowSummary};
@@ -30,6 +30,9 @@ use wire::{LogTemplate, WindowSummary};
 pub const TEMPLATE_PREFIX: &str = "log.template.";
 /// One reading per line that founded a template.
 pub const NEW_TEMPLATE_METRIC: &str = "log.template.new";
+/// Prefix of the series counting replacements in shipped exemplars, per kind
+/// (`log.redacted.ip`, …): a window's sum is how many values of that kind were redacted.
+pub const REDACTED_PREFIX: &str = "log.redacted.";
 /// The store key (model series slot) of the miner's state.
 pub const STATE_SERIES: &str = "log.templates";
 /// Numeric parameters per line that become readings.
@@ -84,34 +87,45 @@ impl TemplateStage {
     }
 
     /// A candidate line as it may leave the gateway (redacted, capped).
-    pub fn redact(&self, line: &str) -> String {
+    pub fn redact(&self, line: &str) -> Redacted {
         match &self.redactor {
-            Some(r) => r.redact(line),
-            None => String::new(),
+            Some(r) => r.exemplar(line),
+            None => Redacted::default(),
         }
     }
 
-    /// Offers one message's candidate lines to their windows; returns the kept ones,
-    /// redacted, for the journal (replay offers them again, in the same order).
+    /// Offers one message's candidate lines to their windows. Returns the kept ones,
+    /// redacted, and a `log.redacted.<kind>` reading per kind of replacement they
+    /// took (at the line's time), both for the journal: replay folds the readings and
+    /// offers the exemplars again, in the same order, to the same windows.
     pub fn keep_exemplars(
         &self,
         windower: &mut Windower,
         device: &str,
         candidates: Vec<Exemplar>,
-    ) -> Vec<Exemplar> {
+    ) -> (Vec<Exemplar>, Vec<Reading>) {
         let max = self.exemplars_per_window();
         let mut kept = Vec::new();
+        let mut counts = Vec::new();
         for c in candidates {
             if windower.wants_exemplar(device, &c.metric, c.ts_ms, max) {
+                let redacted = self.redact(&c.line);
+                for (kind, n) in redacted.counts {
+                    counts.push(Reading {
+                        metric: format!("{REDACTED_PREFIX}{kind}"),
+                        ts_ms: c.ts_ms,
+                        value: n as f64,
+                    });
+                }
                 let e = Exemplar {
-                    line: self.redact(&c.line),
+                    line: redacted.text,
                     ..c
                 };
                 windower.offer_exemplar(device, &e, max);
                 kept.push(e);
             }
         }
-        kept
+        (kept, counts)
     }
 
     /// Gives every closing template window its template's current text (empty if
@@ -120,8 +134,10 @@ impl TemplateStage {
         for w in windows {
             if let Some(id) = template_id(&w.metric) {
                 let text = self.miner.template_text(id).unwrap_or_default();
-                w.template.get_or_insert_with(LogTemplate::default).text =
-                    cap(text, MAX_TEMPLATE_TEXT_BYTES);
+                w.template.get_or_insert_with(LogTemplate::default).text = match &self.redactor {
+                    Some(r) => r.template_text(&text),
+                    None => cap(text, MAX_TEMPLATE_TEXT_BYTES),
+                };
             }
         }
     }

@@ -33,7 +33,8 @@ pub struct TemplatesConfig {
     /// lines then never leave the gateway). At most 10.
     #[serde(default = "exemplars")]
     pub exemplars: usize,
-    /// Built-in redactions applied to exemplars: any of "email", "mac", "ip".
+    /// Built-in redactions applied to exemplars and template texts: any of
+    /// "url_credentials", "email", "mac", "ip", "serial", "user" (default: all).
     #[serde(default = "redact_builtin")]
     pub redact_builtin: Vec<String>,
     /// Extra regexes whose matches in an exemplar become `<redacted>`.

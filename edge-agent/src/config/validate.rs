@@ -463,7 +463,10 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(settings.templates.exemplars, 3);
-        assert_eq!(settings.templates.redact_builtin, ["email", "mac", "ip"]);
+        assert_eq!(
+            settings.templates.redact_builtin,
+            ["url_credentials", "email", "mac", "ip", "serial", "user"]
+        );
     }
 
     #[test]
