@@ -14,6 +14,7 @@ pub mod mosquitto;
 pub mod paths;
 pub mod plan;
 pub mod publisher;
+pub mod route_eval;
 pub mod sim;
 pub mod sink_client;
 pub mod skab;
