@@ -1,5 +1,6 @@
 //! The README's demo command works: the `demo` binary shows a batch of windows
-//! within 30 s of starting and verifies everything it published at the sink.
+//! within 30 s of starting, verifies everything it published at the sink, and
+//! shows the log stream as templates with redacted exemplars.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -66,6 +67,22 @@ fn demo_shows_batches_quickly_and_verifies_the_replay() {
     assert!(verified, "demo did not verify the replay:\n{transcript}");
     assert!(
         transcript.contains("sink still serving at http://127.0.0.1:"),
+        "{transcript}"
+    );
+    // The log stream arrives as templates with redacted exemplars, not as lines.
+    let summary = transcript
+        .lines()
+        .find(|l| l.contains("log summaries at the sink:"))
+        .unwrap_or_else(|| panic!("no log summary:\n{transcript}"));
+    let templates: u64 = summary
+        .split("sink: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(templates > 5, "{summary}");
+    assert!(
+        transcript.contains("e.g. ") && transcript.contains("<ip>"),
         "{transcript}"
     );
 }

@@ -56,6 +56,10 @@ fn sim(broker: String, ledger: &Path) -> SimOptions {
         devices: 2,
         skab_dir: data_dir().join("SKAB"),
         max_rows_per_device: Some(3000),
+        // Paced (3000 s of event time in about 6 s) so both clock jumps land while
+        // readings still arrive: unpaced, a loaded machine could finish publishing
+        // before the second jump, leaving no batch cut under the last clock.
+        speedup: 500.0,
         ledger: Some(ledger.to_owned()),
         progress: false,
         ..SimOptions::default()

@@ -164,7 +164,7 @@ async fn template_ids_survive_kill_9_and_restart() {
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
     let config = agent_config(dir.path(), broker.port(), &sink.url);
     // `[templates] enabled = true`, written here: `set_agent_option` only replaces a key
-    // that exists, and demo.toml has no `[templates]`.
+    // that exists, and `agent_config` leaves `[templates]` out.
     let mut doc: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
     let templates: toml::Table = [("enabled".to_owned(), true.into())].into_iter().collect();
     doc.insert("templates".into(), templates.into());

@@ -106,6 +106,45 @@ fn agent_settings(
     Ok(settings)
 }
 
+/// Prints what the cloud sees of the log stream: templates with counts, text and an exemplar.
+async fn print_log_summaries(sink_url: &str) -> Result<()> {
+    use std::collections::BTreeMap;
+    let stored = fetch_windows(sink_url, GATEWAY).await?;
+    // metric → (lines, text, first exemplar)
+    let mut templates: BTreeMap<String, (u64, String, String)> = BTreeMap::new();
+    let mut redacted = 0.0;
+    for w in &stored {
+        if w.metric
+            .starts_with(edge_agent::classify::templates::REDACTED_PREFIX)
+        {
+            redacted += w.sum;
+        }
+        if edge_agent::classify::templates::template_id(&w.metric).is_none() {
+            continue;
+        }
+        let entry = templates.entry(w.metric.clone()).or_default();
+        entry.0 += w.count;
+        if let Some(t) = &w.template {
+            entry.1.clone_from(&t.text);
+            if entry.2.is_empty() {
+                entry.2 = t.exemplars.first().cloned().unwrap_or_default();
+            }
+        }
+    }
+    let lines: u64 = templates.values().map(|t| t.0).sum();
+    println!(
+        "demo: log summaries at the sink: {} templates over {lines} lines, {redacted} values redacted in exemplars; the busiest:",
+        templates.len()
+    );
+    let mut busiest: Vec<_> = templates.values().collect();
+    busiest.sort_by_key(|t| std::cmp::Reverse(t.0));
+    for (count, text, exemplar) in busiest.into_iter().take(5) {
+        println!("demo:   {count:>5} × {text}");
+        println!("demo:           e.g. {exemplar}");
+    }
+    Ok(())
+}
+
 async fn start_sink(dir: &Path, listen: &str) -> Result<(String, tokio::task::JoinHandle<()>)> {
     let mut config = cloud_sink::SinkConfig {
         listen: listen.to_owned(),
@@ -199,6 +238,7 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     println!("demo: {verdict}");
+    print_log_summaries(&sink_url).await?;
     println!(
         "demo: done in {:.1}s; sink still serving at {sink_url}",
         started.elapsed().as_secs_f64()
