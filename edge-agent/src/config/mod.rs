@@ -167,7 +167,7 @@ pub enum Compression {
     /// `Content-Encoding: gzip`: CBOR summaries shrink several-fold.
     #[default]
     Gzip,
-    /// The sealed bytes as they are (for a sink older than transport compression).
+    /// The sealed bytes as they are (for a proxy in between that cannot pass gzip).
     None,
 }
 
