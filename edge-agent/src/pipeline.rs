@@ -113,12 +113,12 @@ impl Pipeline {
         }
         let now = Instant::now();
         let mut next_message = 1;
+        let max_exemplars = classify.templates().map_or(0, |t| t.exemplars_per_window());
         for (id, record) in &recovered.journal {
             let mut readings = record.readings.clone();
             windower.ingest(&record.device, &mut readings, *id, now, true);
-            let max = classify.templates().map_or(0, |t| t.exemplars_per_window());
             for e in &record.exemplars {
-                windower.offer_exemplar(&record.device, e, max);
+                windower.offer_exemplar(&record.device, e, max_exemplars);
             }
             next_message = id + 1;
         }
@@ -237,15 +237,15 @@ impl Pipeline {
         {
             let id = self.next_message;
             self.next_message += 1;
-            let outcome = self.windower.ingest(&device, &mut readings, id, now, false);
+            let mut outcome = self.windower.ingest(&device, &mut readings, id, now, false);
             let exemplars = match self.classify.templates() {
                 Some(t) if !exemplars.is_empty() => {
+                    // Kept exemplars, and their redaction counts as readings of this message.
                     let (kept, mut counts) =
                         t.keep_exemplars(&mut self.windower, &device, exemplars);
-                    let outcome = self.windower.ingest(&device, &mut counts, id, now, false);
-                    self.counters.add(Reason::Late, outcome.late);
-                    self.counters
-                        .add(Reason::TooManySeries, outcome.too_many_series);
+                    let more = self.windower.ingest(&device, &mut counts, id, now, false);
+                    outcome.late += more.late;
+                    outcome.too_many_series += more.too_many_series;
                     readings.extend(counts);
                     kept
                 }
