@@ -13,9 +13,10 @@
 //! committed reading names survive a kill. Between structural changes the state is not
 //! rewritten: after a crash, recency and distinct-value evidence may be a little older, the
 //! ids are not. It keeps no raw lines: with exemplars configured it offers each line as a
-//! candidate ([`Exemplar`], unredacted); the pipeline asks the windower whether the line's
-//! window still wants one, and only then redacts it ([`Self::redact`]) and journals it with
-//! the message. The template's text is looked up when its window is cut ([`Self::text_of`]).
+//! candidate ([`Exemplar`], unredacted); [`TemplateStage::keep_exemplars`] asks the windower
+//! whether the line's window still wants one, and only then redacts it, for the pipeline to
+//! journal with the message. The template's text is looked up, and redacted, when its window
+//! is cut ([`TemplateStage::name_templates`]).
 
 use crate::decode::{text, Exemplar, Reading};
 use crate::logmine::{MinerConfig, MinerError, MinerStats, StateError, TemplateMiner};
