@@ -10,6 +10,7 @@ pub mod chunked;
 pub mod classify;
 pub mod config;
 pub mod decode;
+pub mod disk_guard;
 pub mod disk_sync;
 pub mod disk_usage;
 pub mod fuzzing;

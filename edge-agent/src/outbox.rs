@@ -10,10 +10,11 @@
 //! 1.8–3× the live bytes in steady state, plus a floor of a few MiB), and the
 //! journal shares the directory. So the cap keeps a *live budget* for the
 //! batches and steers it from the store's measured disk use after each cut
-//! ([`OutboxCap::observe_disk`]): above 75% of `max_bytes` it cuts the budget
-//! to 95% of what is live, below 60% with the budget in use it grows it by
-//! 1%. The margin above 75% absorbs one cut plus the transient of a roll-up
-//! (the old copies stay on disk until sled cleans their segments).
+//! ([`OutboxCap::observe_disk`]): above 65% of `max_bytes` it cuts the budget
+//! to 95% of what is live, below 50% with the budget in use it grows it by
+//! 1%. The margin above 65% absorbs one cut plus the transient of a roll-up
+//! (the old copies stay on disk until sled cleans their segments); ingest
+//! bursts are the job of [`crate::disk_guard`].
 //!
 //! This is policy only: the merge arithmetic is [`crate::rollup`], the atomic
 //! rewrite is [`crate::store::OutboxLock`]. It runs on the pipeline thread
@@ -48,10 +49,11 @@ pub struct Enforced {
     pub dropped: u64,
 }
 
-/// Above this share of `max_bytes` on disk, the live budget shrinks.
-const DISK_HIGH_PERCENT: u64 = 75;
+/// Above this share of `max_bytes` on disk, the live budget shrinks (at each
+/// cut, and between cuts from [`crate::disk_guard`]).
+pub const DISK_HIGH_PERCENT: u64 = 65;
 /// Below this share of `max_bytes` on disk, a budget in use grows.
-const DISK_LOW_PERCENT: u64 = 60;
+const DISK_LOW_PERCENT: u64 = 50;
 /// Each observation above the high mark cuts the budget to this share of
 /// what is live. Small steps: a roll-up rewrites about twice what it
 /// reclaims, and sled holds the old copies until it cleans, so a big cut of
@@ -394,7 +396,7 @@ mod tests {
         }
         assert_eq!(c.budget(), 64 * MIB);
         // Between the marks: unchanged.
-        c.observe_disk(45 * MIB, 64 * MIB);
+        c.observe_disk(38 * MIB, 64 * MIB);
         assert_eq!(c.budget(), 64 * MIB);
     }
 }

@@ -111,9 +111,14 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
         let after = number_after(line, "bytes_after=").expect("bytes_after in the log line");
         largest_after = largest_after.max(after);
     }
+    let pauses = agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("ingest waits for room"))
+        .count();
     println!(
         "outage: outbox at most {largest_after} bytes after each roll-up (cap {CAP}); \
-         agent store at most {disk_during_outage} bytes on disk"
+         agent store at most {disk_during_outage} bytes on disk; ingest paused {pauses} time(s)"
     );
     assert!(
         largest_after <= CAP,

@@ -7,24 +7,28 @@
 //! commit is the durability point of guarantee 1. Every `batch_interval` it
 //! closes due windows and seals them, with the counters, into outbox batches.
 //! Start-up replays the journal so open windows come back exactly as they were.
-//! It does no network I/O; the source and the syncer do.
+//! It does no network I/O; the source and the syncer do. The loop itself and
+//! its disk-pressure handling are in `run.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Notify};
-use tracing::{debug, error, info, warn};
+use tokio::sync::Notify;
+use tracing::{info, warn};
 use wire::{Counters, Reason};
 
 use crate::classify::{Accepted, ClassifyStage};
 use crate::config::{Route, Settings};
 use crate::decode::{self, DecodeLimits, Format};
+use crate::disk_guard::DiskGuard;
 use crate::journal_record::JournalRecord;
 use crate::outbox::{seal_batches, OutboxCap};
-use crate::source::{Acker, Delivery};
+use crate::source::Delivery;
 use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
 use crate::windower::Windower;
+
+mod run;
 
 /// A sequence number this far below a device's highest is taken as a device
 /// restart (counter reset), not a redelivery.
@@ -65,6 +69,7 @@ pub struct Pipeline {
     outbox_ready: Arc<Notify>,
     classify: ClassifyStage,
     cap: OutboxCap,
+    guard: DiskGuard,
 }
 
 /// An error and its sources, `: `-joined (thiserror's Display shows only the top).
@@ -158,6 +163,7 @@ impl Pipeline {
                 recovered.epoch,
                 outbox_live,
             ),
+            guard: DiskGuard::new(settings.outbox.max_bytes),
         })
     }
 
@@ -358,110 +364,9 @@ impl Pipeline {
         commit.next_seq = self.next_seq;
         report.batches = commit.batches.len();
         self.store.commit_batches(&commit)?;
-        if self.store.outbox_bytes() > self.cap.budget() {
-            // The cut alone did not fit: roll up the new batches too. Losses
-            // counted here ship with the next cut.
-            let mut loss = Counters::default();
-            self.cap.enforce(
-                &self.store,
-                self.cap.budget(),
-                &self.counters,
-                &mut loss,
-                now_ms(),
-            )?;
-            self.counters.merge(&loss);
-        }
+        // The cut alone may not fit: roll up the new batches too.
+        self.enforce_budget()?;
         self.outbox_ready.notify_one();
         Ok(Some(report))
     }
-
-    /// Runs until the delivery channel closes: ingest, commit, ack, tick.
-    pub fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Delivery>,
-        mut acker: impl Acker,
-        runtime: tokio::runtime::Handle,
-    ) -> Result<(), StoreError> {
-        let tick_every = self.batch_interval.min(Duration::from_millis(100));
-        let mut last_stats = Instant::now();
-        let mut queue = Vec::with_capacity(self.commit_max_messages);
-        loop {
-            let first =
-                runtime.block_on(async { tokio::time::timeout(tick_every, rx.recv()).await });
-            let closed = matches!(first, Ok(None));
-            if let Ok(Some(d)) = first {
-                queue.push(d);
-                while queue.len() < self.commit_max_messages {
-                    match rx.try_recv() {
-                        Ok(d) => queue.push(d),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = self.ingest(&queue, Instant::now()) {
-                    error!(
-                        messages = queue.len(),
-                        "store commit failed; not acknowledged, the broker will redeliver: {}",
-                        causes(&e)
-                    );
-                    return Err(e);
-                }
-                self.committed += queue.len() as u64;
-                debug!(group = queue.len(), total = self.committed, "committed");
-                acker.ack(queue.drain(..).map(|d| d.ack).collect());
-            } else {
-                acker.flush();
-            }
-            let cut = self.tick(Instant::now()).inspect_err(|e| {
-                error!(
-                    "cut into the outbox failed; its windows stay in the journal: {}",
-                    causes(e)
-                );
-            })?;
-            if let Some(cut) = cut {
-                log_cut(&cut);
-            }
-            if last_stats.elapsed() >= STATS_EVERY {
-                last_stats = Instant::now();
-                self.log_inference();
-            }
-            if closed {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// How often inference latency and judgement counts are logged.
-const STATS_EVERY: Duration = Duration::from_secs(30);
-
-impl Pipeline {
-    fn log_inference(&self) {
-        for (series, l) in self.classify.latency() {
-            info!(
-                series,
-                judged = self.classify.judged,
-                model_errors = self.classify.model_errors,
-                calls = l.calls,
-                rows = l.rows,
-                "inference per row p50 {:.1} µs p99 {:.1} µs; per call p50 {:.1} µs p99 {:.1} µs",
-                l.row_p50_us,
-                l.row_p99_us,
-                l.call_p50_us,
-                l.call_p99_us
-            );
-        }
-    }
-}
-
-fn log_cut(cut: &CutReport) {
-    let ratio = cut.bytes_in as f64 / cut.bytes_out.max(1) as f64;
-    info!(
-        "batch {}: {} device(s), {} window(s), {} bytes in, {} bytes to uplink ({ratio:.1}x smaller), rejected {}",
-        cut.first_seq,
-        cut.devices,
-        cut.windows,
-        cut.bytes_in,
-        cut.bytes_out,
-        cut.counters.total()
-    );
 }

@@ -1,0 +1,203 @@
+//! The pipeline thread's loop: take a group of deliveries, make it durable,
+//! ack it, tick; and the disk-pressure side of the outbox cap (lower the
+//! budget between cuts, hold ingest while the store is at its full mark).
+//! What a group commit and a cut do is in the parent module.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+use wire::Counters;
+
+use super::{causes, now_ms, CutReport, Pipeline};
+use crate::disk_guard::Pressure;
+use crate::source::{Acker, Delivery};
+use crate::store::StoreError;
+
+/// How often inference latency and judgement counts are logged.
+const STATS_EVERY: Duration = Duration::from_secs(30);
+/// While ingest waits for room: how often it re-checks, and how often it says so.
+const ROOM_POLL: Duration = Duration::from_millis(50);
+const ROOM_TELL_EVERY: Duration = Duration::from_secs(10);
+
+impl Pipeline {
+    /// Runs until the delivery channel closes: ingest, commit, ack, tick.
+    pub fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Delivery>,
+        mut acker: impl Acker,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<(), StoreError> {
+        let tick_every = self.batch_interval.min(Duration::from_millis(100));
+        let mut last_stats = Instant::now();
+        let mut queue = Vec::with_capacity(self.commit_max_messages);
+        loop {
+            let first =
+                runtime.block_on(async { tokio::time::timeout(tick_every, rx.recv()).await });
+            let closed = matches!(first, Ok(None));
+            if let Ok(Some(d)) = first {
+                queue.push(d);
+                while queue.len() < self.commit_max_messages {
+                    match rx.try_recv() {
+                        Ok(d) => queue.push(d),
+                        Err(_) => break,
+                    }
+                }
+                self.make_room(&mut acker)?;
+                if let Err(e) = self.ingest(&queue, Instant::now()) {
+                    error!(
+                        messages = queue.len(),
+                        "store commit failed; not acknowledged, the broker will redeliver: {}",
+                        causes(&e)
+                    );
+                    return Err(e);
+                }
+                self.committed += queue.len() as u64;
+                debug!(group = queue.len(), total = self.committed, "committed");
+                acker.ack(queue.drain(..).map(|d| d.ack).collect());
+            } else {
+                acker.flush();
+            }
+            self.tick_logged()?;
+            if last_stats.elapsed() >= STATS_EVERY {
+                last_stats = Instant::now();
+                self.log_inference();
+            }
+            if closed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn tick_logged(&mut self) -> Result<(), StoreError> {
+        let cut = self.tick(Instant::now()).inspect_err(|e| {
+            error!(
+                "cut into the outbox failed; its windows stay in the journal: {}",
+                causes(e)
+            );
+        })?;
+        if let Some(cut) = cut {
+            log_cut(&cut);
+        }
+        Ok(())
+    }
+
+    /// Before a group commit: on high disk use lowers the outbox budget now;
+    /// at the full mark holds the group (not committed, not acked) while
+    /// windows keep closing and roll-ups free room, until disk use is below
+    /// the mark again. Nothing acknowledged waits here: the held messages
+    /// stay with the broker until they are committed.
+    fn make_room(&mut self, acker: &mut impl Acker) -> Result<(), StoreError> {
+        let disk = match self.guard.check(&self.store, Instant::now()) {
+            Pressure::Calm => return Ok(()),
+            Pressure::High { disk } => return self.lower_budget(disk),
+            Pressure::Full { disk } => disk,
+        };
+        self.guard.pauses += 1;
+        let since = Instant::now();
+        warn!(
+            disk_bytes = disk,
+            cap = self.cap.max_bytes(),
+            full_mark = self.guard.full_mark(),
+            pauses = self.guard.pauses,
+            "store at its disk mark: ingest waits for room (messages stay with the broker)"
+        );
+        self.lower_budget(disk)?;
+        let mut told = since;
+        let (mut level, mut level_since) = (disk, Instant::now());
+        loop {
+            acker.flush();
+            std::thread::sleep(ROOM_POLL);
+            self.tick_logged()?;
+            match self.guard.check(&self.store, Instant::now()) {
+                Pressure::Calm => break,
+                Pressure::High { disk } => {
+                    self.lower_budget(disk)?;
+                    break;
+                }
+                Pressure::Full { disk } => {
+                    if disk != level {
+                        (level, level_since) = (disk, Instant::now());
+                    } else if self.guard.resume_on_stall(disk, level_since.elapsed()) {
+                        info!(
+                            disk_bytes = disk,
+                            "store disk use unchanged while ingest waited: sled holds free space it reuses"
+                        );
+                        break;
+                    }
+                    if self.guard.may_lower(Instant::now()) {
+                        self.lower_budget(disk)?;
+                    }
+                    if told.elapsed() >= ROOM_TELL_EVERY {
+                        told = Instant::now();
+                        warn!(
+                            disk_bytes = disk,
+                            waited_s = since.elapsed().as_secs(),
+                            outbox_bytes = self.store.outbox_bytes(),
+                            budget = self.cap.budget(),
+                            "ingest still waiting for room under the outbox cap"
+                        );
+                    }
+                }
+            }
+        }
+        info!(
+            waited_ms = since.elapsed().as_millis() as u64,
+            "room under the outbox cap again: ingest resumes"
+        );
+        Ok(())
+    }
+
+    /// Lowers the live budget from a disk measurement and rolls up to it now.
+    fn lower_budget(&mut self, disk: u64) -> Result<(), StoreError> {
+        self.cap.observe_disk(disk, self.store.outbox_bytes());
+        self.enforce_budget()
+    }
+
+    /// Rolls up (then drops) until the outbox fits its budget. The losses
+    /// are pending counters from here on and ship with the next cut.
+    pub(super) fn enforce_budget(&mut self) -> Result<(), StoreError> {
+        if self.store.outbox_bytes() > self.cap.budget() {
+            let mut loss = Counters::default();
+            self.cap.enforce(
+                &self.store,
+                self.cap.budget(),
+                &self.counters,
+                &mut loss,
+                now_ms(),
+            )?;
+            self.counters.merge(&loss);
+        }
+        Ok(())
+    }
+
+    fn log_inference(&self) {
+        for (series, l) in self.classify.latency() {
+            info!(
+                series,
+                judged = self.classify.judged,
+                model_errors = self.classify.model_errors,
+                calls = l.calls,
+                rows = l.rows,
+                "inference per row p50 {:.1} µs p99 {:.1} µs; per call p50 {:.1} µs p99 {:.1} µs",
+                l.row_p50_us,
+                l.row_p99_us,
+                l.call_p50_us,
+                l.call_p99_us
+            );
+        }
+    }
+}
+
+fn log_cut(cut: &CutReport) {
+    let ratio = cut.bytes_in as f64 / cut.bytes_out.max(1) as f64;
+    info!(
+        "batch {}: {} device(s), {} window(s), {} bytes in, {} bytes to uplink ({ratio:.1}x smaller), rejected {}",
+        cut.first_seq,
+        cut.devices,
+        cut.windows,
+        cut.bytes_in,
+        cut.bytes_out,
+        cut.counters.total()
+    );
+}
