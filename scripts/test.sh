@@ -21,6 +21,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# cargo-deb for the packaging test (crates.io only; pinned: newer releases may refuse the dev
+# profile the test packages to avoid a second, release build).
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-deb 3.8.0 (needed by hil-tests/tests/packaging.rs)"
+  cargo install cargo-deb --version 3.8.0 --locked --quiet || echo "test.sh: cargo-deb install failed; the packaging test will skip" >&2
+fi
+
 # Build every binary first so the end-to-end tests find edge-agent and cloud-sink.
 cargo build --workspace --bins --locked
 exec cargo test --workspace --locked "$@"

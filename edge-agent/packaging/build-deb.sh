@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the edge-agent .deb with cargo-deb (`cargo install cargo-deb --locked`).
+#
+#   edge-agent/packaging/build-deb.sh                 # release build, this machine's arch
+#   edge-agent/packaging/build-deb.sh --target aarch64-unknown-linux-gnu   # Pi 4/5, Jetson
+#   PROFILE=dev edge-agent/packaging/build-deb.sh --no-build   # package target/debug (tests)
+#
+# The packaged config is configs/gateway.example.toml with the paths a package has: models under
+# /usr/share/edge-agent/models, the sink token as the systemd credential the unit loads. Extra
+# arguments go to `cargo deb`. Prints the path of the .deb last.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+command -v cargo-deb >/dev/null || {
+  echo "build-deb.sh: cargo-deb not found; install it with: cargo install cargo-deb --locked" >&2
+  exit 2
+}
+out="$root/target/packaging"
+mkdir -p "$out"
+sed -e 's|"\.\./models/|"/usr/share/edge-agent/models/|' \
+    -e 's|^token_file = .*|token_file = "/run/credentials/edge-agent.service/token"|' \
+    -e 's|^# Check it with:  edge-agent check-config configs/gateway.example.toml|# Check it with:  edge-agent check-config /etc/edge-agent/agent.toml|' \
+    configs/gateway.example.toml > "$out/agent.toml"
+grep -q '/usr/share/edge-agent/models/' "$out/agent.toml" || {
+  echo "build-deb.sh: the example config no longer names ../models/ paths; update this script" >&2
+  exit 1
+}
+cargo deb -p edge-agent --profile "${PROFILE:-release}" --output "$out/" "$@" >&2
+ls -t "$out"/*.deb | head -1
