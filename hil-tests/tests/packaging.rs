@@ -37,12 +37,9 @@ fn unit_value<'a>(unit: &'a str, key: &str) -> &'a str {
 
 /// A unit command line with its absolute paths moved under `root`.
 fn command_under(root: &Path, line: &str) -> Command {
-    let mut words = line.split_whitespace().map(|w| {
-        if w.starts_with('/') {
-            root.join(&w[1..]).into_os_string()
-        } else {
-            w.into()
-        }
+    let mut words = line.split_whitespace().map(|w| match w.strip_prefix('/') {
+        Some(rel) => root.join(rel).into_os_string(),
+        None => w.into(),
     });
     let mut cmd = Command::new(words.next().expect("a command"));
     cmd.args(words);
