@@ -78,6 +78,7 @@ fn window(device: &str, metric: &str, start_ms: i64, base: f64) -> WindowSummary
         verdict: None,
         rolled_up: 0,
         template: None,
+        escalations: Vec::new(),
     }
 }
 

@@ -70,6 +70,7 @@ pub fn decode_payload(format: Format, payload: &[u8]) {
         device: d.device.clone(),
         readings: d.readings.clone(),
         exemplars: Vec::new(),
+        escalations: Vec::new(),
     };
     assert_eq!(
         JournalRecord::decode(&record.encode()),

@@ -2,12 +2,16 @@
 //!
 //! Internal to the agent (never on the wire), so a compact fixed layout with
 //! `bytes` is enough: `u16 len, device, u32 n, n × (u16 len, metric, i64 ts, f64 value)`,
-//! then, only if the message kept exemplars, `u32 m, m × (u16 len, metric, i64 ts, u16 len,
-//! line)`; big-endian. A record without exemplars is byte-identical to the older layout.
-//! Decoding checks every length against the buffer and never panics.
+//! then, only if the message kept exemplars or escalations, `u32 m, m × (u16 len, metric, i64 ts,
+//! u16 len, line)`, and then, only if it kept escalations, `u32 k ≥ 1, k × (u16 len, series, i64 ts,
+//! u8 alarm, f64 score, f64 confidence, u16 f, f × f32)`; big-endian. `m = 0` is written only
+//! before escalations, so every record has one byte form, and a record without either is
+//! byte-identical to the older layouts. Decoding checks every length against the buffer and
+//! never panics.
 
 use bytes::{Buf, BufMut, BytesMut};
 
+use crate::classify::router::Escalated;
 use crate::decode::{Exemplar, Reading};
 
 /// A message as the journal keeps it until every window it touched has shipped.
@@ -17,6 +21,8 @@ pub struct JournalRecord {
     pub readings: Vec<Reading>,
     /// Log lines the windows kept as exemplars (already redacted), replayed with the readings.
     pub exemplars: Vec<Exemplar>,
+    /// Judged rows escalated to the cloud model, replayed into their windows.
+    pub escalations: Vec<Escalated>,
 }
 
 impl JournalRecord {
@@ -42,12 +48,27 @@ impl JournalRecord {
             buf.put_i64(r.ts_ms);
             buf.put_f64(r.value);
         }
-        if !self.exemplars.is_empty() {
+        if !self.exemplars.is_empty() || !self.escalations.is_empty() {
             buf.put_u32(u32::try_from(self.exemplars.len()).expect("exemplars fit u32"));
             for e in &self.exemplars {
                 put_str(&mut buf, &e.metric);
                 buf.put_i64(e.ts_ms);
                 put_str(&mut buf, &e.line);
+            }
+        }
+        if !self.escalations.is_empty() {
+            buf.put_u32(u32::try_from(self.escalations.len()).expect("escalations fit u32"));
+            for x in &self.escalations {
+                let e = &x.escalation;
+                put_str(&mut buf, &x.series);
+                buf.put_i64(e.ts_ms);
+                buf.put_u8(u8::from(e.alarm));
+                buf.put_f64(e.score);
+                buf.put_f64(e.confidence);
+                buf.put_u16(u16::try_from(e.features.len()).expect("feature rows are capped"));
+                for f in &e.features {
+                    buf.put_f32(*f);
+                }
             }
         }
         buf.to_vec()
@@ -78,10 +99,6 @@ impl JournalRecord {
                 return None;
             }
             let m = bytes.get_u32() as usize;
-            if m == 0 {
-                // Not how `encode` writes "no exemplars": only one byte form per record.
-                return None;
-            }
             exemplars.reserve(m.min(bytes.remaining() / 12));
             for _ in 0..m {
                 let metric = get_str(&mut bytes)?;
@@ -96,13 +113,61 @@ impl JournalRecord {
                     line,
                 });
             }
+            if m == 0 && bytes.is_empty() {
+                // Not how `encode` writes "nothing kept": one byte form per record.
+                return None;
+            }
+        }
+        let mut escalations = Vec::new();
+        if !bytes.is_empty() {
+            if bytes.remaining() < 4 {
+                return None;
+            }
+            let k = bytes.get_u32() as usize;
+            if k == 0 {
+                return None;
+            }
+            escalations.reserve(k.min(bytes.remaining() / 29));
+            for _ in 0..k {
+                escalations.push(get_escalated(&mut bytes)?);
+            }
         }
         bytes.is_empty().then_some(JournalRecord {
             device,
             readings,
             exemplars,
+            escalations,
         })
     }
+}
+
+fn get_escalated(bytes: &mut &[u8]) -> Option<Escalated> {
+    let series = get_str(bytes)?;
+    if bytes.remaining() < 27 {
+        return None;
+    }
+    let ts_ms = bytes.get_i64();
+    let alarm = match bytes.get_u8() {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let (score, confidence) = (bytes.get_f64(), bytes.get_f64());
+    let f = bytes.get_u16() as usize;
+    if bytes.remaining() < 4 * f {
+        return None;
+    }
+    let features = (0..f).map(|_| bytes.get_f32()).collect();
+    Some(Escalated {
+        series,
+        escalation: wire::Escalation {
+            ts_ms,
+            alarm,
+            score,
+            confidence,
+            features,
+        },
+    })
 }
 
 fn put_str(buf: &mut BytesMut, s: &str) {
@@ -134,18 +199,30 @@ mod tests {
             device in ".{0,20}",
             readings in prop::collection::vec((".{0,10}", any::<i64>(), -1e9f64..1e9), 0..20),
             exemplars in prop::collection::vec((".{0,10}", any::<i64>(), ".{0,40}"), 0..4),
+            escalations in prop::collection::vec(
+                (".{0,10}", any::<i64>(), any::<bool>(), -1e9f64..1e9, 0f64..1.0,
+                 prop::collection::vec(-1e6f32..1e6, 0..30)),
+                0..3,
+            ),
         ) {
             let rec = JournalRecord {
                 device,
                 readings: readings.into_iter().map(|(metric, ts_ms, value)| Reading { metric, ts_ms, value }).collect(),
                 exemplars: exemplars.into_iter().map(|(metric, ts_ms, line)| Exemplar { metric, ts_ms, line }).collect(),
+                escalations: escalations
+                    .into_iter()
+                    .map(|(series, ts_ms, alarm, score, confidence, features)| Escalated {
+                        series,
+                        escalation: wire::Escalation { ts_ms, alarm, score, confidence, features },
+                    })
+                    .collect(),
             };
             prop_assert_eq!(JournalRecord::decode(&rec.encode()), Some(rec));
         }
 
         #[test]
         fn a_record_without_exemplars_keeps_the_older_layout(device in ".{0,20}", metric in ".{0,10}", ts in any::<i64>()) {
-            let rec = JournalRecord { device, readings: vec![Reading { metric, ts_ms: ts, value: 1.0 }], exemplars: vec![] };
+            let rec = JournalRecord { device, readings: vec![Reading { metric, ts_ms: ts, value: 1.0 }], exemplars: vec![], escalations: vec![] };
             let bytes = rec.encode();
             // The older layout ends right after the last reading's value.
             prop_assert_eq!(bytes.len(), 2 + rec.device.len() + 4 + 2 + rec.readings[0].metric.len() + 16);

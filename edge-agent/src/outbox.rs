@@ -153,8 +153,18 @@ impl OutboxCap {
             ..Enforced::default()
         };
         let lock = store.lock_outbox();
+        // Where this call's walk is: a chunk that merged nothing but is not yet
+        // at the coarsest width is stepped past by one batch (its windows may
+        // pair with the next batch's), not marked coarse.
+        // A walk that reaches the end having merged something starts over
+        // (the merged windows may pair again); one that merged nothing drops.
+        let mut cursor = self.coarse_until;
+        let mut pass_merged = false;
+        // A small chunk that merged nothing is tried once more whole: its
+        // batches may hold different series (a cut splits by window count).
+        let mut widen = false;
         while store.outbox_bytes() > target {
-            let mut chunk = lock.rewritable(self.coarse_until, CHUNK_BATCHES)?;
+            let mut chunk = lock.rewritable(cursor.max(self.coarse_until), CHUNK_BATCHES)?;
             let mut bytes = 0u64;
             let fits = chunk
                 .iter()
@@ -163,9 +173,17 @@ impl OutboxCap {
                     bytes <= self.max_bytes / CHUNK_BYTES_DIVISOR
                 })
                 .count();
-            chunk.truncate(fits.max(2));
+            let whole = chunk.len();
+            if !widen {
+                chunk.truncate(fits.max(2));
+            }
+            if chunk.is_empty() && pass_merged {
+                (cursor, pass_merged) = (self.coarse_until, false);
+                continue;
+            }
             let (rewrite, merged, dropped) = if chunk.is_empty() {
-                // Everything rewritable is as coarse as allowed: drop the oldest.
+                // Nothing rewritable merges any more (all as coarse as allowed,
+                // or no neighbours pair up): drop the oldest.
                 let Some(oldest) = lock.rewritable(0, 1)?.pop() else {
                     break; // only the head (maybe in flight) is left
                 };
@@ -187,14 +205,31 @@ impl OutboxCap {
             } else {
                 let last = chunk.last().map_or(0, |(seq, _)| *seq);
                 let (windows, counters, seqs) = open_all(&chunk);
+                let escalations_before = escalations_in(&windows);
                 let (rolled, merged) = rollup::roll_up(windows, self.max_width_ms);
-                let coarsest = rollup::is_coarsest(&rolled, self.max_width_ms);
+                // As coarse as allowed, for good (not merely unpaired in this chunk).
+                let coarsest = rolled
+                    .iter()
+                    .all(|w| w.end_ms.saturating_sub(w.start_ms) >= self.max_width_ms);
                 if merged == 0 {
-                    // Nothing to merge here: these batches are as coarse as allowed.
-                    self.coarse_until = last;
+                    if !widen && whole > chunk.len() {
+                        widen = true;
+                        continue;
+                    }
+                    if coarsest {
+                        self.coarse_until = last;
+                    }
+                    cursor = cursor.max(chunk[0].0);
+                    widen = false;
                     continue;
                 }
+                (pass_merged, widen) = (true, false);
                 loss.add(Reason::RolledUp, merged);
+                // A merged window keeps at most its room of escalations.
+                loss.add(
+                    Reason::EscalationOverBudget,
+                    escalations_before - escalations_in(&rolled),
+                );
                 // Never more batches than it replaces: a roll-up has fewer windows.
                 let insert = seal_batches(
                     &self.gateway,
@@ -244,15 +279,27 @@ impl OutboxCap {
 /// An upper bound on one encoded window: fixed fields and a verdict (512), device and
 /// metric names (`max_name_bytes` each, at least 64: derived series names are
 /// short but not bound by the limit), and on a template series its text and
-/// `exemplars` lines at their caps. Config validation keeps
+/// `exemplars` lines at their caps, and with `escalations` its room of
+/// escalated rows at their widest. Config validation keeps
 /// `max_windows_per_batch × this` within [`wire::MAX_ENVELOPE_BYTES`], so no
 /// sealed batch is too large for the sink.
-pub fn worst_window_bytes(max_name_bytes: usize, exemplars: Option<usize>) -> usize {
+pub fn worst_window_bytes(
+    max_name_bytes: usize,
+    exemplars: Option<usize>,
+    escalations: bool,
+) -> usize {
     use crate::classify::redact::{MAX_EXEMPLAR_BYTES, MAX_TEMPLATE_TEXT_BYTES};
+    use crate::window::{MAX_ESCALATIONS_PER_WINDOW, MAX_ESCALATION_FEATURES};
     let template = exemplars.map_or(0, |n| {
         32 + MAX_TEMPLATE_TEXT_BYTES + n * (MAX_EXEMPLAR_BYTES + 4)
     });
-    512 + 2 * (max_name_bytes.max(64) + 4) + template
+    // Per escalation: four scalars with keys (≤ 40) and the row, ≤ 5 bytes a feature.
+    let escalated = if escalations {
+        8 + MAX_ESCALATIONS_PER_WINDOW * (48 + 5 * MAX_ESCALATION_FEATURES)
+    } else {
+        0
+    };
+    512 + 2 * (max_name_bytes.max(64) + 4) + template + escalated
 }
 
 /// Seals `windows` into batches of at most `per_batch` windows, one batch per
@@ -309,6 +356,10 @@ fn open_all(batches: &[(u64, Vec<u8>)]) -> (Vec<WindowSummary>, Counters, Vec<u6
     (windows, counters, opened)
 }
 
+fn escalations_in(windows: &[WindowSummary]) -> u64 {
+    windows.iter().map(|w| w.escalations.len() as u64).sum()
+}
+
 fn merged_counters(pending: &Counters, loss: &Counters) -> Counters {
     let mut all = pending.clone();
     all.merge(loss);
@@ -329,7 +380,12 @@ mod tests {
     fn the_worst_window_bound_holds_for_a_window_at_every_cap() {
         use crate::classify::redact::{MAX_EXEMPLAR_BYTES, MAX_TEMPLATE_TEXT_BYTES};
         let big = |n: usize| "é".repeat(n / 2);
-        for (names, exemplars) in [(1, None), (256, None), (256, Some(3)), (1000, Some(10))] {
+        for (names, exemplars, escalations) in [
+            (1, None, false),
+            (256, None, true),
+            (256, Some(3), false),
+            (1000, Some(10), true),
+        ] {
             let w = WindowSummary {
                 device: big(names),
                 metric: big(names.max(64)),
@@ -361,9 +417,21 @@ mod tests {
                     text: big(MAX_TEMPLATE_TEXT_BYTES),
                     exemplars: vec![big(MAX_EXEMPLAR_BYTES); n],
                 }),
+                escalations: if escalations {
+                    let widest = wire::Escalation {
+                        ts_ms: i64::MIN,
+                        alarm: true,
+                        score: 0.11,
+                        confidence: 0.13,
+                        features: vec![0.1; crate::window::MAX_ESCALATION_FEATURES],
+                    };
+                    vec![widest; crate::window::MAX_ESCALATIONS_PER_WINDOW]
+                } else {
+                    Vec::new()
+                },
             };
             let one = wire::encode(&w).len();
-            let bound = worst_window_bytes(names, exemplars);
+            let bound = worst_window_bytes(names, exemplars, escalations);
             assert!(one <= bound, "{names} {exemplars:?}: {one} > {bound}");
         }
     }

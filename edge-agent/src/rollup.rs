@@ -67,6 +67,13 @@ pub fn merge(a: &WindowSummary, b: &WindowSummary) -> WindowSummary {
         verdict: merge_verdicts(a.verdict, b.verdict),
         rolled_up: a.rolled_up.max(1) + b.rolled_up.max(1),
         template: merge_templates(&a.template, &b.template),
+        escalations: a
+            .escalations
+            .iter()
+            .chain(&b.escalations)
+            .take(crate::window::MAX_ESCALATIONS_PER_WINDOW)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -213,6 +220,7 @@ mod tests {
             verdict: None,
             rolled_up: 0,
             template: None,
+            escalations: Vec::new(),
         }
     }
 

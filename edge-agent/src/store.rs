@@ -608,6 +608,7 @@ mod tests {
                 value: 1.5,
             }],
             exemplars: Vec::new(),
+            escalations: Vec::new(),
         };
         let epoch = {
             let (store, r) = Store::open(dir.path(), T).unwrap();

@@ -8,9 +8,16 @@
 
 use std::time::Instant;
 
-use wire::{LogTemplate, Verdict, WindowSummary};
+use wire::{Escalation, LogTemplate, Verdict, WindowSummary};
 
 use crate::sketch::Sketch;
+
+/// Escalations one window carries at most (more are counted as
+/// `escalation_over_budget`): the bound that keeps every batch under the
+/// sink's envelope cap (see [`crate::outbox::worst_window_bytes`]).
+pub const MAX_ESCALATIONS_PER_WINDOW: usize = 2;
+/// Features an escalated row may carry at most (wider rows are not escalated).
+pub const MAX_ESCALATION_FEATURES: usize = 64;
 
 /// Running statistics of one window.
 #[derive(Debug, Clone)]
@@ -30,6 +37,8 @@ pub struct Window {
     above_one: u64,
     /// The first lines of a template series' window, already redacted.
     exemplars: Vec<String>,
+    /// On a judgement series: the unsure rows sent for a second opinion.
+    escalations: Vec<Escalation>,
     /// Journal ids of the messages whose readings are in this window.
     pub(crate) messages: Vec<u64>,
     /// Wall-clock time of the last reading (drives idle closing).
@@ -53,6 +62,7 @@ impl Window {
             sketch: Sketch::new(alpha),
             above_one: 0,
             exemplars: Vec::new(),
+            escalations: Vec::new(),
             messages: Vec::new(),
             last_update: now,
         }
@@ -89,6 +99,20 @@ impl Window {
         let wanted = self.exemplars.len() < max;
         if wanted {
             self.exemplars.push(line.to_owned());
+        }
+        wanted
+    }
+
+    /// Whether the window holds fewer than [`MAX_ESCALATIONS_PER_WINDOW`].
+    pub fn has_escalation_room(&self) -> bool {
+        self.escalations.len() < MAX_ESCALATIONS_PER_WINDOW
+    }
+
+    /// Keeps `e` if the window holds fewer than [`MAX_ESCALATIONS_PER_WINDOW`].
+    pub fn offer_escalation(&mut self, e: &Escalation) -> bool {
+        let wanted = self.escalations.len() < MAX_ESCALATIONS_PER_WINDOW;
+        if wanted {
+            self.escalations.push(e.clone());
         }
         wanted
     }
@@ -139,6 +163,7 @@ impl Window {
                 text: String::new(),
                 exemplars: self.exemplars.clone(),
             }),
+            escalations: self.escalations.clone(),
         }
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use wire::WindowSummary;
 
+use crate::classify::router::Escalated;
 use crate::decode::{Exemplar, Reading};
 use crate::window::Window;
 
@@ -216,6 +217,30 @@ impl Windower {
             .and_then(|m| m.get_mut(&e.metric))
             .and_then(|s| s.open.get_mut(&start))
             .is_some_and(|w| w.offer_exemplar(&e.line, max))
+    }
+
+    /// Whether the open window of `device`/`series` holding `ts_ms` has room
+    /// for another escalation.
+    pub fn has_escalation_room(&self, device: &str, series: &str, ts_ms: i64) -> bool {
+        let start = ts_ms.div_euclid(self.policy.width_ms) * self.policy.width_ms;
+        self.series
+            .get(device)
+            .and_then(|m| m.get(series))
+            .and_then(|s| s.open.get(&start))
+            .is_some_and(Window::has_escalation_room)
+    }
+
+    /// Keeps an escalated row in the open window of `device`/`x.series` holding
+    /// its time, if the window has room; true if kept. Ingest and replay offer
+    /// the same rows in the same order, so a replayed window keeps the same ones.
+    pub fn offer_escalation(&mut self, device: &str, x: &Escalated) -> bool {
+        let ts = x.escalation.ts_ms;
+        let start = ts.div_euclid(self.policy.width_ms) * self.policy.width_ms;
+        self.series
+            .get_mut(device)
+            .and_then(|m| m.get_mut(&x.series))
+            .and_then(|s| s.open.get_mut(&start))
+            .is_some_and(|w| w.offer_escalation(&x.escalation))
     }
 
     /// True when a journaled message is still needed by an open window.

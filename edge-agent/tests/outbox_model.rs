@@ -195,6 +195,7 @@ fn window(series: &str, start_ms: i64, readings: u8) -> WindowSummary {
         verdict: None,
         rolled_up: 0,
         template: None,
+        escalations: Vec::new(),
     }
 }
 

@@ -61,6 +61,30 @@ pub struct WindowSummary {
     /// `None`, so every other window encodes exactly as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<LogTemplate>,
+    /// On a judgement series: the rows whose local verdict was too unsure
+    /// (confidence below the model's `escalate_below`), within the device's
+    /// hourly budget, sent for the cloud model's second opinion. Absent from
+    /// the encoding when empty, so every other window encodes exactly as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalations: Vec<Escalation>,
+}
+
+/// One judged row the gateway's model was unsure of. The local verdict stands
+/// on the gateway; the cloud re-judges `features` with its larger model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// Event time of the row, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// The local verdict (score above the device threshold).
+    pub alarm: bool,
+    /// The local score, normalized so that the device threshold is 1.
+    pub score: f64,
+    /// The local verdict's confidence, 0 (on the threshold) to 1.
+    pub confidence: f64,
+    /// The model's input row, exactly as the gateway's model saw it (already
+    /// scaled by the device's calibration), so a cloud model with the same
+    /// recipe can judge it without the device's history.
+    pub features: Vec<f32>,
 }
 
 /// What a template window says about its lines besides their count.

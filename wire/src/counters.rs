@@ -44,11 +44,15 @@ pub enum Reason {
     /// counters) failed its checks at start-up and was moved to quarantine;
     /// if the store would not open at all, the whole store was moved aside.
     CorruptRecord,
+    /// Unsure judgements that were not escalated to the cloud model: over the
+    /// device's hourly budget (`routing.max_escalations_per_device_hour`) or
+    /// over a window's room for them. The local verdict stands for these.
+    EscalationOverBudget,
 }
 
 impl Reason {
     /// Every reason, in wire order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Malformed,
         Reason::WrongType,
         Reason::NonFinite,
@@ -62,6 +66,7 @@ impl Reason {
         Reason::RolledUp,
         Reason::OutboxFull,
         Reason::CorruptRecord,
+        Reason::EscalationOverBudget,
     ];
 
     /// The stable wire name of this reason.
@@ -80,6 +85,7 @@ impl Reason {
             Reason::RolledUp => "rolled_up",
             Reason::OutboxFull => "outbox_full",
             Reason::CorruptRecord => "corrupt_record",
+            Reason::EscalationOverBudget => "escalation_over_budget",
         }
     }
 }

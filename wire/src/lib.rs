@@ -17,7 +17,7 @@ mod envelope;
 pub mod fuzzing;
 pub mod transport;
 
-pub use body::{Body, LogTemplate, Verdict, WindowSummary};
+pub use body::{Body, Escalation, LogTemplate, Verdict, WindowSummary};
 pub use codec::{decode_capped, encode, encode_packed, CodecError};
 pub use counters::{Counters, Reason};
 pub use envelope::{BatchKey, Envelope, OpenError};

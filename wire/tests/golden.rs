@@ -33,6 +33,7 @@ fn sample_body() -> Body {
             verdict: None,
             rolled_up: 0,
             template: None,
+            escalations: Vec::new(),
         }],
         counters,
     }

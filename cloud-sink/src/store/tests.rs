@@ -27,6 +27,7 @@ fn window(device: &str, metric: &str, start_ms: i64, value: f64) -> WindowSummar
         verdict: None,
         rolled_up: 0,
         template: None,
+        escalations: Vec::new(),
     }
 }
 

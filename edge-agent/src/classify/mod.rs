@@ -4,6 +4,7 @@ pub mod log;
 pub mod log_recipe;
 pub mod pool;
 pub mod redact;
+pub mod router;
 pub mod sensor;
 pub mod sensor_recipe;
 pub mod stage;

@@ -27,6 +27,12 @@ pub struct RowJudgement {
     pub confidence: f64,
 }
 
+/// A model input row as the model saw it (features, already scaled).
+pub type FeatureRow = Vec<f32>;
+
+/// Per row: its judgement (`None` while calibrating) and, if kept, its features.
+pub type Judged = (Vec<Option<RowJudgement>>, Vec<Option<FeatureRow>>);
+
 /// Score normalized to the device threshold (1 = on the threshold).
 pub fn normalize(smoothed: f64, threshold: f64) -> f64 {
     if threshold > 0.0 && threshold.is_finite() {
@@ -102,6 +108,16 @@ impl SensorClassifier {
         &mut self,
         rows: &[(&str, Vec<f64>)],
     ) -> Result<Vec<Option<RowJudgement>>, ModelError> {
+        Ok(self.judge_keeping(rows, 0.0)?.0)
+    }
+
+    /// [`Self::judge`], also returning the model's input row of every judged
+    /// row whose confidence is below `keep_below` (the router escalates those).
+    pub fn judge_keeping(
+        &mut self,
+        rows: &[(&str, Vec<f64>)],
+        keep_below: f64,
+    ) -> Result<Judged, ModelError> {
         let width = self.recipe.width();
         let mut features = Vec::with_capacity(rows.len() * width);
         let mut pending = Vec::new();
@@ -125,22 +141,34 @@ impl SensorClassifier {
                 }
             }
         }
+        let kept_rows = if keep_below > 0.0 {
+            features.clone()
+        } else {
+            Vec::new()
+        };
         let scores = self.pool.score(features)?;
         let stride = self.pool.outputs();
         let mut out = vec![None; rows.len()];
+        let mut kept = vec![None; rows.len()];
         for (k, i) in pending.into_iter().enumerate() {
             let Some(DeviceState::Ready(ready)) = self.devices.get_mut(rows[i].0) else {
                 continue;
             };
             let decision = ready.decider.push(scores[k * stride]);
             let score = normalize(decision.smoothed, ready.threshold);
+            let confidence = confidence(score);
+            if confidence < keep_below {
+                kept[i] = kept_rows
+                    .get(k * width..(k + 1) * width)
+                    .map(<[f32]>::to_vec);
+            }
             out[i] = Some(RowJudgement {
                 score,
                 alarm: decision.alarm,
-                confidence: confidence(score),
+                confidence,
             });
         }
-        Ok(out)
+        Ok((out, kept))
     }
 
     /// The device's state for the store (`None` if never seen).

@@ -17,10 +17,13 @@ use tracing::warn;
 use crate::config::ModelsConfig;
 use crate::decode::{text, Exemplar, Reading};
 use crate::model::{ModelError, ScoreModel};
+use crate::window::MAX_ESCALATION_FEATURES;
+use wire::Escalation;
 
 use super::log::{LogClassifier, ALERT_METRIC, CONFIDENCE_METRIC};
 use super::log_recipe::{LogRecipe, LogRecipeError};
 use super::pool::{InferencePool, LatencySnapshot};
+use super::router::{self, Escalated, Router};
 use super::sensor::SensorClassifier;
 use super::sensor_recipe::{SensorRecipe, SensorRecipeError};
 use super::templates::{TemplateStage, STATE_SERIES};
@@ -77,6 +80,8 @@ struct SensorStage {
     /// Metric names, in the model's channel order.
     channels: Vec<String>,
     classifier: SensorClassifier,
+    /// Rows judged with less confidence are escalated (within the budget).
+    escalate_below: Option<f64>,
 }
 
 /// A device-state change for the store: (model series, device, state bytes).
@@ -91,6 +96,9 @@ pub struct Accepted {
     pub text: Option<String>,
     /// Lines the template stage offers as exemplars (unredacted; see `templates.rs`).
     pub exemplars: Vec<Exemplar>,
+    /// Judged rows of this message unsure enough to escalate; the pipeline
+    /// asks the router's budget and the window's room, in message order.
+    pub escalations: Vec<Escalated>,
 }
 
 /// All configured models.
@@ -103,12 +111,17 @@ pub struct ClassifyStage {
     pub model_errors: u64,
     /// Rows judged since start.
     pub judged: u64,
+    /// The escalation budget.
+    pub router: Router,
 }
 
 impl ClassifyStage {
     /// Loads every configured model and sidecar, checking shapes against each other.
     pub fn load(config: &ModelsConfig) -> Result<ClassifyStage, ClassifyError> {
-        let mut stage = ClassifyStage::default();
+        let mut stage = ClassifyStage {
+            router: Router::new(config.escalations_per_device_hour()),
+            ..ClassifyStage::default()
+        };
         for (index, m) in config.sensor.iter().enumerate() {
             let recipe_path = m.recipe_path();
             let recipe = read_recipe(&recipe_path)?;
@@ -131,6 +144,7 @@ impl ClassifyStage {
                 series: m.series.clone(),
                 channels,
                 classifier: SensorClassifier::new(recipe, pool),
+                escalate_below: m.escalate_below,
             });
         }
         if let Some(m) = &config.log {
@@ -174,6 +188,15 @@ impl ClassifyStage {
 
     /// Restores one device's state (from the store at start-up).
     pub fn restore(&mut self, series: &str, device: &str, bytes: &[u8]) {
+        if series == router::STATE_SERIES {
+            if !self.router.restore(device, bytes) {
+                warn!(
+                    device,
+                    "unreadable escalation budget; the device's hour starts unspent"
+                );
+            }
+            return;
+        }
         if series == STATE_SERIES {
             if let Some(t) = &mut self.templates {
                 if let Err(e) = t.restore(bytes) {
@@ -214,7 +237,8 @@ impl ClassifyStage {
             if rows.is_empty() {
                 continue;
             }
-            let judged = match s.classifier.judge(&rows) {
+            let keep_below = s.escalate_below.unwrap_or(0.0);
+            let (judged, kept) = match s.classifier.judge_keeping(&rows, keep_below) {
                 Ok(j) => j,
                 Err(e) => {
                     self.model_errors += 1;
@@ -223,13 +247,26 @@ impl ClassifyStage {
                 }
             };
             let devices: BTreeSet<String> = rows.iter().map(|(d, _)| (*d).to_owned()).collect();
-            for ((i, ts), j) in at.into_iter().zip(judged) {
-                if let Some(j) = j {
-                    self.judged += 1;
-                    messages[i].readings.push(Reading {
-                        metric: s.series.clone(),
-                        ts_ms: ts,
-                        value: j.score,
+            for (((i, ts), j), features) in at.into_iter().zip(judged).zip(kept) {
+                let Some(j) = j else { continue };
+                self.judged += 1;
+                let m = &mut messages[i];
+                m.readings.push(Reading {
+                    metric: s.series.clone(),
+                    ts_ms: ts,
+                    value: j.score,
+                });
+                let Some(features) = features else { continue };
+                if features.len() <= MAX_ESCALATION_FEATURES {
+                    m.escalations.push(Escalated {
+                        series: s.series.clone(),
+                        escalation: Escalation {
+                            ts_ms: ts,
+                            alarm: j.alarm,
+                            score: j.score,
+                            confidence: j.confidence,
+                            features,
+                        },
                     });
                 }
             }
@@ -290,6 +327,15 @@ impl ClassifyStage {
         for (i, r) in derived {
             messages[i].readings.push(r);
         }
+    }
+
+    /// The escalation budgets changed since the last call, for the store.
+    pub fn router_updates(&mut self) -> Vec<StateUpdate> {
+        self.router
+            .take_updates()
+            .into_iter()
+            .map(|(device, bytes)| (router::STATE_SERIES.to_owned(), device, bytes))
+            .collect()
     }
 
     /// Inference latency per model series.

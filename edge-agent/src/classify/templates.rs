@@ -217,6 +217,7 @@ mod tests {
             }],
             text: Some(lines.to_owned()),
             exemplars: Vec::new(),
+            escalations: Vec::new(),
         }
     }
 

@@ -26,6 +26,11 @@ pub struct ModelsConfig {
     /// The log-line model, judging every line of `format = "text"` routes.
     #[serde(default)]
     pub log: Option<LogModelConfig>,
+    /// Most judged rows per device per (event-time) hour sent to the cloud
+    /// model for a second opinion; over that the local verdict stands and the
+    /// row is counted as `escalation_over_budget`. Default 6.
+    #[serde(default)]
+    pub escalations_per_device_hour: Option<u32>,
 }
 
 /// `[models.log]`: each line gets an alert verdict and a severity class; per
@@ -66,6 +71,11 @@ pub struct SensorModelConfig {
     /// 1 = threshold); its windows carry the verdict. Default `anomaly`.
     #[serde(default = "default_series")]
     pub series: String,
+    /// Escalate a judged row whose confidence (0 on the device threshold, 1
+    /// far from it) is below this, within the hourly budget. Default: none
+    /// (every verdict is final on the gateway). `route-eval` picks one.
+    #[serde(default)]
+    pub escalate_below: Option<f64>,
 }
 
 /// A model's sidecar: `recipe` if given, else the model path with `.json`.
@@ -111,12 +121,29 @@ impl ModelsConfig {
         self.threads.unwrap_or(1)
     }
 
+    /// The escalation budget per device and hour.
+    pub fn escalations_per_device_hour(&self) -> u32 {
+        self.escalations_per_device_hour.unwrap_or(6)
+    }
+
+    /// Whether any model may escalate (windows may then carry escalations).
+    pub fn escalates(&self) -> bool {
+        self.sensor.iter().any(|m| m.escalate_below.is_some())
+    }
+
     pub(super) fn check(&self, c: &mut Checker) {
         if let Some(t) = self.threads {
             c.require(
                 (1..=64).contains(&t),
                 "models.threads",
                 "must be between 1 and 64",
+            );
+        }
+        if let Some(k) = self.escalations_per_device_hour {
+            c.require(
+                k <= 3600,
+                "models.escalations_per_device_hour",
+                "must be at most 3600 (one a second)",
             );
         }
         if let Some(m) = &self.log {
@@ -134,6 +161,13 @@ impl ModelsConfig {
                 key("path"),
                 "must name an .onnx file",
             );
+            if let Some(b) = m.escalate_below {
+                c.require(
+                    b > 0.0 && b <= 1.0,
+                    key("escalate_below"),
+                    "must be a confidence in (0, 1]",
+                );
+            }
             c.require(
                 super::validate::is_identifier(&m.series) && !m.series.starts_with("log."),
                 key("series"),

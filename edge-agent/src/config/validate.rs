@@ -157,6 +157,7 @@ impl AgentConfig {
         let worst = crate::outbox::worst_window_bytes(
             l.max_name_bytes,
             self.templates.enabled.then_some(self.templates.exemplars),
+            self.models.escalates(),
         );
         let fits = wire::MAX_ENVELOPE_BYTES / worst;
         c.require(

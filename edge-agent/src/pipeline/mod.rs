@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 use wire::{Counters, Reason};
 
+use crate::classify::router::Escalated;
 use crate::classify::{Accepted, ClassifyStage};
 use crate::config::{Route, Settings};
 use crate::decode::{self, DecodeLimits, Format};
@@ -125,6 +126,9 @@ impl Pipeline {
             for e in &record.exemplars {
                 windower.offer_exemplar(&record.device, e, max_exemplars);
             }
+            for x in &record.escalations {
+                windower.offer_escalation(&record.device, x);
+            }
             next_message = id + 1;
         }
         info!(
@@ -229,6 +233,7 @@ impl Pipeline {
                 readings: decoded.readings,
                 text,
                 exemplars: Vec::new(),
+                escalations: Vec::new(),
             });
         }
         if !self.classify.is_empty() {
@@ -238,6 +243,7 @@ impl Pipeline {
             device,
             mut readings,
             exemplars,
+            escalations,
             ..
         } in accepted
         {
@@ -257,6 +263,21 @@ impl Pipeline {
                 }
                 _ => Vec::new(),
             };
+            // An escalation travels in its judgement window, within the device's
+            // hourly budget; one without room or budget stays local, counted.
+            // Decided message by message, so grouping never changes the outcome.
+            let escalations: Vec<Escalated> = escalations
+                .into_iter()
+                .filter(|x| {
+                    let ts = x.escalation.ts_ms;
+                    if !self.windower.has_escalation_room(&device, &x.series, ts) {
+                        self.counters.add(Reason::EscalationOverBudget, 1);
+                        return false;
+                    }
+                    self.classify.router.admit(&device, ts)
+                        && self.windower.offer_escalation(&device, x)
+                })
+                .collect();
             self.counters.add(Reason::Late, outcome.late);
             self.counters
                 .add(Reason::TooManySeries, outcome.too_many_series);
@@ -267,9 +288,15 @@ impl Pipeline {
                         device,
                         readings,
                         exemplars,
+                        escalations,
                     },
                 ));
             }
+        }
+        if !self.classify.is_empty() {
+            commit.classifier.extend(self.classify.router_updates());
+            let refused = self.classify.router.take_over_budget();
+            self.counters.add(Reason::EscalationOverBudget, refused);
         }
         commit.device_seqs = seq_updates
             .into_iter()
