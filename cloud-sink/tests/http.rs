@@ -442,3 +442,59 @@ async fn gzip_bodies_are_inflated_under_the_envelope_cap() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn escalations_are_stored_once_and_listed_by_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(dir.path()).await;
+    let client = reqwest::Client::new();
+    let escalation = |ts_ms: i64, score: f64| wire::Escalation {
+        ts_ms,
+        alarm: score > 1.0,
+        score,
+        confidence: 0.01,
+        features: vec![0.5, -1.25, 3.0],
+    };
+    let mut judged = window("pump-1", "anomaly", 0, 0.9);
+    judged.escalations = vec![escalation(20, 0.95), escalation(10, 1.05)];
+    let mut other = window("pump-2", "anomaly", 0, 0.9);
+    other.escalations = vec![escalation(5, 0.9)];
+    let (env, _) = batch("gw-a", 1, 1, vec![judged, other], 0);
+    for expect in ["stored", "duplicate"] {
+        let (status, body) = post(&client, &server.base, Some("token-a"), env.to_bytes()).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some(expect))
+        );
+    }
+
+    let (status, all) = get(&client, format!("{}/v1/escalations", server.base)).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = all["escalations"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "stored once though posted twice: {all}");
+    // Per device in row-time order, with where each came from.
+    let first = &list[0];
+    assert_eq!(first["device"], "pump-1");
+    assert_eq!(first["series"], "anomaly");
+    assert_eq!(first["escalation"]["ts_ms"], 10);
+    assert_eq!(first["escalation"]["alarm"], true);
+    assert_eq!(first["escalation"]["features"], json!([0.5, -1.25, 3.0]));
+    assert_eq!(
+        (first["epoch"].as_u64(), first["seq"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let url = format!("{}/v1/escalations?gateway=gw-a&device=pump-2", server.base);
+    let (_, one) = get(&client, url).await;
+    assert_eq!(one["escalations"].as_array().unwrap().len(), 1, "{one}");
+    let url = format!("{}/v1/escalations?limit=2", server.base);
+    let (_, cut) = get(&client, url).await;
+    assert_eq!(cut["escalations"].as_array().unwrap().len(), 2);
+    assert_eq!(cut["truncated"], true);
+    let (status, bad) = get(&client, format!("{}/v1/escalations?limit=0", server.base)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    let (status, _) = get(&client, format!("{}/v1/escalations?metric=x", server.base)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    drop(client);
+    server.stop().await;
+}

@@ -75,6 +75,9 @@ pub struct StoredWindow {
     /// On a log template series: the template text and redacted exemplar lines.
     #[serde(default)]
     pub template: Option<wire::LogTemplate>,
+    /// On a judgement series: rows the gateway's model escalated.
+    #[serde(default)]
+    pub escalations: Vec<wire::Escalation>,
 }
 
 impl StoredWindow {

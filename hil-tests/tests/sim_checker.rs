@@ -57,6 +57,7 @@ fn perfect_at(ledger: &[LedgerRecord], width: i64) -> Vec<StoredWindow> {
             verdict: None,
             rolled_up: 0,
             template: None,
+            escalations: Vec::new(),
         })
         .collect()
 }

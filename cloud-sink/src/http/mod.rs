@@ -36,7 +36,8 @@ pub struct AppState {
 /// * `POST /v1/batches` — ingest one envelope (application/cbor, bearer token);
 /// * `GET /v1/health` — liveness, version and ingest counters;
 /// * `GET /v1/gateways` — per-gateway totals;
-/// * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` — stored windows.
+/// * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` — stored windows;
+/// * `GET /v1/escalations?gateway=&device=&limit=` — escalated rows.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/health", get(query::health))
         .route("/v1/gateways", get(query::gateways))
         .route("/v1/series", get(query::series))
+        .route("/v1/escalations", get(query::escalations))
         .with_state(state)
 }
 

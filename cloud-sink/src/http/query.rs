@@ -1,4 +1,4 @@
-//! The read endpoints: `/v1/health`, `/v1/gateways`, `/v1/series`.
+//! The read endpoints: `/v1/health`, `/v1/gateways`, `/v1/series`, `/v1/escalations`.
 //!
 //! They only read; ingest is in `ingest.rs`. Query parameters are parsed by
 //! hand so a bad one gets a 400 naming the parameter and what was expected.
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{blocking, ApiError, AppState};
-use crate::store::{SeriesQuery, DEFAULT_SERIES_LIMIT};
+use crate::store::{EscalationQuery, SeriesQuery, DEFAULT_SERIES_LIMIT};
 
 /// Largest `limit` a series query may ask for.
 pub const MAX_SERIES_LIMIT: usize = 1_000_000;
@@ -74,6 +74,55 @@ pub(crate) async fn series(
     Ok(Json(json!({ "windows": windows, "truncated": truncated })))
 }
 
+/// Raw `/v1/escalations` parameters; empty values mean "not given".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalationParams {
+    gateway: Option<String>,
+    device: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /v1/escalations` → `{"escalations":[..],"truncated":bool}`: rows the
+/// gateways' models were unsure of, with their local verdict and input row.
+pub(crate) async fn escalations(
+    State(state): State<AppState>,
+    params: Result<Query<EscalationParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let Query(p) = params.map_err(|e| {
+        bad(format!(
+            "{} (allowed parameters: gateway, device, limit)",
+            e.body_text()
+        ))
+    })?;
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let limit = parse_limit(given(p.limit)).map_err(bad)?;
+    let query = EscalationQuery {
+        gateway: given(p.gateway),
+        device: given(p.device),
+        limit: limit + 1,
+    };
+    let store = state.store.clone();
+    let mut list = blocking(move || store.escalations(&query)).await?;
+    let truncated = list.len() > limit;
+    list.truncate(limit);
+    Ok(Json(json!({ "escalations": list, "truncated": truncated })))
+}
+
+/// A `limit` parameter: absent → the default; else 1..=[`MAX_SERIES_LIMIT`].
+fn parse_limit(v: Option<String>) -> Result<usize, String> {
+    match v {
+        None => Ok(DEFAULT_SERIES_LIMIT),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_SERIES_LIMIT).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "limit: expected an integer from 1 to {MAX_SERIES_LIMIT}, got {s:?}"
+            )),
+        },
+    }
+}
+
 /// Turns raw parameters into a query, or a message naming the bad parameter.
 pub(crate) fn parse_series(p: SeriesParams) -> Result<SeriesQuery, String> {
     let given = |v: Option<String>| v.filter(|s| !s.is_empty());
@@ -93,17 +142,7 @@ pub(crate) fn parse_series(p: SeriesParams) -> Result<SeriesQuery, String> {
             return Err(format!("from ({from}) must not be after to ({to})"));
         }
     }
-    let limit = match given(p.limit) {
-        None => DEFAULT_SERIES_LIMIT,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=MAX_SERIES_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(format!(
-                    "limit: expected an integer from 1 to {MAX_SERIES_LIMIT}, got {s:?}"
-                ))
-            }
-        },
-    };
+    let limit = parse_limit(given(p.limit))?;
     Ok(SeriesQuery {
         gateway: given(p.gateway),
         device: given(p.device),

@@ -7,6 +7,7 @@
 //! | `b`    | gateway, epoch, seq                                        | `BatchRecord`  |
 //! | `g`    | gateway                                                    | `GatewayInfo`  |
 //! | `w`    | gateway, device, metric, start_ms, epoch, seq, index       | `WindowRecord` |
+//! | `e`    | gateway, device, ts_ms, epoch, seq, window index, index    | `StoredEscalation` |
 //!
 //! Strings are escaped (`0x00` → `0x00 0xFF`) and terminated by `0x00 0x01`, so
 //! byte order equals string order and no string is a prefix-collision of another.
@@ -21,6 +22,8 @@ pub const BATCH: u8 = b'b';
 pub const GATEWAY: u8 = b'g';
 /// Prefix of stored windows.
 pub const WINDOW: u8 = b'w';
+/// Prefix of escalated rows (also inside their windows; indexed for `/v1/escalations`).
+pub const ESCALATION: u8 = b'e';
 
 /// Appends `s` escaped and terminated.
 fn push_str(out: &mut Vec<u8>, s: &str) {
@@ -63,6 +66,29 @@ pub fn window(key: &BatchKey, device: &str, metric: &str, start_ms: i64, index: 
     out.extend_from_slice(&key.epoch.to_be_bytes());
     out.extend_from_slice(&key.seq.to_be_bytes());
     out.extend_from_slice(&index.to_be_bytes());
+    out
+}
+
+/// Key of escalation `index` of window `window` of batch `key`.
+pub fn escalation(key: &BatchKey, device: &str, ts_ms: i64, window: u32, index: u32) -> Vec<u8> {
+    let mut out = escalation_prefix(Some(&key.gateway), Some(device));
+    push_i64(&mut out, ts_ms);
+    out.extend_from_slice(&key.epoch.to_be_bytes());
+    out.extend_from_slice(&key.seq.to_be_bytes());
+    out.extend_from_slice(&window.to_be_bytes());
+    out.extend_from_slice(&index.to_be_bytes());
+    out
+}
+
+/// The escalation-key prefix fixed by the leading filters given (gateway, then device).
+pub fn escalation_prefix(gateway: Option<&str>, device: Option<&str>) -> Vec<u8> {
+    let mut out = vec![ESCALATION];
+    for part in [gateway, device] {
+        match part {
+            Some(s) => push_str(&mut out, s),
+            None => break,
+        }
+    }
     out
 }
 

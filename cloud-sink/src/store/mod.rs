@@ -15,7 +15,8 @@ use wire::{BatchKey, Body, CodecError, Envelope};
 
 use records::WindowRecord;
 pub use records::{
-    BatchRecord, GatewayInfo, PutOutcome, SeriesQuery, StoredWindow, DEFAULT_SERIES_LIMIT,
+    BatchRecord, EscalationQuery, GatewayInfo, PutOutcome, SeriesQuery, StoredEscalation,
+    StoredWindow, DEFAULT_SERIES_LIMIT,
 };
 
 /// Largest value the store will decode (its own values are far smaller).
@@ -133,6 +134,20 @@ impl EmbeddedStore {
                 window: w.clone(),
             };
             batch.insert(wkey, wire::encode(&value));
+            for (e_index, e) in w.escalations.iter().enumerate() {
+                let e_index = u32::try_from(e_index).unwrap_or(u32::MAX);
+                let ekey = keys::escalation(key, &w.device, e.ts_ms, index, e_index);
+                let record = StoredEscalation {
+                    gateway: key.gateway.clone(),
+                    epoch: key.epoch,
+                    seq: key.seq,
+                    device: w.device.clone(),
+                    series: w.metric.clone(),
+                    window_start_ms: w.start_ms,
+                    escalation: e.clone(),
+                };
+                batch.insert(ekey, wire::encode(&record));
+            }
         }
 
         let gkey = keys::gateway(&key.gateway);
@@ -198,6 +213,24 @@ impl EmbeddedStore {
                 if out.len() >= q.limit {
                     break;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Escalations matching `q`, ordered by gateway, device, row time (then
+    /// epoch, seq, position), at most `q.limit` of them.
+    pub fn escalations(&self, q: &EscalationQuery) -> Result<Vec<StoredEscalation>, StoreError> {
+        let prefix = keys::escalation_prefix(q.gateway.as_deref(), q.device.as_deref());
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(&prefix) {
+            if out.len() >= q.limit {
+                break;
+            }
+            let (k, v) = item?;
+            let e: StoredEscalation = decode(&k, &v)?;
+            if q.device.as_deref().is_none_or(|d| d == e.device) {
+                out.push(e);
             }
         }
         Ok(out)

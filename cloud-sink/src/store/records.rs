@@ -4,7 +4,7 @@
 //! Plain data only: encoding happens in `store/mod.rs` via `wire::encode`.
 
 use serde::{Deserialize, Serialize};
-use wire::{BatchKey, Counters, WindowSummary};
+use wire::{BatchKey, Counters, Escalation, WindowSummary};
 
 /// Number of windows a series query returns when no limit is given.
 pub const DEFAULT_SERIES_LIMIT: usize = 100_000;
@@ -97,6 +97,29 @@ impl From<WindowRecord> for StoredWindow {
             window: r.window,
         }
     }
+}
+
+/// One escalated row as stored and served by `/v1/escalations`: the gateway's
+/// local verdict and the model input row, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEscalation {
+    pub gateway: String,
+    pub epoch: u64,
+    pub seq: u64,
+    pub device: String,
+    /// The judgement series (model) whose window carried it.
+    pub series: String,
+    /// Start of that window (ms since the Unix epoch).
+    pub window_start_ms: i64,
+    pub escalation: Escalation,
+}
+
+/// Which escalations a query returns (optional filters, oldest first per device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationQuery {
+    pub gateway: Option<String>,
+    pub device: Option<String>,
+    pub limit: usize,
 }
 
 /// Which windows a series query returns. Every filter is optional.
