@@ -74,6 +74,15 @@ fn start(dir: &Path, rt: &tokio::runtime::Runtime) -> (mpsc::Sender<Delivery>, A
     (tx, acks)
 }
 
+/// [`start`], then one message through a calm store (acked).
+fn start_calm(dir: &Path, rt: &tokio::runtime::Runtime) -> (mpsc::Sender<Delivery>, Acks) {
+    let (tx, acks) = start(dir, rt);
+    tx.blocking_send(delivery(1)).unwrap();
+    acks.wait_for(1, Duration::from_secs(10))
+        .expect("calm store: acked");
+    (tx, acks)
+}
+
 /// A file of `bytes` real (allocated) bytes.
 fn fill(path: &Path, bytes: u64) {
     std::fs::write(path, vec![0x5au8; usize::try_from(bytes).unwrap()]).unwrap();
@@ -83,10 +92,7 @@ fn fill(path: &Path, bytes: u64) {
 fn ingest_waits_at_the_full_mark_and_resumes_when_room_appears() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (tx, acks) = start(dir.path(), &rt);
-    tx.blocking_send(delivery(1)).unwrap();
-    acks.wait_for(1, Duration::from_secs(10))
-        .expect("calm store: acked");
+    let (tx, acks) = start_calm(dir.path(), &rt);
 
     let filler = dir.path().join("filler");
     fill(&filler, CAP / 100 * 90);
@@ -112,10 +118,7 @@ fn ingest_waits_at_the_full_mark_and_resumes_when_room_appears() {
 fn ingest_resumes_after_a_stall_when_disk_use_does_not_move() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (tx, acks) = start(dir.path(), &rt);
-    tx.blocking_send(delivery(1)).unwrap();
-    acks.wait_for(1, Duration::from_secs(10))
-        .expect("calm store: acked");
+    let (tx, acks) = start_calm(dir.path(), &rt);
 
     fill(&dir.path().join("filler"), CAP / 100 * 90);
     std::thread::sleep(Duration::from_millis(200));

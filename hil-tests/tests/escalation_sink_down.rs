@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{agent_config, wait_for, Agent, CheckWait, Sink, GATEWAY, SERIAL};
+use hil_tests::fetch_windows;
 use hil_tests::mosquitto::Persistence;
-use hil_tests::{data_dir, fetch_windows, SimOptions};
 
 const DEVICES: usize = 4;
 const WINDOW_MS: i64 = 60_000;
@@ -31,11 +31,8 @@ async fn escalations_wait_for_the_sink_and_arrive_exactly_once() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // Learn a free port for the sink, then keep it down for the whole replay.
-    let mut sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
-    let (listen, url) = (sink.listen(), sink.url.clone());
-    sink.kill();
-    drop(sink);
+    // The sink stays down for the whole replay.
+    let (listen, url) = Sink::down(&dir.path().join("sink"));
 
     let config = agent_config(dir.path(), broker.port(), &url);
     let mut doc: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
@@ -49,19 +46,7 @@ async fn escalations_wait_for_the_sink_and_arrive_exactly_once() {
     std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     let agent = Agent::start(&config);
 
-    let ledger_path = dir.path().join("ledger.jsonl");
-    let report = hil_tests::run(SimOptions {
-        broker: broker.broker(),
-        devices: DEVICES,
-        skab_dir: data_dir().join("SKAB"),
-        ledger: Some(ledger_path.clone()),
-        progress: false,
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    println!("{report}");
-    let ledger = hil_tests::read_ledger(&ledger_path).unwrap();
+    let ledger = common::replay_skab(&broker, DEVICES, dir.path()).await;
     wait_for(
         "the agent to find the sink down",
         Duration::from_secs(60),

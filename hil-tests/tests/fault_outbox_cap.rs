@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use common::{agent_config, wait_for, Agent, CheckWait, Sink, SERIAL};
 use hil_tests::mosquitto::Persistence;
-use hil_tests::{data_dir, SimOptions};
 
 const DEVICES: usize = 2;
 /// 10 s windows: one SKAB replay then makes ~29 000 windows (~6 MB of
@@ -47,11 +46,8 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // Learn a free port for the sink, then keep it down for the whole replay.
-    let mut sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
-    let (listen, url) = (sink.listen(), sink.url.clone());
-    sink.kill();
-    drop(sink);
+    // The sink stays down for the whole replay.
+    let (listen, url) = Sink::down(&dir.path().join("sink"));
 
     let config = agent_config(dir.path(), broker.port(), &url);
     let mut doc: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
@@ -77,19 +73,7 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
         })
     };
 
-    let ledger_path = dir.path().join("ledger.jsonl");
-    let report = hil_tests::run(SimOptions {
-        broker: broker.broker(),
-        devices: DEVICES,
-        skab_dir: data_dir().join("SKAB"),
-        ledger: Some(ledger_path.clone()),
-        progress: false,
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    println!("{report}");
-    let ledger = hil_tests::read_ledger(&ledger_path).unwrap();
+    let ledger = common::replay_skab(&broker, DEVICES, dir.path()).await;
 
     // Every window closes (idle) and lands in the outbox; wait until the cap has acted.
     wait_for(

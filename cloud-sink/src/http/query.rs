@@ -49,15 +49,8 @@ pub(crate) async fn series(
     State(state): State<AppState>,
     params: Result<Query<SeriesParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(params) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} (allowed parameters: gateway, device, metric, from, to, limit)",
-                e.body_text()
-            ),
-        )
-    })?;
+    let Query(params) =
+        params.map_err(|e| bad_query(&e, "gateway, device, metric, from, to, limit"))?;
     let query = parse_series(params).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     let limit = query.limit;
     let store = state.store.clone();
@@ -89,15 +82,10 @@ pub(crate) async fn escalations(
     State(state): State<AppState>,
     params: Result<Query<EscalationParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    let Query(p) = params.map_err(|e| {
-        bad(format!(
-            "{} (allowed parameters: gateway, device, limit)",
-            e.body_text()
-        ))
-    })?;
+    let Query(p) = params.map_err(|e| bad_query(&e, "gateway, device, limit"))?;
     let given = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let limit = parse_limit(given(p.limit)).map_err(bad)?;
+    let limit =
+        parse_limit(given(p.limit)).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     let query = EscalationQuery {
         gateway: given(p.gateway),
         device: given(p.device),
@@ -108,6 +96,14 @@ pub(crate) async fn escalations(
     let truncated = list.len() > limit;
     list.truncate(limit);
     Ok(Json(json!({ "escalations": list, "truncated": truncated })))
+}
+
+/// A 400 for parameters that do not parse, naming the allowed ones.
+fn bad_query(e: &QueryRejection, allowed: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("{} (allowed parameters: {allowed})", e.body_text()),
+    )
 }
 
 /// A `limit` parameter: absent → the default; else 1..=[`MAX_SERIES_LIMIT`].

@@ -146,6 +146,16 @@ impl Sink {
         self.url.trim_start_matches("http://").to_owned()
     }
 
+    /// A sink that is down: starts one in `dir` to learn a free port, then kills
+    /// it. Returns (listen address, URL): give the URL to the agent, and the
+    /// address to [`Sink::start`] when the sink should come back.
+    pub fn down(dir: &Path) -> (String, String) {
+        let mut sink = Sink::start(dir, "127.0.0.1:0");
+        let found = (sink.listen(), sink.url.clone());
+        sink.kill();
+        found
+    }
+
     pub fn log(&self) -> String {
         read(&self.log)
     }
@@ -451,6 +461,24 @@ fn append_to(path: &Path) -> std::fs::File {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Replays SKAB as `devices` devices through `broker` with a ledger in `dir`,
+/// prints fleet-sim's report and returns the ledger (what the broker acked).
+pub async fn replay_skab(broker: &Mosquitto, devices: usize, dir: &Path) -> Vec<LedgerRecord> {
+    let ledger = dir.join("ledger.jsonl");
+    let report = hil_tests::run(hil_tests::SimOptions {
+        broker: broker.broker(),
+        devices,
+        skab_dir: data_dir().join("SKAB"),
+        ledger: Some(ledger.clone()),
+        progress: false,
+        ..hil_tests::SimOptions::default()
+    })
+    .await
+    .unwrap();
+    println!("{report}");
+    hil_tests::read_ledger(&ledger).unwrap()
 }
 
 /// Value of `key=` in a tracing line (`… replayed=12 …`), if present and numeric.
