@@ -85,4 +85,17 @@ fn demo_shows_batches_quickly_and_verifies_the_replay() {
         transcript.contains("e.g. ") && transcript.contains("<ip>"),
         "{transcript}"
     );
+    // A few unsure rows went to the sink; the gateway decided the rest.
+    let escalations = transcript
+        .lines()
+        .find(|l| l.contains("escalations at the sink:"))
+        .unwrap_or_else(|| panic!("no escalation line:\n{transcript}"));
+    let numbers: Vec<u64> = escalations
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        numbers.len() >= 2 && numbers[0] > 0 && numbers[0] * 50 < numbers[1],
+        "{escalations}"
+    );
 }

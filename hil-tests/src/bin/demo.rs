@@ -106,7 +106,8 @@ fn agent_settings(
     Ok(settings)
 }
 
-/// Prints what the cloud sees of the log stream: templates with counts, text and an exemplar.
+/// Prints what the cloud sees of the log stream (templates with counts, text and an
+/// exemplar) and how many judged rows were escalated.
 async fn print_log_summaries(sink_url: &str) -> Result<()> {
     use std::collections::BTreeMap;
     let stored = fetch_windows(sink_url, GATEWAY).await?;
@@ -142,6 +143,15 @@ async fn print_log_summaries(sink_url: &str) -> Result<()> {
         println!("demo:   {count:>5} × {text}");
         println!("demo:           e.g. {exemplar}");
     }
+    let escalated: usize = stored.iter().map(|w| w.escalations.len()).sum();
+    let judged: u64 = stored
+        .iter()
+        .filter_map(|w| w.verdict.map(|v| v.judged))
+        .sum();
+    println!(
+        "demo: escalations at the sink: {escalated} of {judged} judged rows (the model was unsure; \
+         the rest decided on the gateway): {sink_url}/v1/escalations"
+    );
     Ok(())
 }
 
