@@ -249,6 +249,9 @@ pub fn agent_config(dir: &Path, broker_port: u16, sink_url: &str) -> PathBuf {
             let t = m.as_table_mut().unwrap();
             let p = configs.join(t["path"].as_str().unwrap());
             t["path"] = p.display().to_string().into();
+            // Escalation stays off here too (its counter would join the exact
+            // counter checks); `escalation_sink_down.rs` turns it on for itself.
+            t.remove("escalate_below");
         }
         if let Some(t) = models.get_mut("log").and_then(|l| l.as_table_mut()) {
             let p = configs.join(t["path"].as_str().unwrap());
