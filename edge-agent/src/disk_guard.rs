@@ -1,8 +1,10 @@
 //! Ingest admission under the outbox cap: tells the pipeline, before each
 //! group commit, whether the store's disk use is calm, high (lower the outbox
 //! budget now, not at the next cut) or full (take no more messages until
-//! there is room). It measures and decides; it does not roll up (that is
-//! [`crate::outbox::OutboxCap`]) and does not wait (the pipeline does).
+//! there is room), and whether a store compaction would fit and pay. It
+//! measures and decides; it does not roll up (that is
+//! [`crate::outbox::OutboxCap`]), compact ([`Store::compact`]) or wait (the
+//! pipeline does).
 //!
 //! Why the ingest side needs a guard at all: the cap steers the outbox's live
 //! bytes, but sled's log grows with every write, and an ingest burst writes
@@ -43,6 +45,22 @@ const LOWER_EVERY: Duration = Duration::from_millis(500);
 /// to sled's current segment, so some growth is the normal case).
 const REWAIT_GROWTH_PERCENT: u64 = 1;
 
+/// A compaction ([`Store::compact`]) is considered at most this often (each
+/// consideration scans the store for its live bytes).
+const COMPACT_EVERY: Duration = Duration::from_secs(1);
+/// A fresh generation is expected to take its live bytes × this: sled
+/// writes a bulk load with the same amplification as any other (every leaf
+/// is rewritten as it fills and splits; measured under `fault_outbox_cap`:
+/// 1.1–2.8 MB of records took 2.5–2.6× on disk) ...
+const FRESH_AMPLIFICATION: u64 = 3;
+/// ... plus this (sled's config, snapshot and partly filled segments).
+const FRESH_OVERHEAD: u64 = 512 * 1024;
+/// The copy is measured every few hundred KiB; this much of the room beside
+/// the old files is kept back for what it writes between two measurements.
+const COPY_MARGIN: u64 = 512 * 1024;
+/// A compaction is worth its copy only if it gives back this share of `max_bytes`.
+const COMPACT_GAIN_PERCENT: u64 = 25;
+
 /// What the store's disk use asks of the pipeline now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pressure {
@@ -66,6 +84,9 @@ pub struct DiskGuard {
     resumed_at: Option<u64>,
     /// Times ingest had to wait for room, since start.
     pub pauses: u64,
+    considered_at: Option<Instant>,
+    /// Compactions since start.
+    pub compactions: u64,
 }
 
 impl DiskGuard {
@@ -77,6 +98,8 @@ impl DiskGuard {
             last: 0,
             resumed_at: None,
             pauses: 0,
+            considered_at: None,
+            compactions: 0,
         }
     }
 
@@ -100,6 +123,39 @@ impl DiskGuard {
             }
         }
         self.classify(self.last, now)
+    }
+
+    /// Whether to consider a compaction now (at most once per
+    /// [`COMPACT_EVERY`]); a `true` counts as a consideration.
+    pub fn may_try_compaction(&mut self, now: Instant) -> bool {
+        let due = self
+            .considered_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= COMPACT_EVERY);
+        if due {
+            self.considered_at = Some(now);
+        }
+        due
+    }
+
+    /// The disk allowance for compacting a store that uses `disk` bytes and
+    /// holds `live` bytes of records, if the copy is expected to fit beside
+    /// the old files under `max_bytes` (the allowance is what is left, so
+    /// old and new together stay under the cap even if the copy is larger
+    /// than expected: it is then abandoned) and to give back at least
+    /// [`COMPACT_GAIN_PERCENT`] of `max_bytes`.
+    pub fn compaction_allowance(&self, disk: u64, live: u64) -> Option<u64> {
+        let expected = live * FRESH_AMPLIFICATION + FRESH_OVERHEAD;
+        let room = self.max_bytes.checked_sub(disk)?.checked_sub(COPY_MARGIN)?;
+        let gain = disk.saturating_sub(expected);
+        (expected <= room && gain >= self.max_bytes / 100 * COMPACT_GAIN_PERCENT).then_some(room)
+    }
+
+    /// After a compaction: `disk` is the fresh measurement and any wait level is forgotten.
+    pub fn compacted(&mut self, disk: u64, now: Instant) {
+        self.last = disk;
+        self.measured_at = Some(now);
+        self.resumed_at = None;
+        self.compactions += 1;
     }
 
     /// Whether a wait that has seen disk use at `disk` for `unchanged` may
@@ -167,6 +223,30 @@ mod tests {
             Pressure::High { disk: high }
         );
         assert!(g.full_mark() < CAP && g.full_mark() > CAP / 100 * HIGH_PERCENT);
+    }
+
+    #[test]
+    fn compaction_only_when_the_copy_fits_and_pays() {
+        let mut g = DiskGuard::new(CAP);
+        let pct = |p: u64| CAP / 100 * p;
+        // 80% on disk, 5% live: the copy (~15.5%) fits in the 20% left and gives back ~64%.
+        assert_eq!(
+            g.compaction_allowance(pct(80), pct(5)),
+            Some(pct(20) - COPY_MARGIN)
+        );
+        // 80% on disk, 10% live: the copy (~30%) would not fit beside the old files.
+        assert_eq!(g.compaction_allowance(pct(80), pct(10)), None);
+        // 40% on disk, 10% live: fits, but gives back under 25% of the cap.
+        assert_eq!(g.compaction_allowance(pct(40), pct(10)), None);
+        // Over the cap already: nothing fits.
+        assert_eq!(g.compaction_allowance(CAP + 1, 0), None);
+        let t0 = Instant::now();
+        assert!(g.may_try_compaction(t0));
+        assert!(!g.may_try_compaction(t0 + COMPACT_EVERY / 2));
+        assert!(g.may_try_compaction(t0 + COMPACT_EVERY));
+        g.resumed_at = Some(pct(90));
+        g.compacted(pct(20), t0);
+        assert_eq!((g.last, g.resumed_at, g.compactions), (pct(20), None, 1));
     }
 
     #[test]

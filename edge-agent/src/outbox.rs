@@ -108,6 +108,21 @@ impl OutboxCap {
         self.max_bytes
     }
 
+    /// After a compaction: disk use is back near what the records need, so
+    /// the budget lowered against sled's old file may start again from a
+    /// fresh store's (it never shrinks here).
+    pub fn restart_budget(&mut self) {
+        let start = self.max_bytes / BUDGET_START_DIVISOR;
+        if self.budget < start {
+            info!(
+                budget_before = self.budget,
+                budget = start,
+                "store compacted: outbox budget restored"
+            );
+            self.budget = start;
+        }
+    }
+
     /// The live bytes sealed batches may hold now.
     pub fn budget(&self) -> u64 {
         self.budget

@@ -19,9 +19,6 @@ use common::{agent_config, wait_for, Agent, CheckWait, Sink, SERIAL};
 use hil_tests::mosquitto::Persistence;
 
 const DEVICES: usize = 2;
-/// 10 s windows: one SKAB replay then makes ~29 000 windows (~6 MB of
-/// batches), enough to press against a realistic cap.
-const WINDOW_MS: i64 = 10_000;
 const ALPHA: f64 = 0.01;
 /// The smallest cap the config accepts: the store (journal, outbox, sled's
 /// own overhead) must stay under it on disk, with roll-ups doing the work.
@@ -36,8 +33,29 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// 10 s windows: one SKAB replay then makes ~29 000 windows (~6 MB of
+/// batches), enough to press against a realistic cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
+    outage_under_the_cap(10_000).await;
+}
+
+/// 2 s windows: five times the windows (~140 000) from the same replay, closed
+/// and cut within seconds; cuts and roll-ups, not ingest, then write most of
+/// the store's bytes.
+///
+/// KNOWN FAILURE (issue 4, RELIABILITY.md): the store stays under the cap
+/// (11–15 MB measured), but after the sink comes back the checker finds
+/// 50 000–75 000 of the 142 136 expected windows neither stored nor inside a
+/// stored roll-up, with no drop counted, with and without compaction. Run it
+/// with `--ignored` while investigating; it joins the suite once it passes.
+#[ignore = "known failure under investigation (issue 4): windows missing after a 2 s-window burst"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_cap_holds_under_a_burst_of_short_windows() {
+    outage_under_the_cap(2_000).await;
+}
+
+async fn outage_under_the_cap(window_ms: i64) {
     let _serial = SERIAL.lock().await;
     if !common::skab_or_skip() {
         return;
@@ -54,19 +72,28 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
     let mut outbox = toml::Table::new();
     outbox.insert("max_bytes".into(), i64::try_from(CAP).unwrap().into());
     outbox.insert("max_rollup_width".into(), "1h".into());
-    doc["window"].as_table_mut().unwrap()["width"] = "10s".into();
+    doc["window"].as_table_mut().unwrap()["width"] = format!("{window_ms}ms").into();
     doc.insert("outbox".into(), outbox.into());
     std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     let agent = Agent::start(&config);
     // Sample the store's disk use (allocated blocks, like `du`) all through the outage.
     let data = dir.path().join("agent-data");
     let max_disk = Arc::new(AtomicU64::new(0));
+    // The peak of each second, printed as a timeline when the test fails or asks.
+    let per_second = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let sampler = {
-        let (data, max_disk) = (data.clone(), max_disk.clone());
+        let (data, max_disk, per_second) = (data.clone(), max_disk.clone(), per_second.clone());
+        let start = std::time::Instant::now();
         tokio::spawn(async move {
             loop {
                 if let Ok(n) = edge_agent::disk_usage::disk_usage(&data) {
                     max_disk.fetch_max(n, Ordering::Relaxed);
+                    let second = start.elapsed().as_secs() as usize;
+                    let mut peaks = per_second.lock().unwrap();
+                    if peaks.len() <= second {
+                        peaks.resize(second + 1, 0);
+                    }
+                    peaks[second] = peaks[second].max(n);
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -100,6 +127,18 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
         .lines()
         .filter(|l| l.contains("ingest waits for room"))
         .count();
+    let timeline: Vec<String> = per_second
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{:.1}", *b as f64 / 1e6))
+        .collect();
+    println!("store on disk, peak MB per second: {}", timeline.join(" "));
+    for line in agent.log().lines().filter(|l| {
+        l.contains("compact") || l.contains("waits for room") || l.contains("budget lowered")
+    }) {
+        println!("agent: {line}");
+    }
     println!(
         "outage: outbox at most {largest_after} bytes after each roll-up (cap {CAP}); \
          agent store at most {disk_during_outage} bytes on disk; ingest paused {pauses} time(s)"
@@ -114,7 +153,7 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
     );
 
     let sink = Sink::start(&dir.path().join("sink"), &listen);
-    let checked = CheckWait::new(&ledger, WINDOW_MS, ALPHA, Duration::from_secs(180))
+    let checked = CheckWait::new(&ledger, window_ms, ALPHA, Duration::from_secs(180))
         .accept(&|report| report.rolled_up > 0)
         .agent_log(&|| agent.log())
         .run(&sink)

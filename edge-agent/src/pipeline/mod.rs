@@ -349,6 +349,15 @@ impl Pipeline {
             bytes_out: 0,
             counters: self.counters.clone(),
         };
+        // The budget follows the store's disk use (see `OutboxCap`), after a
+        // compaction if one fits and pays (see `relieve_disk`).
+        match self.store.disk_usage() {
+            Ok(disk) => {
+                let disk = self.relieve_disk(disk)?;
+                self.cap.observe_disk(disk, self.store.outbox_bytes());
+            }
+            Err(e) => warn!("cannot measure the store's disk use (outbox budget unchanged): {e}"),
+        }
         let taken = std::mem::take(&mut self.counters);
         let seal = |counters: Counters, first_seq: u64| {
             let per_batch = self.max_windows_per_batch;
@@ -367,11 +376,6 @@ impl Pipeline {
         // Make room under the cap before the cut lands. Until the cut commits,
         // the counters it takes are still pending on disk, so each rewrite
         // persists them plus any loss it counts.
-        // The budget follows the store's disk use (see `OutboxCap`).
-        match self.store.disk_usage() {
-            Ok(disk) => self.cap.observe_disk(disk, self.store.outbox_bytes()),
-            Err(e) => warn!("cannot measure the store's disk use (outbox budget unchanged): {e}"),
-        }
         let incoming: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();
         let mut loss = Counters::default();
         let room = self.cap.budget().saturating_sub(incoming);

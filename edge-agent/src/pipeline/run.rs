@@ -1,6 +1,7 @@
 //! The pipeline thread's loop: take a group of deliveries, make it durable,
-//! ack it, tick; and the disk-pressure side of the outbox cap (lower the
-//! budget between cuts, hold ingest while the store is at its full mark).
+//! ack it, tick; and the disk-pressure side of the outbox cap (compact the
+//! store, lower the budget between cuts, hold ingest while the store is at
+//! its full mark).
 //! What a group commit and a cut do is in the parent module.
 
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use wire::Counters;
 use super::{causes, now_ms, CutReport, Pipeline};
 use crate::disk_guard::Pressure;
 use crate::source::{Acker, Delivery};
-use crate::store::StoreError;
+use crate::store::{CompactError, StoreError};
 
 /// How often inference latency and judgement counts are logged.
 const STATS_EVERY: Duration = Duration::from_secs(30);
@@ -90,8 +91,14 @@ impl Pipeline {
     fn make_room(&mut self, acker: &mut impl Acker) -> Result<(), StoreError> {
         let disk = match self.guard.check(&self.store, Instant::now()) {
             Pressure::Calm => return Ok(()),
-            Pressure::High { disk } => return self.lower_budget(disk),
-            Pressure::Full { disk } => disk,
+            Pressure::High { disk } => {
+                let disk = self.relieve_disk(disk)?;
+                return self.lower_budget(disk);
+            }
+            Pressure::Full { disk } => match self.relieve_disk(disk)? {
+                now if now < self.guard.full_mark() => return self.lower_budget(now),
+                now => now,
+            },
         };
         self.guard.pauses += 1;
         let since = Instant::now();
@@ -116,6 +123,9 @@ impl Pipeline {
                     break;
                 }
                 Pressure::Full { disk } => {
+                    if self.relieve_disk(disk)? < self.guard.full_mark() {
+                        break;
+                    }
                     if disk != level {
                         (level, level_since) = (disk, Instant::now());
                     } else if self.guard.resume_on_stall(disk, level_since.elapsed()) {
@@ -146,6 +156,47 @@ impl Pipeline {
             "room under the outbox cap again: ingest resumes"
         );
         Ok(())
+    }
+
+    /// On high disk use, compacts the store if the copy fits under the cap
+    /// beside the old files and gives back enough (see [`crate::disk_guard::DiskGuard`]'s
+    /// rules); returns the disk use after (unchanged if it did not compact).
+    /// A copy that outgrows its allowance is abandoned; the store is intact.
+    pub(super) fn relieve_disk(&mut self, disk: u64) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        if !self.guard.may_try_compaction(now) {
+            return Ok(disk);
+        }
+        let live = self.store.live_bytes()?;
+        let Some(allowance) = self.guard.compaction_allowance(disk, live) else {
+            return Ok(disk);
+        };
+        match self.store.compact(allowance) {
+            Ok(done) => {
+                self.guard.compacted(done.disk_after, Instant::now());
+                self.cap.restart_budget();
+                info!(
+                    generation = done.generation,
+                    records = done.records,
+                    live_bytes = done.live_bytes,
+                    disk_before = done.disk_before,
+                    disk_after = done.disk_after,
+                    took_ms = done.took.as_millis() as u64,
+                    "store compacted: disk space given back"
+                );
+                Ok(done.disk_after)
+            }
+            Err(CompactError::OverAllowance { allowance }) => {
+                warn!(
+                    disk_bytes = disk,
+                    live_bytes = live,
+                    allowance,
+                    "store compaction abandoned: the copy would not fit under the cap"
+                );
+                Ok(disk)
+            }
+            Err(CompactError::Store(e)) => Err(e),
+        }
     }
 
     /// Lowers the live budget from a disk measurement and rolls up to it now.

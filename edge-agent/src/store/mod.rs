@@ -17,17 +17,26 @@
 //! Nothing here decides *what* to write; the pipeline and syncer do. sled 0.34
 //! `flush()` makes writes survive a process kill; [`crate::disk_sync`] adds
 //! what a power cut needs (fdatasync of the log, fsync of blob files).
+//! The sled files of one *generation* are open at a time ([`generation`]); a
+//! compaction ([`compact`]) copies the records into the next one to give disk
+//! space back. Start-up (reading back, quarantine) is in [`recover`].
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use tracing::{error, warn};
+use tracing::{error, info};
 use wire::Counters;
 
 use crate::chunked;
+
+mod compact;
+mod generation;
+mod recover;
+
 use crate::journal_record::JournalRecord;
+pub use compact::{CompactError, Compaction};
 
 const META_EPOCH: &[u8] = b"mepoch";
 const META_NEXT_SEQ: &[u8] = b"mnext_seq";
@@ -84,15 +93,74 @@ pub struct BatchCommit {
 /// Handle to the store; cheap to clone, safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
+    /// The open generation; a compaction swaps it under the write lock.
+    live: Arc<RwLock<Live>>,
     outbox: Arc<OutboxShared>,
     /// A file beside sled's own recording (epoch, next batch seq) after every
     /// cut: sled recovers a torn log to an *earlier consistent state* without
     /// complaint, and this is how start-up notices that batches went missing.
     witness: std::path::PathBuf,
-    disk: Arc<crate::disk_sync::DiskSync>,
+    /// The data directory (all generations, the witness).
     dir: std::path::PathBuf,
+}
+
+/// One open generation of sled files ([`generation`]).
+#[derive(Debug)]
+struct Live {
+    db: sled::Db,
+    tree: sled::Tree,
+    disk: crate::disk_sync::DiskSync,
+    generation: u64,
+}
+
+impl Live {
+    /// Opens generation `n` of `data_dir` (creating it if new).
+    fn open(data_dir: &Path, n: u64) -> Result<Live, StoreError> {
+        let dir = generation::dir_of(data_dir, n);
+        let db = sled::Config::new()
+            .path(&dir)
+            .segment_size(segment_size(&dir))
+            .open()?;
+        let tree = db.open_tree("agent")?;
+        match crate::disk_sync::DiskSync::open(&dir) {
+            Ok(disk) => Ok(Live {
+                db,
+                tree,
+                disk,
+                generation: n,
+            }),
+            Err(e) => {
+                keep_sled_from_dropping(&db);
+                Err(StoreError::Sled(sled::Error::Io(e)))
+            }
+        }
+    }
+
+    /// sled's flush plus what it leaves out for power-cut durability ([`crate::disk_sync`]).
+    fn flush(&self) -> Result<(), StoreError> {
+        let synced = match self.db.flush() {
+            Ok(_) => self
+                .disk
+                .sync()
+                .map_err(|e| StoreError::Sled(sled::Error::Io(e))),
+            Err(e) => Err(e.into()),
+        };
+        if synced.is_err() {
+            keep_sled_from_dropping(&self.db);
+        }
+        synced
+    }
+
+    /// The oldest outbox batch, if any: `(seq, envelope bytes)`.
+    fn outbox_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        match chunked::Records::new(&self.tree, b'o', 0).next() {
+            Some(record) => {
+                let record = record?;
+                Ok(Some((record.seq, record.bytes)))
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 /// After a failed flush or sync, sled's last handle must not drop: its
@@ -188,28 +256,29 @@ fn new_epoch(now_ms: i64) -> u64 {
 impl Store {
     /// Opens (or creates) the store in `dir` and reads back everything needed to resume.
     pub fn open(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .segment_size(segment_size(dir))
-            .open()?;
-        let tree = db.open_tree("agent")?;
-        let disk = match crate::disk_sync::DiskSync::open(dir) {
-            Ok(d) => d,
-            Err(e) => {
-                keep_sled_from_dropping(&db);
-                return Err(StoreError::Sled(sled::Error::Io(e)));
-            }
-        };
+        let io = |e| StoreError::Sled(sled::Error::Io(e));
+        let n = generation::current(dir).map_err(io)?;
+        let live = Live::open(dir, n)?;
+        let deleted = generation::delete_others(dir, n).map_err(io)?;
+        if deleted > 0 {
+            info!(
+                generation = n,
+                deleted, "deleted files of an earlier store generation"
+            );
+        }
         let store = Store {
-            db,
-            tree,
+            live: Arc::new(RwLock::new(live)),
             outbox: Arc::default(),
             witness: dir.join("outbox-witness"),
             dir: dir.to_owned(),
-            disk: Arc::new(disk),
         };
         let recovered = store.recover(now_ms)?;
         Ok((store, recovered))
+    }
+
+    /// The open generation, shared (a compaction waits for every reader).
+    fn live(&self) -> RwLockReadGuard<'_, Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Opens the store; if sled itself reports corruption (a torn or bit-flipped
@@ -237,137 +306,9 @@ impl Store {
         }
     }
 
-    fn recover(&self, now_ms: i64) -> Result<Recovered, StoreError> {
-        let epoch = match self.tree.get(META_EPOCH)? {
-            Some(v) => u64_of(&v, "epoch")?,
-            None => {
-                // A fresh outbox starts a new epoch so its seqs never collide with an old one.
-                let epoch = new_epoch(now_ms);
-                self.tree.insert(META_EPOCH, &epoch.to_be_bytes())?;
-                self.tree.insert(META_NEXT_SEQ, &1u64.to_be_bytes())?;
-                self.flush()?;
-                epoch
-            }
-        };
-        let mut r = Recovered {
-            epoch,
-            ..Recovered::default()
-        };
-        r.next_seq = match self.tree.get(META_NEXT_SEQ)? {
-            Some(v) => u64_of(&v, "next_seq")?,
-            None => 1,
-        };
-        let witness = self.read_witness();
-        if let Some((epoch, next_seq)) = witness.filter(|(epoch, _)| *epoch != r.epoch) {
-            // sled came back empty although a store with cuts was here.
-            error!(
-                old_epoch = epoch,
-                old_next_seq = next_seq,
-                "ALARM: the store came back empty (torn or truncated file); its batches since \
-                 the last delivery are lost, counted as one corrupt_record; new epoch {}",
-                r.epoch
-            );
-            r.quarantined += 1;
-            self.write_witness(r.next_seq)?;
-        }
-        if let Some((epoch, next_seq)) = witness {
-            if epoch == r.epoch && next_seq > r.next_seq {
-                // The log was rolled back: batches r.next_seq..next_seq are gone.
-                let lost = next_seq - r.next_seq;
-                error!(
-                    lost_batches = lost,
-                    "ALARM: the store came back older than its last cut (torn or truncated file); \
-                     the missing batches are counted as corrupt_record and their seqs are not reused"
-                );
-                r.quarantined += lost;
-                r.next_seq = next_seq;
-                self.tree.insert(META_NEXT_SEQ, &next_seq.to_be_bytes())?;
-                self.flush()?;
-            }
-        }
-        let mut bad: Vec<(Vec<u8>, Vec<u8>, sled::IVec)> = Vec::new();
-        if let Some(v) = self.tree.get(META_COUNTERS)? {
-            match wire::decode_capped(&v, 1 << 20) {
-                Ok(c) => r.counters = c,
-                Err(e) => {
-                    warn!("pending counters are corrupt ({e}); starting them from zero");
-                    bad.push((META_COUNTERS.to_vec(), [b"x", META_COUNTERS].concat(), v));
-                }
-            }
-        }
-        for item in self.tree.scan_prefix(b"s") {
-            let (k, v) = item?;
-            let text = std::str::from_utf8(&k[1..])
-                .map_err(|_| StoreError::Corrupt("series key".into()))?;
-            let (device, metric) = text
-                .split_once('\0')
-                .ok_or_else(|| StoreError::Corrupt("series key".into()))?;
-            r.closed.push((
-                device.to_owned(),
-                metric.to_owned(),
-                u64_of(&v, "closed_before")? as i64,
-            ));
-        }
-        for item in self.tree.scan_prefix(b"d") {
-            let (k, v) = item?;
-            let device = String::from_utf8(k[1..].to_vec())
-                .map_err(|_| StoreError::Corrupt("device key".into()))?;
-            r.device_seqs.insert(device, u64_of(&v, "device seq")?);
-        }
-        for item in self.tree.scan_prefix(b"j") {
-            let (k, v) = item?;
-            match (u64_of(&k[1..], "journal key"), JournalRecord::decode(&v)) {
-                (Ok(id), Some(record)) => r.journal.push((id, record)),
-                _ => bad.push((k.to_vec(), [b"x", &k[1..]].concat(), v)),
-            }
-        }
-        for item in self.tree.scan_prefix(b"c") {
-            let (k, v) = item?;
-            let text = std::str::from_utf8(&k[1..])
-                .map_err(|_| StoreError::Corrupt("classifier key".into()))?;
-            let (series, device) = text
-                .split_once('\0')
-                .ok_or_else(|| StoreError::Corrupt("classifier key".into()))?;
-            r.classifier
-                .push((series.to_owned(), device.to_owned(), v.to_vec()));
-        }
-        let mut bytes = 0u64;
-        let mut bad_batches = Vec::new();
-        for record in chunked::Records::new(&self.tree, b'o', 0) {
-            let record = record?;
-            if !record.well_formed || wire::Envelope::open(&record.bytes).is_err() {
-                bad_batches.push(record);
-                continue;
-            }
-            bytes += record.bytes.len() as u64;
-            r.outbox_len += 1;
-        }
-        self.outbox.bytes.store(bytes, Ordering::SeqCst);
-        if !bad.is_empty() || !bad_batches.is_empty() {
-            // Start anyway: move what fails its checks aside, keep its bytes, count it.
-            let mut batch = sled::Batch::default();
-            for (from, to, value) in &bad {
-                error!(key = %String::from_utf8_lossy(from), "corrupt store record moved to quarantine");
-                batch.insert(to.as_slice(), value.clone());
-                batch.remove(from.as_slice());
-            }
-            for record in &bad_batches {
-                error!(seq = record.seq, "corrupt outbox batch moved to quarantine");
-                batch.insert(&key(b'q', record.seq), record.bytes.as_slice());
-                for k in &record.keys {
-                    batch.remove(k);
-                }
-            }
-
-            self.tree.apply_batch(batch)?;
-            self.flush()?;
-            r.quarantined += (bad.len() + bad_batches.len()) as u64;
-        }
-        Ok(r)
-    }
-
     /// Makes one group of ingested messages durable.
     pub fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), StoreError> {
+        let live = self.live();
         let mut batch = sled::Batch::default();
         for (id, record) in &commit.journal {
             batch.insert(&key(b'j', *id), record.encode());
@@ -387,13 +328,14 @@ impl Store {
             k.extend_from_slice(device.as_bytes());
             batch.insert(k, state.as_slice());
         }
-        self.tree.apply_batch(batch)?;
-        self.flush()?;
+        live.tree.apply_batch(batch)?;
+        live.flush()?;
         Ok(())
     }
 
     /// Makes a cut durable: new outbox batches, shipped horizons, released journal entries.
     pub fn commit_batches(&self, commit: &BatchCommit) -> Result<(), StoreError> {
+        let live = self.live();
         let mut batch = sled::Batch::default();
         let mut added = 0u64;
         for (seq, bytes) in &commit.batches {
@@ -412,31 +354,16 @@ impl Store {
         for id in &commit.released {
             batch.remove(&key(b'j', *id));
         }
-        self.tree.apply_batch(batch)?;
+        live.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
-        self.flush()?;
-        self.write_witness(commit.next_seq)?;
+        live.flush()?;
+        self.write_witness(&live, commit.next_seq)?;
         Ok(())
     }
 
-    /// sled's flush plus what it leaves out for power-cut durability ([`crate::disk_sync`]).
-    fn flush(&self) -> Result<(), StoreError> {
-        let synced = match self.db.flush() {
-            Ok(_) => self
-                .disk
-                .sync()
-                .map_err(|e| StoreError::Sled(sled::Error::Io(e))),
-            Err(e) => Err(e.into()),
-        };
-        if synced.is_err() {
-            keep_sled_from_dropping(&self.db);
-        }
-        synced
-    }
-
     /// Records (epoch, next_seq) durably beside the sled files: write, fsync, rename, fsync dir.
-    fn write_witness(&self, next_seq: u64) -> Result<(), StoreError> {
-        let epoch = match self.tree.get(META_EPOCH)? {
+    fn write_witness(&self, live: &Live, next_seq: u64) -> Result<(), StoreError> {
+        let epoch = match live.tree.get(META_EPOCH)? {
             Some(v) => u64_of(&v, "epoch")?,
             None => return Ok(()),
         };
@@ -448,7 +375,7 @@ impl Store {
             std::io::Write::write_all(&mut f, &bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.witness)?;
-            self.disk.sync_dir_of()
+            std::fs::File::open(&self.dir)?.sync_all()
         };
         write().map_err(|e| StoreError::Sled(sled::Error::Io(e)))
     }
@@ -462,13 +389,7 @@ impl Store {
 
     /// The oldest outbox batch, if any: `(seq, envelope bytes)`.
     pub fn outbox_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        match chunked::Records::new(&self.tree, b'o', 0).next() {
-            Some(record) => {
-                let record = record?;
-                Ok(Some((record.seq, record.bytes)))
-            }
-            None => Ok(None),
-        }
+        self.live().outbox_first()
     }
 
     /// The oldest outbox batch, claimed for sending: from now on no roll-up
@@ -510,31 +431,33 @@ impl Store {
 
     /// Number of batches waiting to be sent.
     pub fn outbox_len(&self) -> usize {
-        chunked::Records::new(&self.tree, b'o', 0).count()
+        chunked::Records::new(&self.live().tree, b'o', 0).count()
     }
 
     /// Forgets a batch the sink confirmed it stored (durably).
     pub fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
+        let live = self.live();
         let mut batch = sled::Batch::default();
-        if let Some(old) = chunked::remove(&self.tree, &mut batch, b'o', seq)? {
-            self.tree.apply_batch(batch)?;
+        if let Some(old) = chunked::remove(&live.tree, &mut batch, b'o', seq)? {
+            live.tree.apply_batch(batch)?;
             self.outbox
                 .bytes
                 .fetch_sub(old.len() as u64, Ordering::SeqCst);
         }
-        self.flush()?;
+        live.flush()?;
         Ok(())
     }
 
     /// Moves a batch the sink refused as a conflict aside, keeping its bytes for inspection.
     pub fn outbox_quarantine(&self, seq: u64) -> Result<(), StoreError> {
+        let live = self.live();
         let mut batch = sled::Batch::default();
-        if let Some(v) = chunked::remove(&self.tree, &mut batch, b'o', seq)? {
+        if let Some(v) = chunked::remove(&live.tree, &mut batch, b'o', seq)? {
             let len = v.len() as u64;
             batch.insert(&key(b'q', seq), v);
-            self.tree.apply_batch(batch)?;
+            live.tree.apply_batch(batch)?;
             self.outbox.bytes.fetch_sub(len, Ordering::SeqCst);
-            self.flush()?;
+            live.flush()?;
         }
         Ok(())
     }
@@ -549,7 +472,8 @@ impl OutboxLock<'_> {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let Some((head, _)) = self.store.outbox_first()? else {
+        let live = self.store.live();
+        let Some((head, _)) = live.outbox_first()? else {
             return Ok(Vec::new());
         };
         let floor = head.max(self.claimed.unwrap_or(0)).max(after_seq);
@@ -557,7 +481,7 @@ impl OutboxLock<'_> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for record in chunked::Records::new(&self.store.tree, b'o', start).take(limit) {
+        for record in chunked::Records::new(&live.tree, b'o', start).take(limit) {
             let record = record?;
             out.push((record.seq, record.bytes));
         }
@@ -567,10 +491,11 @@ impl OutboxLock<'_> {
     /// Applies one rewrite atomically and durably, keeping the byte count.
     pub fn apply(&self, rewrite: &OutboxRewrite) -> Result<(), StoreError> {
         let store = self.store;
+        let live = store.live();
         let mut removed = 0u64;
         let mut batch = sled::Batch::default();
         for seq in &rewrite.remove {
-            if let Some(v) = chunked::remove(&store.tree, &mut batch, b'o', *seq)? {
+            if let Some(v) = chunked::remove(&live.tree, &mut batch, b'o', *seq)? {
                 removed += v.len() as u64;
             }
         }
@@ -584,143 +509,13 @@ impl OutboxLock<'_> {
             added += bytes.len() as u64;
         }
         batch.insert(META_COUNTERS, wire::encode(&rewrite.counters));
-        store.tree.apply_batch(batch)?;
+        live.tree.apply_batch(batch)?;
         store.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         store.outbox.bytes.fetch_sub(removed, Ordering::SeqCst);
-        store.flush()?;
+        live.flush()?;
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::Reading;
-
-    #[test]
-    fn commits_survive_reopen_and_batches_leave_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let record = JournalRecord {
-            device: "d".into(),
-            readings: vec![Reading {
-                metric: "m".into(),
-                ts_ms: 5,
-                value: 1.5,
-            }],
-            exemplars: Vec::new(),
-            escalations: Vec::new(),
-        };
-        let epoch = {
-            let (store, r) = Store::open(dir.path(), T).unwrap();
-            assert_eq!((r.epoch, r.next_seq), (T as u64, 1));
-            let mut counters = Counters::default();
-            counters.add(wire::Reason::Late, 3);
-            store
-                .commit_ingest(&IngestCommit {
-                    journal: vec![(7, record.clone()), (8, record.clone())],
-                    device_seqs: vec![("d".into(), 99)],
-                    counters: Some(counters),
-                    classifier: vec![("anomaly".into(), "d".into(), vec![1, 2, 3])],
-                })
-                .unwrap();
-            store
-                .commit_batches(&BatchCommit {
-                    batches: vec![(1, envelope(1)), (2, envelope(2))],
-                    next_seq: 3,
-                    counters: Counters::default(),
-                    closed: vec![("d".into(), "m".into(), -60_000)],
-                    released: vec![7],
-                })
-                .unwrap();
-            store.outbox_remove(1).unwrap();
-            r.epoch
-        };
-        let (store, r) = Store::open(dir.path(), T + 1000).unwrap();
-        assert_eq!((r.epoch, r.next_seq), (epoch, 3));
-        assert!(r.counters.is_empty());
-        assert_eq!(r.closed, vec![("d".into(), "m".into(), -60_000)]);
-        assert_eq!(r.device_seqs["d"], 99);
-        assert_eq!(r.journal, vec![(8, record)]);
-        assert_eq!(
-            r.classifier,
-            vec![("anomaly".into(), "d".into(), vec![1, 2, 3])]
-        );
-        assert_eq!(store.outbox_first().unwrap(), Some((2, envelope(2))));
-        store.outbox_quarantine(2).unwrap();
-        assert_eq!(store.outbox_len(), 0);
-    }
-
-    /// A set gateway clock (2026-01-01).
-    const T: i64 = 1_767_225_600_000;
-
-    fn envelope(seq: u64) -> Vec<u8> {
-        let key = wire::BatchKey {
-            gateway: "g".into(),
-            epoch: 42,
-            seq,
-        };
-        wire::Envelope::seal(&key, 0, &wire::Body::default()).to_bytes()
-    }
-
-    #[test]
-    fn stores_created_with_an_unset_clock_get_distinct_epochs() {
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (_, ra) = Store::open(a.path(), 10_000).unwrap();
-        let (_, rb) = Store::open(b.path(), 10_000).unwrap();
-        assert_ne!(ra.epoch, rb.epoch);
-        assert!(ra.epoch > 32_503_680_000_000 && rb.epoch > 32_503_680_000_000);
-        let (_, rc) = Store::open(tempfile::tempdir().unwrap().path(), 1_767_225_600_000).unwrap();
-        assert_eq!(rc.epoch, 1_767_225_600_000, "a set clock is the epoch");
-    }
-
-    #[test]
-    fn corrupt_records_are_quarantined_counted_and_start_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (store, _) = Store::open(dir.path(), 42).unwrap();
-            let good = envelope(1);
-            let mut flipped = good.clone();
-            let last = flipped.len() - 1;
-            flipped[last] ^= 0x40;
-            let mut batch = sled::Batch::default();
-            chunked::insert(&mut batch, b'o', 1, &good);
-            chunked::insert(&mut batch, b'o', 2, &flipped);
-            store.tree.apply_batch(batch).unwrap();
-            store.tree.insert(key(b'j', 7), &b"\xff\x00"[..]).unwrap();
-            store.tree.insert(META_COUNTERS, &b"\xff"[..]).unwrap();
-            store.db.flush().unwrap();
-        }
-        let (store, r) = reopen(dir.path());
-        assert_eq!(
-            r.quarantined, 3,
-            "flipped batch, bad journal record, bad counters"
-        );
-        assert_eq!((r.outbox_len, r.journal.len()), (1, 0));
-        assert_eq!(store.outbox_first().unwrap().map(|(seq, _)| seq), Some(1));
-        assert!(
-            store.tree.get(key(b'q', 2)).unwrap().is_some(),
-            "batch kept aside"
-        );
-        assert!(
-            store.tree.get(key(b'x', 7)).unwrap().is_some(),
-            "record kept aside"
-        );
-        drop(store);
-        let (_, again) = reopen(dir.path());
-        assert_eq!(again.quarantined, 0, "quarantine is counted once");
-    }
-
-    /// Reopens in-process; sled's flusher may hold the file lock for a moment.
-    fn reopen(dir: &Path) -> (Store, Recovered) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Store::open(dir, 1000) {
-                Err(e) if format!("{e:?}").contains("could not acquire lock") => {
-                    assert!(std::time::Instant::now() < deadline, "{e}");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => return other.unwrap(),
-            }
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,219 @@
+//! Store unit tests: commits survive reopen, epochs, quarantine, compaction.
+
+use super::*;
+use crate::decode::Reading;
+
+#[test]
+fn commits_survive_reopen_and_batches_leave_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = JournalRecord {
+        device: "d".into(),
+        readings: vec![Reading {
+            metric: "m".into(),
+            ts_ms: 5,
+            value: 1.5,
+        }],
+        exemplars: Vec::new(),
+        escalations: Vec::new(),
+    };
+    let epoch = {
+        let (store, r) = Store::open(dir.path(), T).unwrap();
+        assert_eq!((r.epoch, r.next_seq), (T as u64, 1));
+        let mut counters = Counters::default();
+        counters.add(wire::Reason::Late, 3);
+        store
+            .commit_ingest(&IngestCommit {
+                journal: vec![(7, record.clone()), (8, record.clone())],
+                device_seqs: vec![("d".into(), 99)],
+                counters: Some(counters),
+                classifier: vec![("anomaly".into(), "d".into(), vec![1, 2, 3])],
+            })
+            .unwrap();
+        store
+            .commit_batches(&BatchCommit {
+                batches: vec![(1, envelope(1)), (2, envelope(2))],
+                next_seq: 3,
+                counters: Counters::default(),
+                closed: vec![("d".into(), "m".into(), -60_000)],
+                released: vec![7],
+            })
+            .unwrap();
+        store.outbox_remove(1).unwrap();
+        r.epoch
+    };
+    let (store, r) = Store::open(dir.path(), T + 1000).unwrap();
+    assert_eq!((r.epoch, r.next_seq), (epoch, 3));
+    assert!(r.counters.is_empty());
+    assert_eq!(r.closed, vec![("d".into(), "m".into(), -60_000)]);
+    assert_eq!(r.device_seqs["d"], 99);
+    assert_eq!(r.journal, vec![(8, record)]);
+    assert_eq!(
+        r.classifier,
+        vec![("anomaly".into(), "d".into(), vec![1, 2, 3])]
+    );
+    assert_eq!(store.outbox_first().unwrap(), Some((2, envelope(2))));
+    store.outbox_quarantine(2).unwrap();
+    assert_eq!(store.outbox_len(), 0);
+}
+
+/// A set gateway clock (2026-01-01).
+const T: i64 = 1_767_225_600_000;
+
+fn envelope(seq: u64) -> Vec<u8> {
+    let key = wire::BatchKey {
+        gateway: "g".into(),
+        epoch: 42,
+        seq,
+    };
+    wire::Envelope::seal(&key, 0, &wire::Body::default()).to_bytes()
+}
+
+#[test]
+fn stores_created_with_an_unset_clock_get_distinct_epochs() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, ra) = Store::open(a.path(), 10_000).unwrap();
+    let (_, rb) = Store::open(b.path(), 10_000).unwrap();
+    assert_ne!(ra.epoch, rb.epoch);
+    assert!(ra.epoch > 32_503_680_000_000 && rb.epoch > 32_503_680_000_000);
+    let (_, rc) = Store::open(tempfile::tempdir().unwrap().path(), 1_767_225_600_000).unwrap();
+    assert_eq!(rc.epoch, 1_767_225_600_000, "a set clock is the epoch");
+}
+
+#[test]
+fn corrupt_records_are_quarantined_counted_and_start_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), 42).unwrap();
+        let good = envelope(1);
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        let mut batch = sled::Batch::default();
+        chunked::insert(&mut batch, b'o', 1, &good);
+        chunked::insert(&mut batch, b'o', 2, &flipped);
+        let live = store.live();
+        live.tree.apply_batch(batch).unwrap();
+        live.tree.insert(key(b'j', 7), &b"\xff\x00"[..]).unwrap();
+        live.tree.insert(META_COUNTERS, &b"\xff"[..]).unwrap();
+        live.db.flush().unwrap();
+    }
+    let (store, r) = reopen(dir.path());
+    assert_eq!(
+        r.quarantined, 3,
+        "flipped batch, bad journal record, bad counters"
+    );
+    assert_eq!((r.outbox_len, r.journal.len()), (1, 0));
+    assert_eq!(store.outbox_first().unwrap().map(|(seq, _)| seq), Some(1));
+    assert!(
+        store.live().tree.get(key(b'q', 2)).unwrap().is_some(),
+        "batch kept aside"
+    );
+    assert!(
+        store.live().tree.get(key(b'x', 7)).unwrap().is_some(),
+        "record kept aside"
+    );
+    drop(store);
+    let (_, again) = reopen(dir.path());
+    assert_eq!(again.quarantined, 0, "quarantine is counted once");
+}
+
+/// Reopens in-process; sled's flusher may hold the file lock for a moment.
+fn reopen(dir: &Path) -> (Store, Recovered) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, 1000) {
+            Err(e) if format!("{e:?}").contains("could not acquire lock") => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+/// A store with `n` outbox batches of `size` bytes each, all but the last `keep` sent.
+fn churned_store(dir: &Path, n: u64, size: usize, keep: u64) -> Store {
+    let (store, _) = Store::open(dir, T).unwrap();
+    for seq in 1..=n {
+        let key = wire::BatchKey {
+            gateway: "g".repeat(size),
+            epoch: 42,
+            seq,
+        };
+        let bytes = wire::Envelope::seal(&key, 0, &wire::Body::default()).to_bytes();
+        store
+            .commit_batches(&BatchCommit {
+                batches: vec![(seq, bytes)],
+                next_seq: seq + 1,
+                ..BatchCommit::default()
+            })
+            .unwrap();
+        if seq + keep <= n {
+            store.outbox_remove(seq).unwrap();
+        }
+    }
+    store
+}
+
+#[test]
+fn compaction_keeps_every_record_and_gives_the_disk_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = churned_store(dir.path(), 400, 16 * 1024, 5);
+    let (first, len, bytes) = (
+        store.outbox_first().unwrap(),
+        store.outbox_len(),
+        store.outbox_bytes(),
+    );
+    let live = store.live_bytes().unwrap();
+    let done = store.compact(u64::MAX).unwrap();
+    println!("{done:?}");
+    assert_eq!(done.generation, 1);
+    assert_eq!(done.live_bytes, live);
+    assert!(
+        done.disk_after < done.disk_before / 2,
+        "a churned store should shrink: {done:?}"
+    );
+    assert!(dir.path().join("gen-1").is_dir() && !dir.path().join("db").exists());
+    // The handle keeps working on the new generation, and so does a clone.
+    let clone = store.clone();
+    assert_eq!(clone.outbox_first().unwrap(), first);
+    assert_eq!((clone.outbox_len(), clone.outbox_bytes()), (len, bytes));
+    clone.outbox_remove(first.unwrap().0).unwrap();
+    assert_eq!(store.compact(u64::MAX).unwrap().generation, 2);
+    assert!(!dir.path().join("gen-1").exists(), "generation 1 deleted");
+    drop((store, clone));
+    let (store, r) = reopen(dir.path());
+    assert_eq!((r.epoch, r.next_seq, r.outbox_len), (T as u64, 401, 4));
+    assert_eq!(store.outbox_first().unwrap().map(|(s, _)| s), Some(397));
+    assert_eq!(r.quarantined, 0, "the witness agrees with the copy");
+}
+
+#[test]
+fn a_copy_over_its_allowance_is_deleted_and_the_old_generation_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = churned_store(dir.path(), 200, 16 * 1024, 100);
+    let before = store.outbox_first().unwrap();
+    match store.compact(64 * 1024) {
+        Err(CompactError::OverAllowance { allowance }) => assert_eq!(allowance, 64 * 1024),
+        other => panic!("expected OverAllowance, got {other:?}"),
+    }
+    assert!(!dir.path().join("gen-1").exists(), "the copy is deleted");
+    assert_eq!(store.outbox_first().unwrap(), before);
+    store.outbox_remove(before.unwrap().0).unwrap();
+    drop(store);
+    let (_, r) = reopen(dir.path());
+    assert_eq!(r.outbox_len, 99);
+}
+
+#[test]
+fn start_up_deletes_a_copy_that_never_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(churned_store(dir.path(), 10, 1024, 3));
+    // A compaction killed mid-copy leaves gen-1 without the generation file.
+    std::fs::create_dir_all(dir.path().join("gen-1")).unwrap();
+    std::fs::write(dir.path().join("gen-1/db"), b"half a copy").unwrap();
+    let (store, r) = reopen(dir.path());
+    assert_eq!(r.outbox_len, 3);
+    assert!(!dir.path().join("gen-1").exists());
+    assert_eq!(store.live().generation, 0);
+}
