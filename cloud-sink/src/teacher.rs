@@ -160,20 +160,26 @@ impl Teachers {
     /// window without escalations), in body order, as `put_batch` stores them,
     /// and the wall time spent in the judged rows.
     pub fn judge_body(&self, body: &wire::Body) -> BodyJudgements {
-        let started = Instant::now();
+        let mut elapsed = Duration::ZERO;
         let per_window = body
             .windows
             .iter()
             .map(|w| {
                 w.escalations
                     .iter()
-                    .map(|e| self.judge(&w.metric, &e.features))
+                    .map(|e| {
+                        // Only the judging is timed, not the walk over windows.
+                        let started = Instant::now();
+                        let judgement = self.judge(&w.metric, &e.features);
+                        elapsed += started.elapsed();
+                        judgement
+                    })
                     .collect()
             })
             .collect();
         BodyJudgements {
             per_window,
-            elapsed: started.elapsed(),
+            elapsed,
         }
     }
 }
@@ -183,7 +189,7 @@ impl Teachers {
 pub struct BodyJudgements {
     /// Per window, per escalation, in body order.
     pub per_window: Vec<Vec<TeacherJudgement>>,
-    /// Time spent judging them all.
+    /// Time spent in [`Teachers::judge`], summed over the escalations.
     pub elapsed: Duration,
 }
 
