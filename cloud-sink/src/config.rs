@@ -1,7 +1,12 @@
 //! The sink's TOML configuration: parsing (strict, unknown keys rejected) and a
 //! second validation pass that reports every problem at once with its key path.
 //!
-//! This module only reads and checks the file; it opens no sockets and no store.
+//! This module only reads and checks the file; it opens no sockets, no store
+//! and no model (teacher models are loaded by [`crate::teacher`] at start-up).
+
+mod teachers;
+
+pub use teachers::TeacherConfig;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,6 +25,9 @@ use serde::Deserialize;
 /// [[gateways]]
 /// id = "gw-demo"
 /// token_sha256 = "<64 hex chars>"
+/// [[teachers]]
+/// series = "anomaly"
+/// path = "../models/sensor/teacher.onnx"
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +43,10 @@ pub struct SinkConfig {
     /// The gateways allowed to post batches, each with its token hash.
     #[serde(default)]
     pub gateways: Vec<GatewayConfig>,
+    /// Teacher models re-judging escalations, one per judgement series; none
+    /// by default (escalations are then stored without a teacher verdict).
+    #[serde(default)]
+    pub teachers: Vec<TeacherConfig>,
 }
 
 /// Limits applied before any parsing of untrusted input.
@@ -78,7 +90,7 @@ pub struct ConfigProblem {
 }
 
 impl ConfigProblem {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigProblem {
             path: path.into(),
             message: message.into(),
@@ -132,14 +144,19 @@ fn join_problems(problems: &[ConfigProblem]) -> String {
 const MAX_GATEWAY_ID_LEN: usize = 64;
 
 impl SinkConfig {
-    /// Reads, parses and validates the config at `path`.
+    /// Reads, parses and validates the config at `path`; teacher paths are
+    /// made relative to the file's folder (not the working directory).
     pub fn load(path: impl AsRef<Path>) -> Result<SinkConfig, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let config = SinkConfig::parse(path, &text)?;
+        let mut config = SinkConfig::parse(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for t in &mut config.teachers {
+            t.resolve_paths(base);
+        }
         config.validate().map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,
@@ -221,6 +238,8 @@ impl SinkConfig {
             }
         }
 
+        teachers::check(&self.teachers, &mut problems);
+
         if problems.is_empty() {
             Ok(())
         } else {
@@ -261,121 +280,4 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HASH: &str = "2e9e6e4d3bd1cd4a3ec5a3cd2a61a5a2eaf3e6b4c5f9d6f0b6c1b2c3d4e5f607";
-
-    fn good() -> SinkConfig {
-        SinkConfig {
-            listen: "127.0.0.1:0".into(),
-            data_dir: "var/x".into(),
-            limits: Limits::default(),
-            gateways: vec![GatewayConfig {
-                id: "gw-1".into(),
-                token_sha256: HASH.into(),
-            }],
-        }
-    }
-
-    fn paths(problems: &[ConfigProblem]) -> Vec<&str> {
-        problems.iter().map(|p| p.path.as_str()).collect()
-    }
-
-    #[test]
-    fn good_config_validates() {
-        assert_eq!(good().validate(), Ok(()));
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_path() {
-        let mut c = good();
-        c.listen = "localhost".into();
-        c.data_dir = PathBuf::new();
-        c.limits.max_body_bytes = 0;
-        c.gateways.push(GatewayConfig {
-            id: "gw-1".into(),
-            token_sha256: "abc".into(),
-        });
-        c.gateways.push(GatewayConfig {
-            id: "bad id!".into(),
-            token_sha256: "g".repeat(64),
-        });
-        c.gateways.push(GatewayConfig {
-            id: String::new(),
-            token_sha256: HASH.into(),
-        });
-        let problems = c.validate().unwrap_err();
-        assert_eq!(
-            paths(&problems),
-            [
-                "listen",
-                "data_dir",
-                "limits.max_body_bytes",
-                "gateways[1].id",
-                "gateways[1].token_sha256",
-                "gateways[2].id",
-                "gateways[2].token_sha256",
-                "gateways[3].id",
-            ]
-        );
-        assert!(problems[3].message.contains("duplicate"));
-        assert!(problems[4].message.contains("64 hex"));
-        assert_eq!(
-            problems[4].to_string(),
-            "gateways[1].token_sha256: expected 64 hex characters (the SHA-256 of the token)"
-        );
-    }
-
-    #[test]
-    fn no_gateways_and_oversize_limit_are_problems() {
-        let mut c = good();
-        c.gateways.clear();
-        c.limits.max_body_bytes = wire::MAX_ENVELOPE_BYTES + 1;
-        let problems = c.validate().unwrap_err();
-        assert_eq!(paths(&problems), ["limits.max_body_bytes", "gateways"]);
-    }
-
-    #[test]
-    fn gateway_id_rules() {
-        assert!(is_valid_gateway_id("gw-01.a_b"));
-        assert!(is_valid_gateway_id(&"a".repeat(64)));
-        assert!(!is_valid_gateway_id(&"a".repeat(65)));
-        assert!(!is_valid_gateway_id(""));
-        assert!(!is_valid_gateway_id("gw/1"));
-        assert!(!is_valid_gateway_id("gw 1"));
-    }
-
-    #[test]
-    fn parse_applies_defaults_and_rejects_unknown_keys() {
-        let text = format!(
-            "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n[[gateways]]\nid = \"g\"\ntoken_sha256 = \"{HASH}\"\n"
-        );
-        let c = SinkConfig::parse(Path::new("x.toml"), &text).unwrap();
-        assert_eq!(c.limits.max_body_bytes, wire::MAX_ENVELOPE_BYTES);
-        assert_eq!(c.validate(), Ok(()));
-
-        let bad = format!("{text}colour = \"red\"\n");
-        match SinkConfig::parse(Path::new("x.toml"), &bad).unwrap_err() {
-            ConfigError::Parse { line, message, .. } => {
-                assert_eq!(line, 6);
-                assert!(message.contains("colour"), "{message}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-
-        let typo = "listen = \"a\"\ndata_dir = \"d\"\n[limits]\nmax_body = 3\n";
-        match SinkConfig::parse(Path::new("x.toml"), typo).unwrap_err() {
-            ConfigError::Parse { line, .. } => assert_eq!(line, 4),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn sha256_hex_parsing() {
-        assert!(parse_sha256_hex(HASH).is_some());
-        assert!(parse_sha256_hex(&HASH.to_uppercase()).is_some());
-        assert!(parse_sha256_hex(&HASH[1..]).is_none());
-        assert!(parse_sha256_hex(&"z".repeat(64)).is_none());
-    }
-}
+mod tests;

@@ -23,12 +23,24 @@
 //! * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` —
 //!   `{"windows":[{"gateway","epoch","seq", ..every WindowSummary field..}],"truncated":bool}`,
 //!   ordered by gateway, device, metric, start_ms; `from` inclusive, `to` exclusive.
+//! * `GET /v1/escalations?gateway=&device=&limit=` — `{"escalations":[{"gateway",
+//!   "epoch","seq","device","series","window_start_ms","escalation":{ts_ms,alarm,
+//!   score,confidence,features},"teacher":{score,threshold,alarm}|null,
+//!   "teacher_skipped"?:reason}],"truncated":bool}`: the gateway's verdict and
+//!   the teacher's (judged once, when the batch was stored).
+//! * `GET /v1/escalations/agreement?gateway=&device=&series=&buckets=&to=` —
+//!   `{"range":[0,to],"overall":A,"by_series":{S:A}}`, A = totals, agree /
+//!   disagree, the 2×2 local-vs-teacher table, per confidence bucket counts
+//!   and agreement rate (see [`agreement`]).
 
+pub mod agreement;
 pub mod auth;
+pub mod calibrate;
 pub mod config;
 pub mod http;
 pub mod stats;
 pub mod store;
+pub mod teacher;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,8 +49,12 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use config::{ConfigError, ConfigProblem, GatewayConfig, Limits, SinkConfig};
-pub use store::{EmbeddedStore, GatewayInfo, PutOutcome, SeriesQuery, StoreError, StoredWindow};
+pub use config::{ConfigError, ConfigProblem, GatewayConfig, Limits, SinkConfig, TeacherConfig};
+pub use store::{
+    EmbeddedStore, GatewayInfo, PutOutcome, SeriesQuery, StoreError, StoredEscalation,
+    StoredWindow, TeacherJudgement, TeacherSkip, TeacherVerdict,
+};
+pub use teacher::{TeacherError, Teachers};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +69,9 @@ pub enum ServerError {
         #[source]
         source: StoreError,
     },
+    /// A teacher model or its sidecar could not be loaded.
+    #[error("teacher model")]
+    Teacher(#[from] TeacherError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -77,8 +96,13 @@ pub struct Server {
 
 impl Server {
     /// Validates `config`, opens the store in `data_dir` and binds `listen`.
+    /// Teacher models are loaded first: a missing or wrong one stops start-up.
     pub async fn bind(config: &SinkConfig) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
+        let teacher_configs = config.teachers.clone();
+        let teachers = tokio::task::spawn_blocking(move || Teachers::load(&teacher_configs))
+            .await
+            .map_err(std::io::Error::other)??;
         let data_dir = config.data_dir.clone();
         let dir = data_dir.clone();
         let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
@@ -101,6 +125,8 @@ impl Server {
             tokens: Arc::new(auth::TokenTable::new(&config.gateways)),
             stats: Arc::new(stats::IngestStats::default()),
             max_body_bytes: config.limits.max_body_bytes,
+            teachers: Arc::new(teachers),
+            teacher_stats: Arc::new(stats::TeacherStats::default()),
         };
         Ok(Server {
             listener,

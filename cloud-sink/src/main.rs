@@ -1,7 +1,8 @@
 //! The `cloud-sink` binary: CLI parsing, logging setup, signal handling.
 //!
 //! All behaviour lives in the library; this file only turns arguments into
-//! calls and errors into exit codes (anyhow is used here and nowhere else).
+//! calls and errors into exit codes (anyhow is used here and in the
+//! `calibrate` command's printer, nowhere in the library).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use cloud_sink::{ConfigError, Server, SinkConfig};
+use cloud_sink::{ConfigError, Server, SinkConfig, Teachers};
+
+mod calibrate_cli;
 use tracing_subscriber::EnvFilter;
 
 const ABOUT: &str =
@@ -32,6 +35,11 @@ HTTP endpoints:
   GET  /v1/series?gateway=&device=&metric=&from=&to=&limit=
                      stored windows, ordered by series and start time
                      (from inclusive, to exclusive, ms since the Unix epoch)
+  GET  /v1/escalations?gateway=&device=&limit=
+                     rows the gateways' models were unsure of: the gateway's
+                     verdict and the teacher's (`[[teachers]]`, judged at ingest)
+  GET  /v1/escalations/agreement?gateway=&device=&series=&buckets=&to=
+                     local vs. teacher: totals, 2x2 table, per confidence bucket
 
 On start it prints one line to stdout: `cloud-sink listening on http://ADDR`.
 Logs go to stderr; set the level with RUST_LOG (default: info).
@@ -41,6 +49,7 @@ const EXAMPLES: &str = "\
 Examples:
   cloud-sink --config configs/cloud-sink.example.toml
   cloud-sink check-config configs/cloud-sink.example.toml
+  cloud-sink calibrate --data var/cloud-sink --min-agreement 0.99
   curl -s 'http://127.0.0.1:8080/v1/series?gateway=gw-demo&device=pump-1&from=0'
   printf '%s' \"$TOKEN\" | sha256sum     # the token_sha256 to put in the config";
 
@@ -70,12 +79,72 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Suggest each series' `escalate_below` from the teacher's verdicts (offline).
+    #[command(long_about = CALIBRATE_ABOUT)]
+    Calibrate(CalibrateArgs),
+}
+
+const CALIBRATE_ABOUT: &str = "\
+Suggest, per judgement series, the gateway router's `escalate_below` from the
+escalations stored in a sink's data directory and their teacher verdicts.
+
+The suggestion is the LOWEST confidence t among the judged escalations such that
+the rows with local confidence >= t agree with the teacher at least
+--min-agreement of the time (and there are at least --min-rows of them). Rows
+that confident could then be decided on the gateway; rows below t stay
+escalated. Set it as `escalate_below` of that series' [[models.sensor]] in the
+agent config. It prints the numbers behind each suggestion: rows at or above t
+and below it, their agreement, and the 95% (Wilson) lower bound of the upper
+agreement.
+
+What it cannot know: rows at or above the gateway's CURRENT escalate_below are
+never escalated, so the sink has no teacher verdict for them. It can only
+suggest lowering the threshold, never raising it, and it assumes those rows
+agree at least as well as the most confident escalated ones. Escalations are a
+budgeted sample (escalations_per_device_hour), not every unsure row.
+
+It reads the store directly (exact, every row, no token needed, and no load
+on a serving sink), so the sink must be stopped: the store allows one process
+at a time. Run it on a stopped sink or on a copy of a stopped sink's directory.";
+
+/// `cloud-sink calibrate`.
+#[derive(Debug, clap::Args)]
+struct CalibrateArgs {
+    /// The sink's data directory (`data_dir` of its config); the sink must be stopped.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Agreement the rows decided locally must reach, in (0, 1].
+    #[arg(long, default_value_t = 0.99, value_parser = parse_rate)]
+    min_agreement: f64,
+    /// Fewest judged rows at or above a suggested threshold.
+    #[arg(long, default_value_t = 30)]
+    min_rows: u64,
+    /// Only this gateway's escalations.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("expected a rate in (0, 1], got {s:?}")),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Calibrate(args)) => match calibrate_cli::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         None => {
             let Some(config) = cli.config else {
                 Cli::command()
@@ -96,13 +165,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cloud-sink check-config FILE`: prints `ok: FILE` or every problem.
+/// `cloud-sink check-config FILE`: prints `ok: FILE` or every problem; also
+/// loads the teacher models, so a missing or wrong one shows here.
 fn check_config(file: &Path) -> ExitCode {
     match SinkConfig::load(file) {
-        Ok(_) => {
-            println!("ok: {}", file.display());
-            ExitCode::SUCCESS
-        }
+        Ok(config) => match Teachers::load(&config.teachers) {
+            Ok(teachers) => {
+                for (series, width) in teachers.series() {
+                    println!("teacher for series {series:?}: {width} features");
+                }
+                println!("ok: {}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {:#}", file.display(), anyhow::Error::from(e));
+                ExitCode::FAILURE
+            }
+        },
         Err(ConfigError::Invalid { path, problems }) => {
             eprintln!("{}: {} problem(s):", path.display(), problems.len());
             for p in &problems {

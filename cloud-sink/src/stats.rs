@@ -1,11 +1,14 @@
-//! In-memory counters of every ingest outcome and rejection reason, shown in
-//! `GET /v1/health`.
+//! In-memory counters of every ingest outcome and rejection reason, and of
+//! the teacher's outcomes on stored escalations, shown in `GET /v1/health`.
 //!
 //! They restart at zero with the process; durable per-gateway totals live in
 //! the store. This module does no I/O.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::store::{TeacherJudgement, TeacherSkip};
 
 /// One counter per outcome of `POST /v1/batches`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +85,91 @@ impl IngestStats {
     }
 }
 
+/// Counters of the teacher's work on the escalations of stored batches
+/// (duplicates are not judged again, so they count nothing here).
+#[derive(Debug, Default)]
+pub struct TeacherStats {
+    judged: AtomicU64,
+    agree: AtomicU64,
+    disagree: AtomicU64,
+    skipped: [AtomicU64; TeacherSkip::ALL.len()],
+    judge_ns: AtomicU64,
+}
+
+impl TeacherStats {
+    /// Counts one stored escalation's judgement against its local verdict.
+    pub fn record(&self, judgement: &TeacherJudgement, local_alarm: bool) {
+        match judgement {
+            TeacherJudgement::Judged(v) => {
+                self.judged.fetch_add(1, Ordering::Relaxed);
+                let cell = if v.alarm == local_alarm {
+                    &self.agree
+                } else {
+                    &self.disagree
+                };
+                cell.fetch_add(1, Ordering::Relaxed);
+            }
+            TeacherJudgement::Skipped(why) => {
+                self.skipped[*why as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Adds time spent in teacher models.
+    pub fn record_time(&self, spent: Duration) {
+        let ns = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+        self.judge_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// `judged`, `agree`, `disagree`, each skip reason as `skipped_<reason>`,
+    /// `judge_us_total` and `judge_us_mean` (0 before the first judgement).
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let judged = self.judged.load(Ordering::Relaxed);
+        let us = self.judge_ns.load(Ordering::Relaxed) / 1000;
+        let mut out = BTreeMap::new();
+        out.insert("judged".to_owned(), judged);
+        out.insert("agree".to_owned(), self.agree.load(Ordering::Relaxed));
+        out.insert("disagree".to_owned(), self.disagree.load(Ordering::Relaxed));
+        for why in TeacherSkip::ALL {
+            let n = self.skipped[why as usize].load(Ordering::Relaxed);
+            out.insert(format!("skipped_{}", why.as_str()), n);
+        }
+        out.insert("judge_us_total".to_owned(), us);
+        out.insert(
+            "judge_us_mean".to_owned(),
+            us.checked_div(judged).unwrap_or(0),
+        );
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TeacherVerdict;
+
+    #[test]
+    fn teacher_outcomes_are_counted_by_kind() {
+        let s = TeacherStats::default();
+        let verdict = |alarm| {
+            TeacherJudgement::Judged(TeacherVerdict {
+                score: 3.0,
+                threshold: 2.4,
+                alarm,
+            })
+        };
+        s.record(&verdict(true), true);
+        s.record(&verdict(true), false);
+        s.record(&verdict(false), false);
+        s.record(&TeacherJudgement::Skipped(TeacherSkip::Width), true);
+        s.record_time(Duration::from_micros(30));
+        let snap = s.snapshot();
+        assert_eq!(snap["judged"], 3);
+        assert_eq!((snap["agree"], snap["disagree"]), (2, 1));
+        assert_eq!(snap["skipped_width"], 1);
+        assert_eq!(snap["skipped_no_teacher"], 0);
+        assert_eq!((snap["judge_us_total"], snap["judge_us_mean"]), (30, 10));
+    }
 
     #[test]
     fn counts_each_outcome_separately() {

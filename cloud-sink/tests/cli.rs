@@ -90,9 +90,10 @@ fn check_config_accepts_the_example() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The teacher models are loaded too, and named.
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("ok: {path}\n")
+        format!("teacher for series \"anomaly\": 24 features\nok: {path}\n")
     );
 }
 

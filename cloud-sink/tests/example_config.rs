@@ -1,10 +1,11 @@
-//! Parses and validates the shipped example config, and checks the demo token
-//! it documents really matches its hash. Nothing is started.
+//! Parses and validates the shipped example config, checks the demo token it
+//! documents really matches its hash, and loads its teacher models. Nothing is
+//! started.
 
 use std::path::PathBuf;
 
 use cloud_sink::auth::TokenTable;
-use cloud_sink::SinkConfig;
+use cloud_sink::{SinkConfig, Teachers};
 
 fn example_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/cloud-sink.example.toml")
@@ -29,4 +30,14 @@ fn example_demo_token_authenticates_as_gw_demo() {
         Ok("gw-demo")
     );
     assert!(tokens.authenticate(Some("Bearer demo-token2")).is_err());
+}
+
+#[test]
+fn example_teachers_load_from_the_config_folder() {
+    let config = SinkConfig::load(example_path()).unwrap();
+    assert_eq!(config.teachers.len(), 1);
+    assert_eq!(config.teachers[0].series, "anomaly");
+    let teachers = Teachers::load(&config.teachers).expect("example teachers load");
+    let series: Vec<_> = teachers.series().collect();
+    assert_eq!(series, [("anomaly", 24)]);
 }

@@ -39,6 +39,7 @@ impl Running {
                     token_sha256: token_sha256_hex("token-b"),
                 },
             ],
+            teachers: Vec::new(),
         };
         let server = Server::bind(&config).await.expect("server binds");
         let base = format!("http://{}", server.local_addr());
@@ -479,6 +480,9 @@ async fn escalations_are_stored_once_and_listed_by_device() {
     assert_eq!(first["escalation"]["ts_ms"], 10);
     assert_eq!(first["escalation"]["alarm"], true);
     assert_eq!(first["escalation"]["features"], json!([0.5, -1.25, 3.0]));
+    // No teacher configured here: stored without a verdict, saying why.
+    assert_eq!(first["teacher"], Value::Null);
+    assert_eq!(first["teacher_skipped"], "no_teacher");
     assert_eq!(
         (first["epoch"].as_u64(), first["seq"].as_u64()),
         (Some(1), Some(1))

@@ -98,4 +98,17 @@ fn demo_shows_batches_quickly_and_verifies_the_replay() {
         numbers.len() >= 2 && numbers[0] > 0 && numbers[0] * 50 < numbers[1],
         "{escalations}"
     );
+    // The sink's float teacher re-judged every one of them.
+    let teacher = transcript
+        .lines()
+        .find(|l| l.contains("the float teacher re-judged"))
+        .unwrap_or_else(|| panic!("no teacher line:\n{transcript}"));
+    let judged: Vec<u64> = teacher
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        judged.len() >= 2 && judged[0] == numbers[0] && judged[1] <= judged[0],
+        "{teacher} vs {escalations}"
+    );
 }

@@ -4,7 +4,8 @@
 //! outbox (inside its judgement window). Once the sink is back, everything is
 //! delivered and each escalation is stored exactly once: `/v1/escalations` lists
 //! exactly the escalations inside the stored windows, none twice, none over the
-//! per-device hourly budget.
+//! per-device hourly budget. The sink's teacher judged every one of them, and
+//! its agreement statistics and counters match the listed verdicts.
 
 mod common;
 
@@ -86,6 +87,7 @@ async fn escalations_wait_for_the_sink_and_arrive_exactly_once() {
 
     // Exactly once, and the same in both views.
     let mut seen = BTreeSet::new();
+    let mut agree = 0;
     let mut per_hour: BTreeMap<(String, i64), i64> = BTreeMap::new();
     for e in &listed {
         let device = e["device"].as_str().unwrap().to_owned();
@@ -99,6 +101,18 @@ async fn escalations_wait_for_the_sink_and_arrive_exactly_once() {
             .or_default() += 1;
         assert_eq!(e["escalation"]["features"].as_array().unwrap().len(), 24);
         assert!(e["escalation"]["confidence"].as_f64().unwrap() < 0.3);
+        // The sink's teacher judged every one, once, at ingest.
+        let teacher = &e["teacher"];
+        let score = teacher["score"].as_f64();
+        assert!(score.is_some_and(f64::is_finite), "no teacher verdict: {e}");
+        assert_eq!(
+            teacher["alarm"].as_bool(),
+            score.map(|s| s > teacher["threshold"].as_f64().unwrap()),
+            "{e}"
+        );
+        if teacher["alarm"] == e["escalation"]["alarm"] {
+            agree += 1;
+        }
     }
     let in_windows: BTreeSet<(String, i64)> = windows
         .iter()
@@ -118,5 +132,31 @@ async fn escalations_wait_for_the_sink_and_arrive_exactly_once() {
         "{} escalations stored once ({} device-hours), {over} unsure rows over budget",
         listed.len(),
         per_hour.len()
+    );
+
+    // The agreement endpoint and the sink's counters say the same.
+    let stats: serde_json::Value = reqwest::get(format!("{}/v1/escalations/agreement", sink.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let overall = &stats["overall"];
+    assert_eq!(overall["judged"], listed.len() as u64, "{stats}");
+    assert_eq!(overall["agree"], agree, "{stats}");
+    let health: serde_json::Value = reqwest::get(format!("{}/v1/health", sink.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let teacher = &health["teacher"];
+    assert_eq!(teacher["judged"], listed.len() as u64, "{health}");
+    println!(
+        "teacher agreed with the gateway on {agree} of {} escalations; table {}; \
+         teacher time {} µs per escalation (mean)",
+        listed.len(),
+        overall["table"],
+        teacher["judge_us_mean"]
     );
 }

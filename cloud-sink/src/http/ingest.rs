@@ -1,4 +1,5 @@
-//! `POST /v1/batches`: authenticate, size-check, inflate, open, authorize, store once.
+//! `POST /v1/batches`: authenticate, size-check, inflate, open, authorize,
+//! let the teacher judge the escalations, store once.
 //!
 //! Check order is cheapest-first and nothing untrusted is decoded before the
 //! caller is authenticated and the size is known to be within the limit.
@@ -161,18 +162,32 @@ async fn ingest(
 
     let received_ms = now_ms();
     let store = state.store.clone();
+    let teachers = state.teachers.clone();
     let env_for_store = env.clone();
-    let outcome = blocking(move || store.put_batch(&env_for_store, &body, received_ms))
-        .await
+    // The teacher judges before the store's writer lock is taken; only the
+    // first stored copy of a batch keeps (and counts) its judgements.
+    let outcome = blocking(move || {
+        let judged = teachers.judge_body(&body);
+        let outcome = store.put_batch(&env_for_store, &body, &judged.per_window, received_ms)?;
+        let locals = body.windows.iter().flat_map(|w| &w.escalations);
+        let pairs: Vec<_> = judged.iter().copied().zip(locals.map(|e| e.alarm)).collect();
+        Ok::<_, crate::store::StoreError>((outcome, pairs, judged.elapsed))
+    })
+    .await
         .map_err(|e| {
             tracing::warn!(gateway = %env.gateway, epoch = env.epoch, seq = env.seq, error = %e.message, "store failed");
             (Outcome::StoreError, e)
         })?;
 
+    let (outcome, judgements, judge_time) = outcome;
     let (gateway, epoch, seq) = (&env.gateway, env.epoch, env.seq);
     let response = match outcome {
         PutOutcome::Stored => {
             state.stats.record(Outcome::Stored);
+            for (judgement, local_alarm) in &judgements {
+                state.teacher_stats.record(judgement, *local_alarm);
+            }
+            state.teacher_stats.record_time(judge_time);
             tracing::debug!(%gateway, epoch, seq, "stored batch");
             let body = json!({"status": "stored", "gateway": gateway, "epoch": epoch, "seq": seq});
             (StatusCode::OK, Json(body)).into_response()

@@ -15,8 +15,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::auth::TokenTable;
-use crate::stats::IngestStats;
+use crate::stats::{IngestStats, TeacherStats};
 use crate::store::EmbeddedStore;
+use crate::teacher::Teachers;
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -29,6 +30,10 @@ pub struct AppState {
     pub stats: Arc<IngestStats>,
     /// Largest accepted batch body, in bytes.
     pub max_body_bytes: usize,
+    /// The teacher models re-judging escalations at ingest.
+    pub teachers: Arc<Teachers>,
+    /// Teacher outcome counters shown in `/v1/health`.
+    pub teacher_stats: Arc<TeacherStats>,
 }
 
 /// Builds the router:
@@ -37,7 +42,10 @@ pub struct AppState {
 /// * `GET /v1/health` — liveness, version and ingest counters;
 /// * `GET /v1/gateways` — per-gateway totals;
 /// * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` — stored windows;
-/// * `GET /v1/escalations?gateway=&device=&limit=` — escalated rows.
+/// * `GET /v1/escalations?gateway=&device=&limit=` — escalated rows with
+///   the gateway's and the teacher's verdicts;
+/// * `GET /v1/escalations/agreement?gateway=&device=&series=&buckets=&to=` —
+///   local-vs-teacher agreement statistics.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
@@ -49,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/gateways", get(query::gateways))
         .route("/v1/series", get(query::series))
         .route("/v1/escalations", get(query::escalations))
+        .route("/v1/escalations/agreement", get(query::agreement))
         .with_state(state)
 }
 

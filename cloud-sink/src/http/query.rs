@@ -1,4 +1,5 @@
-//! The read endpoints: `/v1/health`, `/v1/gateways`, `/v1/series`, `/v1/escalations`.
+//! The read endpoints: `/v1/health`, `/v1/gateways`, `/v1/series`,
+//! `/v1/escalations` and `/v1/escalations/agreement`.
 //!
 //! They only read; ingest is in `ingest.rs`. Query parameters are parsed by
 //! hand so a bad one gets a 400 naming the parameter and what was expected.
@@ -11,17 +12,19 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{blocking, ApiError, AppState};
+use crate::agreement;
 use crate::store::{EscalationQuery, SeriesQuery, DEFAULT_SERIES_LIMIT};
 
 /// Largest `limit` a series query may ask for.
 pub const MAX_SERIES_LIMIT: usize = 1_000_000;
 
-/// `GET /v1/health` → `{"status":"ok","version":..,"counters":{..}}`.
+/// `GET /v1/health` → `{"status":"ok","version":..,"counters":{..},"teacher":{..}}`.
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "counters": state.stats.snapshot(),
+        "teacher": state.teacher_stats.snapshot(),
     }))
 }
 
@@ -96,6 +99,65 @@ pub(crate) async fn escalations(
     let truncated = list.len() > limit;
     list.truncate(limit);
     Ok(Json(json!({ "escalations": list, "truncated": truncated })))
+}
+
+/// Raw `/v1/escalations/agreement` parameters; empty values mean "not given".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgreementParams {
+    gateway: Option<String>,
+    device: Option<String>,
+    series: Option<String>,
+    buckets: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /v1/escalations/agreement` → `{"range":[0,to],"overall":{..},
+/// "by_series":{S:{..}}}`: how often the gateway's verdict on an escalated
+/// row matched the teacher's, as totals, a 2×2 table and per bucket of local
+/// confidence (`buckets` of them over `[0, to]`; `to` defaults to the largest
+/// confidence seen).
+pub(crate) async fn agreement(
+    State(state): State<AppState>,
+    params: Result<Query<AgreementParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| bad_query(&e, "gateway, device, series, buckets, to"))?;
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let buckets = match given(p.buckets) {
+        None => agreement::DEFAULT_BUCKETS,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=agreement::MAX_BUCKETS).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "buckets: expected an integer from 1 to {}, got {s:?}",
+                    agreement::MAX_BUCKETS
+                ))
+            })?,
+    };
+    let to = given(p.to)
+        .map(|s| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|t| *t > 0.0 && *t <= 1.0)
+                .ok_or_else(|| bad(format!("to: expected a confidence in (0, 1], got {s:?}")))
+        })
+        .transpose()?;
+    let (gateway, device, series) = (given(p.gateway), given(p.device), given(p.series));
+    let store = state.store.clone();
+    let rows = blocking(move || {
+        let mut rows = Vec::new();
+        store.for_each_escalation(gateway.as_deref(), device.as_deref(), |e| {
+            if series.as_deref().is_none_or(|s| s == e.series) {
+                rows.push(agreement::Row::from(&e));
+            }
+        })?;
+        Ok::<_, crate::store::StoreError>(rows)
+    })
+    .await?;
+    Ok(Json(json!(agreement::report(&rows, buckets, to))))
 }
 
 /// A 400 for parameters that do not parse, naming the allowed ones.

@@ -16,7 +16,7 @@ use wire::{BatchKey, Body, CodecError, Envelope};
 use records::WindowRecord;
 pub use records::{
     BatchRecord, EscalationQuery, GatewayInfo, PutOutcome, SeriesQuery, StoredEscalation,
-    StoredWindow, DEFAULT_SERIES_LIMIT,
+    StoredWindow, TeacherJudgement, TeacherSkip, TeacherVerdict, DEFAULT_SERIES_LIMIT,
 };
 
 /// Largest value the store will decode (its own values are far smaller).
@@ -65,8 +65,14 @@ impl EmbeddedStore {
 
     /// Stores a verified batch once.
     ///
-    /// * key absent → writes the batch record, every window and the gateway's
-    ///   updated totals in ONE atomic `apply_batch`, flushes, returns `Stored`;
+    /// `teacher[w][e]` is the teacher's judgement of escalation `e` of window
+    /// `w` (judged by the caller before the call, so no model runs under the
+    /// writer lock); a missing entry is stored as `no_teacher`. A duplicate
+    /// discards them: the first stored judgement is the only one.
+    ///
+    /// * key absent → writes the batch record, every window, every escalation
+    ///   with its teacher judgement and the gateway's updated totals in ONE
+    ///   atomic `apply_batch`, flushes, returns `Stored`;
     /// * key present, same body hash → writes nothing, returns `Duplicate`;
     /// * key present, other hash → writes nothing, returns `Conflict`.
     ///
@@ -78,6 +84,7 @@ impl EmbeddedStore {
         &self,
         env: &Envelope,
         body: &Body,
+        teacher: &[Vec<TeacherJudgement>],
         received_ms: i64,
     ) -> Result<PutOutcome, StoreError> {
         let key = env.key();
@@ -97,7 +104,7 @@ impl EmbeddedStore {
                 self.db.flush()?;
                 return Ok(PutOutcome::Duplicate);
             }
-            let batch = self.build_batch(&key, env, body, &hash, received_ms)?;
+            let batch = self.build_batch(&key, env, body, teacher, &hash, received_ms)?;
             self.db.apply_batch(batch)?;
         }
         self.db.flush()?;
@@ -110,6 +117,7 @@ impl EmbeddedStore {
         key: &BatchKey,
         env: &Envelope,
         body: &Body,
+        teacher: &[Vec<TeacherJudgement>],
         hash: &str,
         received_ms: i64,
     ) -> Result<sled::Batch, StoreError> {
@@ -123,7 +131,12 @@ impl EmbeddedStore {
         };
         batch.insert(keys::batch(key), wire::encode(&record));
 
-        for (index, w) in body.windows.iter().enumerate() {
+        for ((index, w), judged) in body
+            .windows
+            .iter()
+            .enumerate()
+            .zip(teacher.iter().map(Some).chain(std::iter::repeat(None)))
+        {
             // An envelope is capped at a few MB, so the index fits in u32.
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let wkey = keys::window(key, &w.device, &w.metric, w.start_ms, index);
@@ -135,6 +148,12 @@ impl EmbeddedStore {
             };
             batch.insert(wkey, wire::encode(&value));
             for (e_index, e) in w.escalations.iter().enumerate() {
+                let judgement = judged.and_then(|j| j.get(e_index)).copied();
+                let (teacher, teacher_skipped) = match judgement {
+                    Some(TeacherJudgement::Judged(v)) => (Some(v), None),
+                    Some(TeacherJudgement::Skipped(why)) => (None, Some(why)),
+                    None => (None, Some(TeacherSkip::NoTeacher)),
+                };
                 let e_index = u32::try_from(e_index).unwrap_or(u32::MAX);
                 let ekey = keys::escalation(key, &w.device, e.ts_ms, index, e_index);
                 let record = StoredEscalation {
@@ -145,6 +164,8 @@ impl EmbeddedStore {
                     series: w.metric.clone(),
                     window_start_ms: w.start_ms,
                     escalation: e.clone(),
+                    teacher,
+                    teacher_skipped,
                 };
                 batch.insert(ekey, wire::encode(&record));
             }
@@ -234,6 +255,26 @@ impl EmbeddedStore {
             }
         }
         Ok(out)
+    }
+
+    /// Calls `f` on every escalation under the (gateway, device) filters, in
+    /// key order, without collecting them (for statistics over all of them).
+    pub fn for_each_escalation(
+        &self,
+        gateway: Option<&str>,
+        device: Option<&str>,
+        mut f: impl FnMut(StoredEscalation),
+    ) -> Result<(), StoreError> {
+        // A device filter without a gateway is not part of the key prefix.
+        let prefix = keys::escalation_prefix(gateway, device.filter(|_| gateway.is_some()));
+        for item in self.db.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let e: StoredEscalation = decode(&k, &v)?;
+            if device.is_none_or(|d| d == e.device) {
+                f(e);
+            }
+        }
+        Ok(())
     }
 
     /// Flushes everything written so far to disk.

@@ -1,5 +1,5 @@
 //! The values the store keeps and returns: batch records, per-gateway totals,
-//! stored windows, and the series query.
+//! stored windows, escalations with their teacher verdicts, and the queries.
 //!
 //! Plain data only: encoding happens in `store/mod.rs` via `wire::encode`.
 
@@ -112,6 +112,66 @@ pub struct StoredEscalation {
     /// Start of that window (ms since the Unix epoch).
     pub window_start_ms: i64,
     pub escalation: Escalation,
+    /// The sink's teacher verdict on `escalation.features`, judged once when
+    /// the batch was stored; `None` when it was not judged (see `teacher_skipped`).
+    #[serde(default)]
+    pub teacher: Option<TeacherVerdict>,
+    /// Why there is no teacher verdict (`None` when there is one, and on
+    /// records stored before the sink had teachers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_skipped: Option<TeacherSkip>,
+}
+
+/// The teacher's verdict on one escalated row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TeacherVerdict {
+    /// The teacher model's raw score.
+    pub score: f64,
+    /// The teacher's per-row threshold (its sidecar's `rule.absolute`).
+    pub threshold: f64,
+    /// `score > threshold`.
+    pub alarm: bool,
+}
+
+/// Why an escalation was stored without a teacher verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherSkip {
+    /// No teacher is configured for the escalation's series.
+    NoTeacher,
+    /// The row's feature count is not the teacher's input width.
+    Width,
+    /// A feature is NaN or infinite.
+    NotFinite,
+    /// The model failed or gave a non-finite score (logged).
+    ModelError,
+}
+
+impl TeacherSkip {
+    /// Every reason, in the order shown.
+    pub const ALL: [TeacherSkip; 4] = [
+        TeacherSkip::NoTeacher,
+        TeacherSkip::Width,
+        TeacherSkip::NotFinite,
+        TeacherSkip::ModelError,
+    ];
+
+    /// Stable name (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeacherSkip::NoTeacher => "no_teacher",
+            TeacherSkip::Width => "width",
+            TeacherSkip::NotFinite => "not_finite",
+            TeacherSkip::ModelError => "model_error",
+        }
+    }
+}
+
+/// What the teacher made of one escalation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TeacherJudgement {
+    Judged(TeacherVerdict),
+    Skipped(TeacherSkip),
 }
 
 /// Which escalations a query returns (optional filters, oldest first per device).

@@ -55,17 +55,17 @@ fn stores_once_detects_duplicates_and_conflicts() {
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let (env, body) = seal("gw", 1, 1, vec![window("d", "m", 0, 1.0)], 3);
     assert_eq!(
-        store.put_batch(&env, &body, 10).unwrap(),
+        store.put_batch(&env, &body, &[], 10).unwrap(),
         PutOutcome::Stored
     );
     assert_eq!(
-        store.put_batch(&env, &body, 11).unwrap(),
+        store.put_batch(&env, &body, &[], 11).unwrap(),
         PutOutcome::Duplicate
     );
 
     let (other, other_body) = seal("gw", 1, 1, vec![window("d", "m", 0, 2.0)], 0);
     assert_eq!(
-        store.put_batch(&other, &other_body, 12).unwrap(),
+        store.put_batch(&other, &other_body, &[], 12).unwrap(),
         PutOutcome::Conflict {
             stored_hash: env.body_hash_hex()
         }
@@ -94,8 +94,8 @@ fn same_window_in_two_batches_is_visible_twice() {
     let w = window("d", "m", 0, 1.0);
     let (a, ab) = seal("gw", 1, 1, vec![w.clone()], 0);
     let (b, bb) = seal("gw", 1, 2, vec![w.clone(), w], 0);
-    store.put_batch(&a, &ab, 1).unwrap();
-    store.put_batch(&b, &bb, 2).unwrap();
+    store.put_batch(&a, &ab, &[], 1).unwrap();
+    store.put_batch(&b, &bb, &[], 2).unwrap();
     let all = store.series(&SeriesQuery::default()).unwrap();
     let keys: Vec<_> = all.iter().map(|w| (w.epoch, w.seq)).collect();
     assert_eq!(keys, [(1, 1), (1, 2), (1, 2)]);
@@ -128,8 +128,8 @@ fn series_orders_and_filters() {
         0,
     );
     let (b, bb) = seal("gw-a", 7, 1, vec![window("d1", "m", 1000, 1.0)], 0);
-    store.put_batch(&a, &ab, 1).unwrap();
-    store.put_batch(&b, &bb, 2).unwrap();
+    store.put_batch(&a, &ab, &[], 1).unwrap();
+    store.put_batch(&b, &bb, &[], 2).unwrap();
 
     let got = |q: SeriesQuery| -> Vec<(String, String, String, i64)> {
         store
@@ -230,11 +230,14 @@ fn data_and_idempotency_survive_reopen() {
     let (env, body) = seal("gw", 2, 5, vec![window("d", "m", 0, 4.5)], 1);
     {
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(store.put_batch(&env, &body, 1).unwrap(), PutOutcome::Stored);
+        assert_eq!(
+            store.put_batch(&env, &body, &[], 1).unwrap(),
+            PutOutcome::Stored
+        );
     }
     let store = reopen(dir.path());
     assert_eq!(
-        store.put_batch(&env, &body, 2).unwrap(),
+        store.put_batch(&env, &body, &[], 2).unwrap(),
         PutOutcome::Duplicate
     );
     let all = store.series(&SeriesQuery::default()).unwrap();
@@ -252,7 +255,7 @@ fn concurrent_identical_posts_store_once() {
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let (store, env, body) = (store.clone(), env.clone(), body.clone());
-            std::thread::spawn(move || store.put_batch(&env, &body, 1).unwrap())
+            std::thread::spawn(move || store.put_batch(&env, &body, &[], 1).unwrap())
         })
         .collect();
     let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -263,4 +266,79 @@ fn concurrent_identical_posts_store_once() {
     assert_eq!(stored, 1, "{outcomes:?}");
     assert_eq!(store.gateways().unwrap()[0].batches, 1);
     assert_eq!(store.series(&SeriesQuery::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn teacher_judgements_are_stored_with_the_first_copy_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let escalation = |ts_ms| wire::Escalation {
+        ts_ms,
+        alarm: true,
+        score: 1.01,
+        confidence: 0.02,
+        features: vec![1.0, 2.0],
+    };
+    let mut judged = window("d1", "anomaly", 0, 1.0);
+    judged.escalations = vec![escalation(1), escalation(2)];
+    let mut later = window("d2", "anomaly", 0, 1.0);
+    later.escalations = vec![escalation(3)];
+    let (env, body) = seal(
+        "gw",
+        1,
+        1,
+        vec![judged, window("d1", "m", 0, 1.0), later],
+        0,
+    );
+    let verdict = |score: f64| {
+        TeacherJudgement::Judged(TeacherVerdict {
+            score,
+            threshold: 2.4,
+            alarm: score > 2.4,
+        })
+    };
+    // Window 2's judgements are missing: stored as no_teacher.
+    let first = vec![
+        vec![verdict(3.0), TeacherJudgement::Skipped(TeacherSkip::Width)],
+        vec![],
+    ];
+    assert_eq!(
+        store.put_batch(&env, &body, &first, 1).unwrap(),
+        PutOutcome::Stored
+    );
+    // A retry judged differently changes nothing.
+    let retry = vec![vec![verdict(0.5), verdict(0.5)], vec![], vec![verdict(0.5)]];
+    assert_eq!(
+        store.put_batch(&env, &body, &retry, 2).unwrap(),
+        PutOutcome::Duplicate
+    );
+    let mut seen = Vec::new();
+    store
+        .for_each_escalation(Some("gw"), None, |e| {
+            seen.push((
+                e.device.clone(),
+                e.escalation.ts_ms,
+                e.teacher,
+                e.teacher_skipped,
+            ))
+        })
+        .unwrap();
+    let judged_once = TeacherVerdict {
+        score: 3.0,
+        threshold: 2.4,
+        alarm: true,
+    };
+    assert_eq!(
+        seen,
+        [
+            ("d1".to_owned(), 1, Some(judged_once), None),
+            ("d1".to_owned(), 2, None, Some(TeacherSkip::Width)),
+            ("d2".to_owned(), 3, None, Some(TeacherSkip::NoTeacher)),
+        ]
+    );
+    let mut only_d2 = 0;
+    store
+        .for_each_escalation(None, Some("d2"), |_| only_d2 += 1)
+        .unwrap();
+    assert_eq!(only_d2, 1);
 }

@@ -152,6 +152,19 @@ async fn print_log_summaries(sink_url: &str) -> Result<()> {
         "demo: escalations at the sink: {escalated} of {judged} judged rows (the model was unsure; \
          the rest decided on the gateway): {sink_url}/v1/escalations"
     );
+    let stats: serde_json::Value = reqwest::get(format!("{sink_url}/v1/escalations/agreement"))
+        .await?
+        .json()
+        .await?;
+    let all = &stats["overall"];
+    let rate = all["agreement_rate"]
+        .as_f64()
+        .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", 100.0 * r));
+    println!(
+        "demo: the float teacher re-judged {} of them and agreed on {} ({rate}): \
+         {sink_url}/v1/escalations/agreement",
+        all["judged"], all["agree"]
+    );
     Ok(())
 }
 
@@ -163,6 +176,12 @@ async fn start_sink(dir: &Path, listen: &str) -> Result<(String, tokio::task::Jo
         gateways: vec![cloud_sink::GatewayConfig {
             id: GATEWAY.into(),
             token_sha256: hex::encode(Sha256::digest(TOKEN.as_bytes())),
+        }],
+        // The float teacher re-judges the int8 student's escalations.
+        teachers: vec![cloud_sink::TeacherConfig {
+            series: "anomaly".into(),
+            path: workspace_root().join("models/sensor/teacher.onnx"),
+            recipe: None,
         }],
     };
     let server = match cloud_sink::Server::bind(&config).await {

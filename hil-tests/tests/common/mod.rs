@@ -105,8 +105,12 @@ impl Sink {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\ndata_dir = \"{}\"\n[[gateways]]\nid = \"{GATEWAY}\"\ntoken_sha256 = \"{hash}\"\n",
-                dir.join("store").display()
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\n[[gateways]]\nid = \"{GATEWAY}\"\ntoken_sha256 = \"{hash}\"\n\
+                 [[teachers]]\nseries = \"anomaly\"\npath = \"{}\"\n",
+                dir.join("store").display(),
+                hil_tests::workspace_root()
+                    .join("models/sensor/teacher.onnx")
+                    .display()
             ),
         )
         .unwrap();
