@@ -163,6 +163,36 @@ impl OutboxCap {
         loss: &mut Counters,
         now_ms: i64,
     ) -> Result<Enforced, StoreError> {
+        self.walk(store, target, pending, loss, now_ms, true)
+    }
+
+    /// [`Self::enforce`] without the drops: rolls up until the outbox holds at
+    /// most `target` bytes or nothing merges any more, and stops there. Before
+    /// a cut lands its room is `budget − incoming`, which is 0 when one burst
+    /// cut alone is over the budget: dropping towards it would empty the
+    /// outbox of windows that could still roll up (the new batches among
+    /// them, once they are in). The cut makes room with this; drops are
+    /// decided after it commits, against the budget itself.
+    pub fn roll_up_to(
+        &mut self,
+        store: &Store,
+        target: u64,
+        pending: &Counters,
+        loss: &mut Counters,
+        now_ms: i64,
+    ) -> Result<Enforced, StoreError> {
+        self.walk(store, target, pending, loss, now_ms, false)
+    }
+
+    fn walk(
+        &mut self,
+        store: &Store,
+        target: u64,
+        pending: &Counters,
+        loss: &mut Counters,
+        now_ms: i64,
+        may_drop: bool,
+    ) -> Result<Enforced, StoreError> {
         let mut done = Enforced {
             bytes_before: store.outbox_bytes(),
             ..Enforced::default()
@@ -196,6 +226,9 @@ impl OutboxCap {
                 (cursor, pass_merged) = (self.coarse_until, false);
                 continue;
             }
+            if chunk.is_empty() && !may_drop {
+                break; // nothing merges any more; dropping is not ours to do here
+            }
             let (rewrite, merged, dropped) = if chunk.is_empty() {
                 // Nothing rewritable merges any more (all as coarse as allowed,
                 // or no neighbours pair up): drop the oldest.
@@ -222,10 +255,17 @@ impl OutboxCap {
                 let (windows, counters, seqs) = open_all(&chunk);
                 let escalations_before = escalations_in(&windows);
                 let (rolled, merged) = rollup::roll_up(windows, self.max_width_ms);
-                // As coarse as allowed, for good (not merely unpaired in this chunk).
-                let coarsest = rolled
-                    .iter()
-                    .all(|w| w.end_ms.saturating_sub(w.start_ms) >= self.max_width_ms);
+                // As coarse as allowed, for good (not merely unpaired in this chunk),
+                // and `coarse_until` may move past the chunk only if the chunk
+                // starts right after it: batches the walk stepped past on the
+                // way here are not coarse. (A chunk of counters-only batches,
+                // a cut's pending roll-up counts at the tail, has no window and
+                // was taken for coarse, which froze everything before it.)
+                let contiguous = cursor <= self.coarse_until;
+                let coarsest = contiguous
+                    && rolled
+                        .iter()
+                        .all(|w| w.end_ms.saturating_sub(w.start_ms) >= self.max_width_ms);
                 if merged == 0 {
                     if !widen && whole > chunk.len() {
                         widen = true;
@@ -449,6 +489,87 @@ mod tests {
             let bound = worst_window_bytes(names, exemplars, escalations);
             assert!(one <= bound, "{names} {exemplars:?}: {one} > {bound}");
         }
+    }
+
+    /// A 2 s window of series `metric` starting at `start_ms`, one reading.
+    fn two_seconds(metric: &str, start_ms: i64) -> WindowSummary {
+        WindowSummary {
+            device: "d".into(),
+            metric: metric.into(),
+            start_ms,
+            end_ms: start_ms + 2000,
+            count: 1,
+            sum: 1.0,
+            min: 1.0,
+            max: 1.0,
+            mean: 1.0,
+            stddev: 0.0,
+            p50: 1.0,
+            p95: 1.0,
+            p99: 1.0,
+            sketch_alpha: 0.01,
+            first: 1.0,
+            first_ms: start_ms,
+            last: 1.0,
+            last_ms: start_ms,
+            verdict: None,
+            rolled_up: 0,
+            template: None,
+            escalations: Vec::new(),
+        }
+    }
+
+    /// Commits one batch of `windows` (or of counters only) as the next seq.
+    fn put(store: &Store, epoch: u64, next: &mut u64, windows: &[WindowSummary]) {
+        let mut counters = Counters::default();
+        counters.add(Reason::RolledUp, 1);
+        let batches = seal_batches("g", epoch, *next.., windows, 100, counters, 0);
+        *next += batches.len() as u64;
+        store
+            .commit_batches(&crate::store::BatchCommit {
+                batches,
+                next_seq: *next,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+
+    /// The fault_outbox_cap burst (2 s windows): one cut was alone over the
+    /// budget, its room (budget − incoming) was 0, and the walk before it
+    /// dropped every old batch; and a counters-only batch at the tail was
+    /// taken for "as coarse as allowed", which froze every batch before it, so
+    /// later walks dropped windows that still merged.
+    #[test]
+    fn room_for_a_cut_drops_nothing_and_a_counters_only_batch_freezes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, r) = Store::open(dir.path(), 1_700_000_000_000).unwrap();
+        let mut next = r.next_seq;
+        let mut c = OutboxCap::new(64 * MIB, Duration::from_secs(3600), 100, "g", r.epoch, 0);
+        // The head (never rewritten), one window of x, a counters-only batch.
+        put(&store, r.epoch, &mut next, &[two_seconds("x", 0)]);
+        put(&store, r.epoch, &mut next, &[two_seconds("x", 4000)]);
+        put(&store, r.epoch, &mut next, &[]);
+        let before = store.outbox_bytes();
+        // Room 0 before a burst cut: roll up what merges, drop nothing.
+        let mut loss = Counters::default();
+        let done = c
+            .roll_up_to(&store, 0, &Counters::default(), &mut loss, 0)
+            .unwrap();
+        assert_eq!((done.dropped, done.rolled_up), (0, 0));
+        assert_eq!(store.outbox_bytes(), before);
+        assert!(loss.is_empty());
+        // The cut lands: x's next window pairs with the one two batches back.
+        put(&store, r.epoch, &mut next, &[two_seconds("x", 6000)]);
+        let target = store.outbox_bytes() - 1;
+        let done = c
+            .enforce(&store, target, &Counters::default(), &mut loss, 0)
+            .unwrap();
+        assert_eq!(
+            (done.dropped, done.rolled_up),
+            (0, 1),
+            "the pair rolls up, nothing is dropped: {loss:?}"
+        );
+        assert_eq!(loss.get(Reason::OutboxFull), 0);
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl Agent {
         let mut loss = Counters::default();
         let store = self.store.as_ref().unwrap();
         self.cap
-            .enforce(store, room, &counters, &mut loss, 0)
+            .roll_up_to(store, room, &counters, &mut loss, 0)
             .unwrap();
         if !loss.is_empty() {
             counters.merge(&loss);

@@ -373,15 +373,18 @@ impl Pipeline {
         };
         let first_seq = self.next_seq;
         let mut batches = seal(taken.clone(), first_seq);
-        // Make room under the cap before the cut lands. Until the cut commits,
-        // the counters it takes are still pending on disk, so each rewrite
-        // persists them plus any loss it counts.
+        // Make room under the cap before the cut lands, by roll-ups only: a
+        // burst cut can alone be over the budget (room 0), and dropping towards
+        // that would empty the outbox of windows that still roll up. Drops are
+        // decided after the commit, against the budget (`enforce_budget`).
+        // Until the cut commits, the counters it takes are still pending on
+        // disk, so each rewrite persists them plus any loss it counts.
         let incoming: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();
         let mut loss = Counters::default();
         let room = self.cap.budget().saturating_sub(incoming);
         if self.store.outbox_bytes() > room {
             self.cap
-                .enforce(&self.store, room, &taken, &mut loss, now_ms())?;
+                .roll_up_to(&self.store, room, &taken, &mut loss, now_ms())?;
             if !loss.is_empty() {
                 let mut counters = taken;
                 counters.merge(&loss);
