@@ -180,6 +180,9 @@ pub struct Agent {
     env: Vec<(String, String)>,
     /// Set by [`Agent::start_traced`]: the `RUST_LOG` used, and this life's output lines.
     traced: Option<(String, LineTap)>,
+    /// What runs the agent: `None` = the host `edge-agent`; else (program, its arguments
+    /// before the agent's own), e.g. `qemu-aarch64 -L SYSROOT target/aarch64…/edge-agent`.
+    launcher: Option<(PathBuf, Vec<std::ffi::OsString>)>,
 }
 
 /// The lines one agent process printed on stdout, each with the instant the test
@@ -297,9 +300,41 @@ impl Agent {
         Agent::spawn(config, Some(rust_log), owned_env(env))
     }
 
+    /// [`Agent::start_traced`], run as `program args… --config FILE` instead of the host
+    /// binary (e.g. an aarch64 `edge-agent` under `qemu-aarch64`); restarts keep it.
+    pub fn start_traced_under(
+        config: &Path,
+        rust_log: &str,
+        program: &Path,
+        args: &[std::ffi::OsString],
+    ) -> Agent {
+        Agent::launch(
+            config,
+            Some(rust_log),
+            Vec::new(),
+            Some((program.to_owned(), args.to_vec())),
+        )
+    }
+
     fn spawn(config: &Path, traced: Option<&str>, env: Vec<(String, String)>) -> Agent {
+        Agent::launch(config, traced, env, None)
+    }
+
+    fn launch(
+        config: &Path,
+        traced: Option<&str>,
+        env: Vec<(String, String)>,
+        launcher: Option<(PathBuf, Vec<std::ffi::OsString>)>,
+    ) -> Agent {
         let log = config.with_file_name("agent.log");
-        let mut command = Command::new(binary("edge-agent", "edge-agent"));
+        let mut command = match &launcher {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+            None => Command::new(binary("edge-agent", "edge-agent")),
+        };
         command
             .arg("--config")
             .arg(config)
@@ -322,6 +357,7 @@ impl Agent {
             log,
             env,
             traced,
+            launcher,
         }
     }
 
@@ -340,7 +376,12 @@ impl Agent {
     pub fn restart(&mut self) {
         self.kill9();
         let rust_log = self.traced.as_ref().map(|(r, _)| r.clone());
-        *self = Agent::spawn(&self.config, rust_log.as_deref(), self.env.clone());
+        *self = Agent::launch(
+            &self.config,
+            rust_log.as_deref(),
+            self.env.clone(),
+            self.launcher.clone(),
+        );
     }
 
     /// This life's exit status, once it has exited on its own (or been killed).
