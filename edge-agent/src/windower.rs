@@ -287,6 +287,17 @@ impl Windower {
         pass
     }
 
+    /// Moves every open window's last update `by` later: time during which
+    /// ingest was held back does not count as idle (the held messages may
+    /// belong to these windows; closing them would turn those readings late).
+    pub fn postpone_idle(&mut self, by: Duration) {
+        for series in self.series.values_mut().flat_map(|m| m.values_mut()) {
+            for w in series.open.values_mut() {
+                w.last_update += by;
+            }
+        }
+    }
+
     /// Number of windows currently open.
     pub fn open_windows(&self) -> usize {
         self.series
@@ -390,6 +401,17 @@ mod tests {
         assert_eq!(pass.closed[0].summary.start_ms, 0);
         assert_eq!(pass.closed[0].closed_before, 10_000);
         assert_eq!(w.open_windows(), 0);
+    }
+
+    #[test]
+    fn time_ingest_was_held_back_is_not_idle_time() {
+        let t0 = Instant::now();
+        let mut w = Windower::new(policy());
+        w.ingest("d", &mut vec![r("t", 5_000, 2.0)], 1, t0, false);
+        // Ingest waited 40 s of the 61: the window has been idle for 21 s only.
+        w.postpone_idle(Duration::from_secs(40));
+        assert!(w.close_due(t0 + Duration::from_secs(61)).closed.is_empty());
+        assert_eq!(w.close_due(t0 + Duration::from_secs(101)).closed.len(), 1);
     }
 
     #[test]

@@ -112,9 +112,16 @@ impl Pipeline {
         self.lower_budget(disk)?;
         let mut told = since;
         let (mut level, mut level_since) = (disk, Instant::now());
+        let mut idle_counted_until = since;
         loop {
             acker.flush();
             std::thread::sleep(ROOM_POLL);
+            // Windows keep closing on their watermark, but not for being idle:
+            // their next readings may be among the messages held back.
+            let now = Instant::now();
+            self.windower
+                .postpone_idle(now.saturating_duration_since(idle_counted_until));
+            idle_counted_until = now;
             self.tick_logged()?;
             match self.guard.check(&self.store, Instant::now()) {
                 Pressure::Calm => break,
