@@ -78,11 +78,6 @@ impl DiskSync {
         *synced = present;
         Ok(())
     }
-
-    /// fsync of a file written beside sled's (write, fsync, rename, fsync dir).
-    pub fn sync_dir_of(&self) -> io::Result<()> {
-        sync_dir(&self.dir)
-    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

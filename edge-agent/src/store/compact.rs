@@ -87,6 +87,12 @@ impl Store {
         let fresh = Live::open(&self.dir, next)?;
         let (mut records, mut bytes, mut in_batch, mut since_measured) = (0u64, 0u64, 0u64, 0u64);
         let mut batch = sled::Batch::default();
+        let within_allowance = || -> Result<(), CompactError> {
+            match crate::disk_usage::disk_usage(&next_dir).map_err(io)? {
+                used if used > allowance => Err(CompactError::OverAllowance { allowance }),
+                _ => Ok(()),
+            }
+        };
         let copied = (|| -> Result<(), CompactError> {
             for item in live.tree.iter() {
                 let (k, v) = item.map_err(StoreError::from)?;
@@ -103,17 +109,12 @@ impl Store {
                 }
                 if since_measured >= MEASURE_EVERY_BYTES {
                     since_measured = 0;
-                    if crate::disk_usage::disk_usage(&next_dir).map_err(io)? > allowance {
-                        return Err(CompactError::OverAllowance { allowance });
-                    }
+                    within_allowance()?;
                 }
             }
             fresh.tree.apply_batch(batch).map_err(StoreError::from)?;
             fresh.flush()?;
-            if crate::disk_usage::disk_usage(&next_dir).map_err(io)? > allowance {
-                return Err(CompactError::OverAllowance { allowance });
-            }
-            Ok(())
+            within_allowance()
         })();
         if let Err(e) = copied {
             give_up(fresh);
