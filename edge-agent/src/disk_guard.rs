@@ -47,18 +47,23 @@ const REWAIT_GROWTH_PERCENT: u64 = 1;
 
 /// A compaction ([`Store::compact`]) is considered at most this often (each
 /// consideration scans the store for its live bytes).
-const COMPACT_EVERY: Duration = Duration::from_secs(1);
-/// A fresh generation is expected to take its live bytes × this: sled
-/// writes a bulk load with the same amplification as any other (every leaf
-/// is rewritten as it fills and splits; measured under `fault_outbox_cap`:
-/// 1.1–2.8 MB of records took 2.5–2.6× on disk) ...
+const COMPACT_EVERY: Duration = Duration::from_millis(200);
+/// A compaction first writes a snapshot of the live records beside the old
+/// files (its bytes, plus 8 per record: records are ≤ 1 KiB chunks, so
+/// under 1/64 more, plus this) ...
+const SNAPSHOT_OVERHEAD: u64 = 64 * 1024;
+/// ... then deletes the old files and loads a fresh sled from it, which
+/// takes the live bytes × this: sled writes a bulk load with the same
+/// amplification as any other (every leaf is rewritten as it fills and
+/// splits; measured under `fault_outbox_cap`: 1.1–2.8 MB of records took
+/// 2.5–2.6× on disk) ...
 const FRESH_AMPLIFICATION: u64 = 3;
 /// ... plus this (sled's config, snapshot and partly filled segments).
 const FRESH_OVERHEAD: u64 = 512 * 1024;
-/// The copy is measured every few hundred KiB; this much of the room beside
-/// the old files is kept back for what it writes between two measurements.
-const COPY_MARGIN: u64 = 512 * 1024;
-/// A compaction is worth its copy only if it gives back this share of `max_bytes`.
+/// Room under the cap kept back beside the snapshot (block rounding, the
+/// generation file, directory entries).
+const COPY_MARGIN: u64 = 256 * 1024;
+/// A compaction is worth it only if it gives back this share of `max_bytes`.
 const COMPACT_GAIN_PERCENT: u64 = 25;
 
 /// What the store's disk use asks of the pipeline now.
@@ -137,17 +142,32 @@ impl DiskGuard {
         due
     }
 
-    /// The disk allowance for compacting a store that uses `disk` bytes and
-    /// holds `live` bytes of records, if the copy is expected to fit beside
-    /// the old files under `max_bytes` (the allowance is what is left, so
-    /// old and new together stay under the cap even if the copy is larger
-    /// than expected: it is then abandoned) and to give back at least
+    /// The disk allowance for the snapshot of a compaction of a store that
+    /// uses `disk` bytes and holds `live` bytes of records: the room left
+    /// under `max_bytes` beside the old files (a snapshot that would pass it
+    /// is abandoned), if the snapshot is expected to fit in it, the fresh
+    /// generation loaded beside the snapshot (after the old files are gone)
+    /// to fit under `max_bytes`, and the compaction to give back at least
     /// [`COMPACT_GAIN_PERCENT`] of `max_bytes`.
     pub fn compaction_allowance(&self, disk: u64, live: u64) -> Option<u64> {
-        let expected = live * FRESH_AMPLIFICATION + FRESH_OVERHEAD;
+        let snapshot = live + live / 64 + SNAPSHOT_OVERHEAD;
+        let fresh = live * FRESH_AMPLIFICATION + FRESH_OVERHEAD;
         let room = self.max_bytes.checked_sub(disk)?.checked_sub(COPY_MARGIN)?;
-        let gain = disk.saturating_sub(expected);
-        (expected <= room && gain >= self.max_bytes / 100 * COMPACT_GAIN_PERCENT).then_some(room)
+        let load_fits = snapshot + fresh <= self.max_bytes - COPY_MARGIN.min(self.max_bytes);
+        let gain = disk.saturating_sub(fresh);
+        (snapshot <= room && load_fits && gain >= self.max_bytes / 100 * COMPACT_GAIN_PERCENT)
+            .then_some(room)
+    }
+
+    /// The most live bytes whose snapshot fits beside `disk` bytes of old
+    /// files under `max_bytes` (0 if none do): what roll-ups aim for when a
+    /// compaction is due but its snapshot would not fit.
+    pub fn live_that_fits(&self, disk: u64) -> u64 {
+        let room = self
+            .max_bytes
+            .saturating_sub(disk)
+            .saturating_sub(COPY_MARGIN + SNAPSHOT_OVERHEAD);
+        room / 65 * 64
     }
 
     /// After a compaction: `disk` is the fresh measurement and any wait level is forgotten.
@@ -229,17 +249,30 @@ mod tests {
     fn compaction_only_when_the_copy_fits_and_pays() {
         let mut g = DiskGuard::new(CAP);
         let pct = |p: u64| CAP / 100 * p;
-        // 80% on disk, 5% live: the copy (~15.5%) fits in the 20% left and gives back ~64%.
+        // 80% on disk, 10% live: the snapshot (~10.2%) fits in the 20% left,
+        // the fresh store (~30.5%) gives back ~49%.
         assert_eq!(
-            g.compaction_allowance(pct(80), pct(5)),
+            g.compaction_allowance(pct(80), pct(10)),
             Some(pct(20) - COPY_MARGIN)
         );
-        // 80% on disk, 10% live: the copy (~30%) would not fit beside the old files.
-        assert_eq!(g.compaction_allowance(pct(80), pct(10)), None);
-        // 40% on disk, 10% live: fits, but gives back under 25% of the cap.
-        assert_eq!(g.compaction_allowance(pct(40), pct(10)), None);
+        // 90% on disk, 10% live: the snapshot would not fit beside the old files.
+        assert_eq!(g.compaction_allowance(pct(90), pct(10)), None);
+        // At the full mark with the outbox at its budget floor (1/16): fits.
+        assert!(g.compaction_allowance(g.full_mark(), CAP / 16).is_some());
+        // 80% on disk, 20% live: the snapshot fits, but gives back under 25%.
+        assert_eq!(g.compaction_allowance(pct(80), pct(20)), None);
         // Over the cap already: nothing fits.
         assert_eq!(g.compaction_allowance(CAP + 1, 0), None);
+        // What fits is what the allowance takes.
+        for disk in [pct(85), pct(90), pct(95)] {
+            let live = g.live_that_fits(disk);
+            assert!(g.compaction_allowance(disk, live).is_some(), "{disk}");
+            assert!(
+                g.compaction_allowance(disk, live + 4096).is_none(),
+                "{disk}"
+            );
+        }
+        assert_eq!(g.live_that_fits(CAP), 0);
         let t0 = Instant::now();
         assert!(g.may_try_compaction(t0));
         assert!(!g.may_try_compaction(t0 + COMPACT_EVERY / 2));

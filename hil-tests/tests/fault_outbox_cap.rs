@@ -53,15 +53,19 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
 /// allowed", which froze every batch before it for later walks. Both fixed in
 /// `edge-agent/src/outbox.rs` (`roll_up_to`, contiguous `coarse_until`).
 ///
-/// KNOWN FAILURE in CI (issue 4, RELIABILITY.md), passing here 5 of 5 times:
-/// in the fresh-clone CI run of 2026-11-30 ingest had to wait for room four
-/// times while the backlog drained; the store reached 19.5 MB on disk (over
-/// the 16.8 MB cap; the sampler below stops before the sink returns, so it
-/// did not see it) and 98 stored windows missed readings that arrived after
-/// their window had closed for being idle during the wait (now fixed:
-/// `Windower::postpone_idle`). Run it with `--ignored`; it rejoins the suite
-/// once the cap also holds while the backlog drains.
-#[ignore = "known failure in CI (issue 4): disk over the cap while a burst backlog drains"]
+/// KNOWN FAILURE (issue 4, RELIABILITY.md): the store passes the cap. In the
+/// fresh-clone CI run of 2026-11-30 it reached 19.5 MB while the backlog
+/// drained; since the sampler runs through the drain too, it fails here as
+/// well (17.2–22.2 MB in 5 of 7 runs on a loaded machine, session 8), with
+/// 0 windows missing. Two causes seen in the agent log: one cut of a burst
+/// closes up to 24 000 windows (4.2 MB of batches, ~10 MB on disk before
+/// the next measurement), and a wait at the full mark that no compaction
+/// can relieve (the journal of open windows alone is larger than the room
+/// left) resumes on a stall and ratchets up. Limiting windows per cut was
+/// tried and made it worse: the journal holds ~3× the bytes of the windows
+/// it feeds, so windows held open grew the store to 29 MB. Run it with
+/// `--ignored`.
+#[ignore = "known failure (issue 4): disk over the cap under a burst of short windows"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_cap_holds_under_a_burst_of_short_windows() {
     outage_under_the_cap(2_000).await;
@@ -123,8 +127,8 @@ async fn outage_under_the_cap(window_ms: i64) {
     .await;
     // Let the last idle windows close and the cap act on them.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    sampler.abort();
     let disk_during_outage = max_disk.load(Ordering::Relaxed);
+    let outage_seconds = per_second.lock().unwrap().len();
     let mut largest_after = 0;
     for line in agent
         .log()
@@ -139,18 +143,7 @@ async fn outage_under_the_cap(window_ms: i64) {
         .lines()
         .filter(|l| l.contains("ingest waits for room"))
         .count();
-    let timeline: Vec<String> = per_second
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| format!("{:.1}", *b as f64 / 1e6))
-        .collect();
-    println!("store on disk, peak MB per second: {}", timeline.join(" "));
-    for line in agent.log().lines().filter(|l| {
-        l.contains("compact") || l.contains("waits for room") || l.contains("budget lowered")
-    }) {
-        println!("agent: {line}");
-    }
+    println!("{}", timeline(&per_second.lock().unwrap(), usize::MAX));
     println!(
         "outage: outbox at most {largest_after} bytes after each roll-up (cap {CAP}); \
          agent store at most {disk_during_outage} bytes on disk; ingest paused {pauses} time(s)"
@@ -158,10 +151,6 @@ async fn outage_under_the_cap(window_ms: i64) {
     assert!(
         largest_after <= CAP,
         "outbox over its cap: {largest_after} > {CAP}"
-    );
-    assert!(
-        disk_during_outage <= CAP,
-        "agent store used {disk_during_outage} bytes on disk, over the {CAP}-byte cap"
     );
 
     let sink = Sink::start(&dir.path().join("sink"), &listen);
@@ -179,7 +168,25 @@ async fn outage_under_the_cap(window_ms: i64) {
         })
         .run(&sink)
         .await;
+    // The sampler ran on while the backlog drained: the cap holds then too.
+    sampler.abort();
+    let peak = max_disk.load(Ordering::Relaxed);
+    for line in agent.log().lines().filter(|l| {
+        l.contains("compacted") || l.contains("waits for room") || l.contains("unchanged while")
+    }) {
+        println!("agent: {line}");
+    }
+    println!("{}", timeline(&per_second.lock().unwrap(), outage_seconds));
+    println!("outage and drain: agent store at most {peak} bytes on disk");
     println!("{checked}");
+    assert!(
+        disk_during_outage <= CAP,
+        "agent store used {disk_during_outage} bytes on disk during the outage, over the {CAP}-byte cap"
+    );
+    assert!(
+        peak <= CAP,
+        "agent store used {peak} bytes on disk while the backlog drained, over the {CAP}-byte cap"
+    );
     assert!(checked.expected > 500, "replay too small: {checked}");
     assert!(checked.covered_by_rollups > 0);
     let counters = common::sink_counters(&sink.url).await;
@@ -193,4 +200,20 @@ async fn outage_under_the_cap(window_ms: i64) {
         0,
         "dropped data"
     );
+}
+
+/// Each second's peak disk use in MB, `|` where the sink came back.
+fn timeline(peaks: &[u64], sink_back_at: usize) -> String {
+    let seconds: Vec<String> = peaks
+        .iter()
+        .enumerate()
+        .map(|(s, b)| {
+            let mark = if s == sink_back_at { "| " } else { "" };
+            format!("{mark}{:.1}", *b as f64 / 1e6)
+        })
+        .collect();
+    format!(
+        "store on disk, peak MB per second (| = sink back): {}",
+        seconds.join(" ")
+    )
 }

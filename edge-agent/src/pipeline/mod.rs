@@ -353,7 +353,8 @@ impl Pipeline {
         // compaction if one fits and pays (see `relieve_disk`).
         match self.store.disk_usage() {
             Ok(disk) => {
-                let disk = self.relieve_disk(disk)?;
+                let full = disk >= self.guard.full_mark();
+                let disk = self.relieve_disk(disk, full)?;
                 self.cap.observe_disk(disk, self.store.outbox_bytes());
             }
             Err(e) => warn!("cannot measure the store's disk use (outbox budget unchanged): {e}"),

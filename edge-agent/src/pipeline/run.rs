@@ -92,10 +92,10 @@ impl Pipeline {
         let disk = match self.guard.check(&self.store, Instant::now()) {
             Pressure::Calm => return Ok(()),
             Pressure::High { disk } => {
-                let disk = self.relieve_disk(disk)?;
+                let disk = self.relieve_disk(disk, false)?;
                 return self.lower_budget(disk);
             }
-            Pressure::Full { disk } => match self.relieve_disk(disk)? {
+            Pressure::Full { disk } => match self.relieve_disk(disk, true)? {
                 now if now < self.guard.full_mark() => return self.lower_budget(now),
                 now => now,
             },
@@ -130,7 +130,7 @@ impl Pipeline {
                     break;
                 }
                 Pressure::Full { disk } => {
-                    if self.relieve_disk(disk)? < self.guard.full_mark() {
+                    if self.relieve_disk(disk, true)? < self.guard.full_mark() {
                         break;
                     }
                     if disk != level {
@@ -165,17 +165,34 @@ impl Pipeline {
         Ok(())
     }
 
-    /// On high disk use, compacts the store if the copy fits under the cap
-    /// beside the old files and gives back enough (see [`crate::disk_guard::DiskGuard`]'s
-    /// rules); returns the disk use after (unchanged if it did not compact).
-    /// A copy that outgrows its allowance is abandoned; the store is intact.
-    pub(super) fn relieve_disk(&mut self, disk: u64) -> Result<u64, StoreError> {
+    /// On high disk use, compacts the store if its snapshot fits under the
+    /// cap beside the old files and it gives back enough (see
+    /// [`crate::disk_guard::DiskGuard`]'s rules); returns the disk use after
+    /// (unchanged if it did not compact). With `squeeze` (ingest is waiting
+    /// at the full mark) and a snapshot too large for the room left, it first
+    /// rolls the outbox up until one fits (roll-ups only, nothing dropped).
+    pub(super) fn relieve_disk(&mut self, disk: u64, squeeze: bool) -> Result<u64, StoreError> {
         let now = Instant::now();
         if !self.guard.may_try_compaction(now) {
             return Ok(disk);
         }
-        let live = self.store.live_bytes()?;
-        let Some(allowance) = self.guard.compaction_allowance(disk, live) else {
+        let mut live = self.store.live_bytes()?;
+        let mut allowance = self.guard.compaction_allowance(disk, live);
+        let fits = self.guard.live_that_fits(disk);
+        if allowance.is_none() && squeeze && live > fits {
+            // The journal (open windows) cannot shrink here; the outbox can.
+            let journal = live.saturating_sub(self.store.outbox_bytes());
+            let mut loss = Counters::default();
+            let target = fits.saturating_sub(journal);
+            self.cap
+                .roll_up_to(&self.store, target, &self.counters, &mut loss, now_ms())?;
+            self.counters.merge(&loss);
+            live = self.store.live_bytes()?;
+            let disk = self.store.disk_usage().unwrap_or(disk);
+            allowance = self.guard.compaction_allowance(disk, live);
+            debug!(live, target, fits, "rolled up to fit a compaction snapshot");
+        }
+        let Some(allowance) = allowance else {
             return Ok(disk);
         };
         match self.store.compact(allowance) {
@@ -198,7 +215,7 @@ impl Pipeline {
                     disk_bytes = disk,
                     live_bytes = live,
                     allowance,
-                    "store compaction abandoned: the copy would not fit under the cap"
+                    "store compaction abandoned: its snapshot would not fit under the cap"
                 );
                 Ok(disk)
             }

@@ -1,5 +1,6 @@
-//! Store compaction: copy every live record into a fresh sled generation and
-//! switch to it, so disk use falls back to what the records need.
+//! Store compaction: write every live record into a snapshot, switch to a
+//! fresh sled generation loaded from it, so disk use falls back to what the
+//! records need.
 //!
 //! Why: sled 0.34 appends every write to its log and reclaims a segment only
 //! once at most half of it is live, and its file shrinks only when the
@@ -9,24 +10,33 @@
 //! on disk use, so the pipeline compacts when disk use is high and the live
 //! bytes are low ([`crate::disk_guard`] decides when).
 //!
-//! The copy is made while every reader and writer waits (the store's write
-//! lock), flushed and synced, and committed by naming the new generation
-//! current ([`super::generation`]); a crash at any point leaves one complete
-//! generation. The copy gives up, deleting itself, when its disk use passes
-//! the allowance the caller grants, so old and new together never pass the
-//! cap. It does not decide when to compact.
+//! Steps, all while every reader and writer waits (the store's write lock):
+//! 1. write the records to a flat snapshot ([`super::snapshot`]: records +
+//!    8 bytes each, synced); it gives up, deleting itself, past the
+//!    caller's allowance, so old files and snapshot never pass the cap;
+//! 2. commit "generation n+1, from its snapshot" ([`super::generation`]);
+//! 3. close and delete the old generation: its space is free *before* the
+//!    new sled is written (a fresh sled takes 2.5–3× its records, which is
+//!    why sled is not copied to sled beside the old files);
+//! 4. load the snapshot into an empty generation n+1, flush, commit it,
+//!    delete the snapshot.
+//!
+//! A crash before 2 leaves the old generation current; after it, start-up
+//! redoes 3 and 4 from the snapshot ([`load_generation`]). An I/O error after
+//! 2 aborts the process for the same reason: the old generation in memory is
+//! no longer what a restart would open. It does not decide when to compact.
 
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use std::path::Path;
 
+use tracing::{error, info};
+
+use super::snapshot::{self, SnapshotWriter, Stop};
 use super::{generation, Live, Store, StoreError};
 
-/// Bytes of records per sled batch while copying.
-const COPY_BATCH_BYTES: u64 = 256 * 1024;
-/// The copy's disk use is measured after every this many bytes of records
-/// (sled writes about 2.5× that; the caller's allowance keeps a margin).
-const MEASURE_EVERY_BYTES: u64 = 128 * 1024;
+/// Bytes of records per sled batch while loading a snapshot.
+const LOAD_BATCH_BYTES: u64 = 256 * 1024;
 
 /// What one compaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +54,7 @@ pub struct Compaction {
 /// Why a compaction did not switch generations. The old generation is intact.
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
-    #[error("the copy passed its allowance of {allowance} bytes on disk; deleted it")]
+    #[error("the snapshot would pass its allowance of {allowance} bytes on disk; deleted it")]
     OverAllowance { allowance: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,69 +76,58 @@ impl Store {
         Ok(total)
     }
 
-    /// Copies every record into a new generation and makes it current,
-    /// unless the copy's disk use passes `allowance` bytes. Everything else
-    /// that uses the store waits meanwhile.
+    /// Snapshots every record and makes a fresh generation loaded from it
+    /// current, unless the snapshot would pass `allowance` bytes. Everything
+    /// else that uses the store waits meanwhile.
     pub fn compact(&self, allowance: u64) -> Result<Compaction, CompactError> {
         let started = Instant::now();
         let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
         let disk_before = self.disk_usage().map_err(io)?;
         let next = live.generation + 1;
         let next_dir = generation::dir_of(&self.dir, next);
-        let give_up = |fresh: Live| {
-            drop(fresh);
-            if let Err(e) = std::fs::remove_dir_all(&next_dir) {
-                warn!(dir = %next_dir.display(), "could not delete an abandoned store copy: {e}");
-            }
-        };
         if next_dir.exists() {
             std::fs::remove_dir_all(&next_dir).map_err(io)?;
         }
-        let fresh = Live::open(&self.dir, next)?;
-        let (mut records, mut bytes, mut in_batch, mut since_measured) = (0u64, 0u64, 0u64, 0u64);
-        let mut batch = sled::Batch::default();
-        let within_allowance = || -> Result<(), CompactError> {
-            match crate::disk_usage::disk_usage(&next_dir).map_err(io)? {
-                used if used > allowance => Err(CompactError::OverAllowance { allowance }),
-                _ => Ok(()),
-            }
-        };
-        let copied = (|| -> Result<(), CompactError> {
-            for item in live.tree.iter() {
-                let (k, v) = item.map_err(StoreError::from)?;
-                let n = (k.len() + v.len()) as u64;
-                batch.insert(k, v);
-                (records, bytes, in_batch, since_measured) =
-                    (records + 1, bytes + n, in_batch + n, since_measured + n);
-                if in_batch >= COPY_BATCH_BYTES {
-                    fresh
-                        .tree
-                        .apply_batch(std::mem::take(&mut batch))
-                        .map_err(StoreError::from)?;
-                    in_batch = 0;
+        let path = snapshot::path_of(&self.dir, next);
+        let mut out = SnapshotWriter::create(path.clone(), allowance).map_err(io)?;
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for item in live.tree.iter() {
+            let written = match item {
+                Ok((k, v)) => {
+                    bytes += (k.len() + v.len()) as u64;
+                    out.record(&k, &v).map_err(io)
                 }
-                if since_measured >= MEASURE_EVERY_BYTES {
-                    since_measured = 0;
-                    within_allowance()?;
+                Err(e) => Err(e.into()),
+            };
+            match written {
+                Ok(Ok(())) => records += 1,
+                Ok(Err(Stop)) => return Err(CompactError::OverAllowance { allowance }),
+                Err(e) => {
+                    out.abandon();
+                    return Err(e.into());
                 }
             }
-            fresh.tree.apply_batch(batch).map_err(StoreError::from)?;
-            fresh.flush()?;
-            within_allowance()
-        })();
-        if let Err(e) = copied {
-            give_up(fresh);
-            return Err(e);
         }
-        // The commit point: from here on a restart opens the copy.
-        if let Err(e) = generation::commit(&self.dir, next) {
-            give_up(fresh);
+        let finished = out
+            .finish()
+            .and_then(|_| generation::commit_loading(&self.dir, next));
+        if let Err(e) = finished {
+            // Not committed (or unknown: start-up decides by the generation file).
+            let _ = std::fs::remove_file(&path);
             return Err(io(e).into());
         }
-        let old = std::mem::replace(&mut *live, fresh);
-        drop(old);
-        if let Err(e) = generation::delete_others(&self.dir, next) {
-            warn!("old store generation not deleted yet (start-up retries): {e}");
+        // Committed: from here on a restart loads the snapshot, so the old
+        // generation must never take another write.
+        let after_commit = Live::open(&self.dir, next).and_then(|fresh| {
+            drop(std::mem::replace(&mut *live, fresh));
+            load_into(&self.dir, &live)
+        });
+        if let Err(e) = after_commit {
+            error!(
+                "store compaction failed after its commit point: {e}; stopping so that \
+                 start-up finishes it from the snapshot"
+            );
+            std::process::abort();
         }
         let disk_after = self.disk_usage().map_err(io)?;
         Ok(Compaction {
@@ -140,4 +139,52 @@ impl Store {
             took: started.elapsed(),
         })
     }
+}
+
+/// Opens generation `n` of `data_dir` whose generation file says "from
+/// snapshot": a compaction committed it and stopped before loading it.
+/// Discards the partial sled directory, then loads as [`load_into`] does.
+pub(super) fn load_generation(data_dir: &Path, n: u64) -> Result<Live, StoreError> {
+    let dir = generation::dir_of(data_dir, n);
+    if n > 0 && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io)?;
+    }
+    let live = Live::open(data_dir, n)?;
+    let records = load_into(data_dir, &live)?;
+    info!(
+        generation = n,
+        records, "finished a store compaction cut short: loaded its snapshot"
+    );
+    Ok(live)
+}
+
+/// Deletes every other generation, loads `fresh` (empty, generation `n`)
+/// from `n`'s snapshot, flushes it, commits `n` and deletes the snapshot.
+fn load_into(data_dir: &Path, fresh: &Live) -> Result<u64, StoreError> {
+    let n = fresh.generation;
+    generation::delete_others(data_dir, n, true).map_err(io)?;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0u64;
+    let mut failed = None;
+    let records = snapshot::read(&snapshot::path_of(data_dir, n), |k, v| {
+        in_batch += (k.len() + v.len()) as u64;
+        batch.insert(k, v);
+        if in_batch >= LOAD_BATCH_BYTES {
+            in_batch = 0;
+            if let Err(e) = fresh.tree.apply_batch(std::mem::take(&mut batch)) {
+                failed = Some(e);
+                return Err(std::io::Error::other("sled apply_batch failed"));
+            }
+        }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let records = records.map_err(io)?;
+    fresh.tree.apply_batch(batch)?;
+    fresh.flush()?;
+    generation::commit(data_dir, n).map_err(io)?;
+    generation::delete_others(data_dir, n, false).map_err(io)?;
+    Ok(records)
 }

@@ -34,6 +34,7 @@ use crate::chunked;
 mod compact;
 mod generation;
 mod recover;
+mod snapshot;
 
 use crate::journal_record::JournalRecord;
 pub use compact::{CompactError, Compaction};
@@ -257,9 +258,14 @@ impl Store {
     /// Opens (or creates) the store in `dir` and reads back everything needed to resume.
     pub fn open(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
         let io = |e| StoreError::Sled(sled::Error::Io(e));
-        let n = generation::current(dir).map_err(io)?;
-        let live = Live::open(dir, n)?;
-        let deleted = generation::delete_others(dir, n).map_err(io)?;
+        let current = generation::current(dir).map_err(io)?;
+        let n = current.n;
+        let live = if current.loading {
+            compact::load_generation(dir, n)?
+        } else {
+            Live::open(dir, n)?
+        };
+        let deleted = generation::delete_others(dir, n, false).map_err(io)?;
         if deleted > 0 {
             info!(
                 generation = n,
