@@ -74,7 +74,8 @@ async function getJson(path, params) {
     if (!res.ok) throw new Error(path + ": HTTP " + res.status + (body && body.error ? " " + body.error : ""));
     return body;
   } catch (e) {
-    throw e.name === "AbortError" ? new Error(path + ": no answer in " + FETCH_TIMEOUT_MS / 1000 + " s") : e;
+    if (e.name === "AbortError") throw new Error(path + ": no answer in " + FETCH_TIMEOUT_MS / 1000 + " s");
+    throw e.message.startsWith(path) ? e : new Error(path + ": " + e.message);
   } finally {
     clearTimeout(timer);
   }
@@ -132,8 +133,8 @@ function renderFleet(gateways, devices, agreements) {
     const flag = (n) => (n > 0 ? "num bad" : "num");
     const tr = el("tr", null,
       cell(g.id, "mono"),
-      cell(ago(g.last_seen_ms), null, utc(g.last_seen_ms) + " UTC"),
-      cell(g.last_batch ? "epoch " + g.last_batch.epoch + " · seq " + g.last_batch.seq : "—", "mono"),
+      cell(ago(g.last_seen_ms), null, utc(g.last_seen_ms) + " UTC" +
+        (g.last_batch ? "; last batch: epoch " + g.last_batch.epoch + ", seq " + g.last_batch.seq : "")),
       cell(int(g.batches), "num"),
       cell(int(g.windows), "num"),
       cell(int(rejected), rejected > 0 ? "num warn" : "num", parts.join(", ") || "none"),
