@@ -9,6 +9,7 @@
 //! [`WebDriverError::NotInstalled`] so the test can skip.
 
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,7 +114,10 @@ impl ChromeDriver {
             .and_then(|l| l.local_addr())
             .map_err(|e| WebDriverError::Start(format!("no free port: {e}")))?
             .port();
+        // Its own process group, which the browsers it starts join: dropping the
+        // driver kills them all, even when a test panics before `Session::close`.
         let child = Command::new(&browser.chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log_path.display()))
             .stdout(Stdio::null())
@@ -213,6 +217,11 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
+        // SIGKILL to the whole group (driver and browsers), then reap the driver.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
