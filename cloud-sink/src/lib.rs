@@ -20,6 +20,10 @@
 //!     Content-Encoding / store failure: retry).
 //! * `GET /v1/health` — `{"status":"ok","version":V,"counters":{"stored":N,..}}`.
 //! * `GET /v1/gateways` — `[{"id","batches","windows","last_seen_ms","last_batch","counters"}]`.
+//! * `GET /v1/devices?gateway=` — `{"devices":[{"gateway","device","windows",
+//!   "last_end_ms","judged","alarms","anomalous_windows","escalations","log_lines",
+//!   "metrics":{M:{"windows","first_start_ms","last_start_ms","last_width_ms",
+//!   "judgement","template"}}}],"truncated":bool}` (see [`fleet`]).
 //! * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` —
 //!   `{"windows":[{"gateway","epoch","seq", ..every WindowSummary field..}],"truncated":bool}`,
 //!   ordered by gateway, device, metric, start_ms; `from` inclusive, `to` exclusive.
@@ -32,11 +36,14 @@
 //!   `{"range":[0,to],"overall":A,"by_series":{S:A}}`, A = totals, agree /
 //!   disagree, the 2×2 local-vs-teacher table, per confidence bucket counts
 //!   and agreement rate (see [`agreement`]).
+//! * `GET /` — the fleet dashboard (HTML; `/assets/app.js`, `/assets/style.css`),
+//!   embedded in the binary, drawn in the browser from the endpoints above.
 
 pub mod agreement;
 pub mod auth;
 pub mod calibrate;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod stats;
 pub mod store;

@@ -19,6 +19,7 @@ pub mod sim;
 pub mod sink_client;
 pub mod skab;
 pub mod skab_eval;
+pub mod webdriver;
 pub mod windows;
 
 pub use checker::{check, CheckReport, StoredWindow};

@@ -1,10 +1,14 @@
 //! The HTTP API: the router, its shared state and the JSON error shape.
 //!
-//! Handlers live in `ingest.rs` (POST /v1/batches) and `query.rs` (GETs).
+//! Handlers live in `ingest.rs` (POST /v1/batches) and `query.rs` (GETs);
+//! `dashboard.rs` serves the fleet dashboard's static files at `/`.
 //! This module binds no socket; `Server` in `lib.rs` does that.
 
+mod dashboard;
 mod ingest;
 mod query;
+
+pub use dashboard::CONTENT_SECURITY_POLICY;
 
 use std::sync::Arc;
 
@@ -41,11 +45,13 @@ pub struct AppState {
 /// * `POST /v1/batches` — ingest one envelope (application/cbor, bearer token);
 /// * `GET /v1/health` — liveness, version and ingest counters;
 /// * `GET /v1/gateways` — per-gateway totals;
+/// * `GET /v1/devices?gateway=` — per-device summaries (series, windows, verdicts);
 /// * `GET /v1/series?gateway=&device=&metric=&from=&to=&limit=` — stored windows;
 /// * `GET /v1/escalations?gateway=&device=&limit=` — escalated rows with
 ///   the gateway's and the teacher's verdicts;
 /// * `GET /v1/escalations/agreement?gateway=&device=&series=&buckets=&to=` —
-///   local-vs-teacher agreement statistics.
+///   local-vs-teacher agreement statistics;
+/// * `GET /`, `/assets/app.js`, `/assets/style.css` — the fleet dashboard.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
@@ -55,9 +61,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/health", get(query::health))
         .route("/v1/gateways", get(query::gateways))
+        .route("/v1/devices", get(query::devices))
         .route("/v1/series", get(query::series))
         .route("/v1/escalations", get(query::escalations))
         .route("/v1/escalations/agreement", get(query::agreement))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

@@ -1,5 +1,5 @@
-//! The read endpoints: `/v1/health`, `/v1/gateways`, `/v1/series`,
-//! `/v1/escalations` and `/v1/escalations/agreement`.
+//! The read endpoints: `/v1/health`, `/v1/gateways`, `/v1/devices`,
+//! `/v1/series`, `/v1/escalations` and `/v1/escalations/agreement`.
 //!
 //! They only read; ingest is in `ingest.rs`. Query parameters are parsed by
 //! hand so a bad one gets a 400 naming the parameter and what was expected.
@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{blocking, ApiError, AppState};
-use crate::agreement;
 use crate::store::{EscalationQuery, SeriesQuery, DEFAULT_SERIES_LIMIT};
+use crate::{agreement, fleet};
 
 /// Largest `limit` a series query may ask for.
 pub const MAX_SERIES_LIMIT: usize = 1_000_000;
@@ -33,6 +33,34 @@ pub(crate) async fn gateways(State(state): State<AppState>) -> Result<Json<Value
     let store = state.store.clone();
     let list = blocking(move || store.gateways()).await?;
     Ok(Json(json!(list)))
+}
+
+/// Raw `/v1/devices` parameters; empty values mean "not given".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeviceParams {
+    gateway: Option<String>,
+}
+
+/// `GET /v1/devices?gateway=` → `{"devices":[DeviceSummary..],"truncated":bool}`:
+/// each device's series, window counts, newest window, rows judged, alarms,
+/// escalations and log lines (see [`fleet::summarize`]). It reads every stored
+/// window of the gateway(s), at most [`MAX_SERIES_LIMIT`] (`truncated` beyond).
+pub(crate) async fn devices(
+    State(state): State<AppState>,
+    params: Result<Query<DeviceParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| bad_query(&e, "gateway"))?;
+    let query = SeriesQuery {
+        gateway: p.gateway.filter(|s| !s.is_empty()),
+        limit: MAX_SERIES_LIMIT + 1,
+        ..SeriesQuery::default()
+    };
+    let store = state.store.clone();
+    let windows = blocking(move || store.series(&query)).await?;
+    let truncated = windows.len() > MAX_SERIES_LIMIT;
+    let list = fleet::summarize(windows.iter().take(MAX_SERIES_LIMIT));
+    Ok(Json(json!({ "devices": list, "truncated": truncated })))
 }
 
 /// Raw `/v1/series` parameters; empty values mean "not given".
