@@ -8,6 +8,7 @@ fn good() -> SinkConfig {
     SinkConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: "var/x".into(),
+        store: Default::default(),
         limits: Limits::default(),
         gateways: vec![GatewayConfig {
             id: "gw-1".into(),
