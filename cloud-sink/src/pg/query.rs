@@ -210,16 +210,13 @@ fn gateway_info(row: &Row) -> Result<GatewayInfo, PgError> {
 
 /// A window row (escalations still empty) and how many escalations it carries.
 fn stored_window(row: &Row) -> Result<(StoredWindow, i32), PgError> {
-    let verdict = match row.get::<_, Option<bool>>(23) {
-        None => None,
-        Some(anomalous) => Some(Verdict {
-            anomalous,
-            judged: to_u64(row.get::<_, Option<i64>>(24).unwrap_or(0)),
-            alarms: to_u64(row.get::<_, Option<i64>>(25).unwrap_or(0)),
-            score: row.get::<_, Option<f64>>(26).unwrap_or(f64::NAN),
-            confidence: row.get::<_, Option<f64>>(27).unwrap_or(f64::NAN),
-        }),
-    };
+    let verdict = row.get::<_, Option<bool>>(23).map(|anomalous| Verdict {
+        anomalous,
+        judged: to_u64(row.get::<_, Option<i64>>(24).unwrap_or(0)),
+        alarms: to_u64(row.get::<_, Option<i64>>(25).unwrap_or(0)),
+        score: row.get::<_, Option<f64>>(26).unwrap_or(f64::NAN),
+        confidence: row.get::<_, Option<f64>>(27).unwrap_or(f64::NAN),
+    });
     let template = match row.get::<_, Option<String>>(28) {
         None => None,
         Some(text) => {
