@@ -98,11 +98,16 @@ impl PgStore {
     /// advisory lock and builds the pool. The error names the redacted URL.
     pub async fn connect(settings: &PgSettings) -> Result<PgStore, PgError> {
         let mut config = settings.config.clone();
-        // Every session: our schema, durable commits, a name in pg_stat_activity.
+        // Every session: our schema, durable commits, and bounds so that a
+        // stuck statement or a sink that vanished mid-transaction cannot hold
+        // a batch key's lock (and so its retries) for long.
         config.options(format!(
-            "-c search_path={} -c synchronous_commit=on",
+            "-c search_path={} -c synchronous_commit=on -c statement_timeout=30s \
+             -c idle_in_transaction_session_timeout=60s",
             settings.schema
         ));
+        config.keepalives_idle(Duration::from_secs(30));
+        config.tcp_user_timeout(Duration::from_secs(30));
         if config.get_application_name().is_none() {
             config.application_name("cloud-sink");
         }
