@@ -277,3 +277,45 @@ async fn text_postgres_cannot_hold_is_422_not_a_retry_loop() {
     assert_eq!(schema.count("batches", "").await, 0);
     sink.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calibrate_reads_a_running_postgres_sink() {
+    let Some(schema) = TestSchema::create_or_skip("calibrate").await else {
+        return;
+    };
+    let sink = Running::start(&pg_config(&schema.name, None)).await;
+    let client = reqwest::Client::new();
+    for env in batches() {
+        assert_eq!(post(&client, &sink.base, &env).await.1["status"], "stored");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sink.toml");
+    let gw = &pg_common::gateways()[0];
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[store]\nbackend = \"postgres\"\n\
+             url_env = \"SINK_TEST_PG_URL\"\nschema = \"{}\"\n\
+             [[gateways]]\nid = \"{}\"\ntoken_sha256 = \"{}\"\n",
+            schema.name, gw.id, gw.token_sha256
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloud-sink"))
+        .args(["calibrate", "--json", "--gateway", "gw-a", "--config"])
+        .env("SINK_TEST_PG_URL", pg_url())
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // gw-a: 8 batches × 2 judgement windows × 2 escalations, none judged (no teacher).
+    assert_eq!(result[0]["series"], "anomaly", "{result}");
+    assert_eq!(result[0]["escalations"], 32, "{result}");
+    sink.stop().await;
+}

@@ -127,13 +127,23 @@ pub fn gateways() -> Vec<GatewayConfig> {
 }
 
 /// A sink config on PostgreSQL (`url` instead of the test database if given).
+/// A URL given in `EDGE_TEST_PG_URL` is read from there (`url_env`), since
+/// it may hold a password, which `url` refuses.
 pub fn pg_config(schema: &str, url: Option<String>) -> SinkConfig {
+    let (url, url_env) = match url {
+        Some(url) => (Some(url), None),
+        None if std::env::var_os("EDGE_TEST_PG_URL").is_some() => {
+            (None, Some("EDGE_TEST_PG_URL".to_owned()))
+        }
+        None => (Some(DEFAULT_PG_URL.to_owned()), None),
+    };
     SinkConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: Default::default(),
         store: StoreConfig {
             backend: Backend::Postgres,
-            url: Some(url.unwrap_or_else(pg_url)),
+            url,
+            url_env,
             schema: Some(schema.into()),
             pool_size: 4,
             connect_attempts: 2,
