@@ -147,7 +147,6 @@ pub fn pg_config(schema: &str, url: Option<String>) -> SinkConfig {
             schema: Some(schema.into()),
             pool_size: 4,
             connect_attempts: 2,
-            ..StoreConfig::default()
         },
         limits: Limits::default(),
         gateways: gateways(),
