@@ -1,5 +1,6 @@
-//! The `cloud-sink calibrate` command's body: open a stopped sink's store,
-//! collect its escalations, run [`cloud_sink::calibrate`], print the result.
+//! The `cloud-sink calibrate` command's body: open a stopped sink's store (or
+//! the PostgreSQL store its config names), collect its escalations, run
+//! [`cloud_sink::calibrate`], print the result.
 //!
 //! Binary-only (anyhow errors, stdout); the arithmetic lives in the library
 //! and is tested there. It never writes to the store.
@@ -7,28 +8,27 @@
 use anyhow::Context;
 use cloud_sink::agreement::Row;
 use cloud_sink::calibrate::{calibrate, Outcome, SeriesCalibration, Tally};
-use cloud_sink::EmbeddedStore;
+use cloud_sink::{Backend, EmbeddedStore, SinkConfig, SinkStore};
 
 use crate::CalibrateArgs;
 
 /// Runs the command.
 pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
-    if !args.data.is_dir() {
-        anyhow::bail!(
-            "{}: not a directory (give the sink's data_dir)",
-            args.data.display()
-        );
-    }
-    let store = EmbeddedStore::open(&args.data).with_context(|| {
-        format!(
-            "opening the store in {} (is the sink still running? stop it first)",
-            args.data.display()
-        )
-    })?;
-    let mut rows = Vec::new();
-    store
-        .for_each_escalation(args.gateway.as_deref(), None, |e| rows.push(Row::from(&e)))
-        .context("reading escalations")?;
+    let (rows, source) = match (&args.config, &args.data) {
+        (Some(path), _) => {
+            let config = SinkConfig::load(path)?;
+            if config.store.backend == Backend::Embedded {
+                (
+                    embedded_rows(&config.data_dir, args)?,
+                    config.data_dir.display().to_string(),
+                )
+            } else {
+                (postgres_rows(&config, args)?, SinkStore::describe(&config))
+            }
+        }
+        (None, Some(dir)) => (embedded_rows(dir, args)?, dir.display().to_string()),
+        (None, None) => anyhow::bail!("give --data DIR or --config FILE"),
+    };
     let result = calibrate(&rows, args.min_agreement, args.min_rows);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -37,7 +37,7 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
     println!(
         "{} escalations in {}; target: rows decided locally agree with the teacher >= {:.2}% (at least {} rows)",
         rows.len(),
-        args.data.display(),
+        source,
         100.0 * args.min_agreement,
         args.min_rows
     );
@@ -54,6 +54,46 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
          sink cannot measure them; these numbers can only justify LOWERING the threshold."
     );
     Ok(())
+}
+
+/// Every escalation's agreement row from a stopped sink's sled directory.
+fn embedded_rows(dir: &std::path::Path, args: &CalibrateArgs) -> anyhow::Result<Vec<Row>> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{}: not a directory (give the sink's data_dir)",
+            dir.display()
+        );
+    }
+    let store = EmbeddedStore::open(dir).with_context(|| {
+        format!(
+            "opening the store in {} (is the sink still running? stop it first)",
+            dir.display()
+        )
+    })?;
+    let mut rows = Vec::new();
+    store
+        .for_each_escalation(args.gateway.as_deref(), None, |e| rows.push(Row::from(&e)))
+        .context("reading escalations")?;
+    Ok(rows)
+}
+
+/// Every escalation's agreement row from the PostgreSQL store of `config`.
+fn postgres_rows(config: &SinkConfig, args: &CalibrateArgs) -> anyhow::Result<Vec<Row>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = SinkStore::open(config)
+            .await
+            .with_context(|| format!("opening {}", SinkStore::describe(config)))?;
+        let rows = store
+            .agreement_rows(args.gateway.clone(), None, None)
+            .await
+            .context("reading escalations")?;
+        store.close().await?;
+        Ok(rows)
+    })
 }
 
 fn pct(t: &Tally) -> String {

@@ -4,8 +4,10 @@
 //! This module only reads and checks the file; it opens no sockets, no store
 //! and no model (teacher models are loaded by [`crate::teacher`] at start-up).
 
+mod store;
 mod teachers;
 
+pub use store::{is_identifier, redact_url, Backend, PgSettings, StoreConfig};
 pub use teachers::TeacherConfig;
 
 use std::collections::HashSet;
@@ -20,6 +22,8 @@ use serde::Deserialize;
 /// ```toml
 /// listen = "127.0.0.1:8080"
 /// data_dir = "var/cloud-sink"
+/// [store]
+/// backend = "embedded"      # or "postgres" with url_env = "SINK_PG_URL"
 /// [limits]
 /// max_body_bytes = 8388608
 /// [[gateways]]
@@ -36,7 +40,12 @@ pub struct SinkConfig {
     pub listen: String,
     /// Directory of the embedded (sled) store. A relative path is resolved
     /// against the current working directory of the process, not the config file.
+    /// Required with the embedded backend, absent with PostgreSQL.
+    #[serde(default)]
     pub data_dir: PathBuf,
+    /// Which store keeps the batches; embedded by default.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Request limits; every key has a default.
     #[serde(default)]
     pub limits: Limits,
@@ -190,9 +199,7 @@ impl SinkConfig {
                 format!("expected a socket address like 127.0.0.1:8080 ({e})"),
             ));
         }
-        if self.data_dir.as_os_str().is_empty() {
-            problems.push(ConfigProblem::new("data_dir", "must not be empty"));
-        }
+        self.store.check(&self.data_dir, &mut problems);
         let max = self.limits.max_body_bytes;
         if !(1..=wire::MAX_ENVELOPE_BYTES).contains(&max) {
             problems.push(ConfigProblem::new(

@@ -1,6 +1,6 @@
 //! cloud-sink: receives CBOR batches from edge gateways, stores each exactly
-//! once per (gateway, epoch, seq) in an embedded sled store, and serves a
-//! JSON query API.
+//! once per (gateway, epoch, seq) in an embedded sled store or in PostgreSQL
+//! (`[store] backend`), and serves a JSON query API.
 //!
 //! This file wires the pieces together ([`Server`], [`serve`]); it has no
 //! request logic of its own. The binary (`main.rs`) adds CLI, logging and
@@ -17,7 +17,8 @@
 //!   * 401 / 403 / 400 / 413 / 415 / 503 `{"error":"<reason>"}` (missing or unknown
 //!     token / token of another gateway / invalid envelope or gzip / body over
 //!     `limits.max_body_bytes` or inflating past the envelope cap / another
-//!     Content-Encoding / store failure: retry).
+//!     Content-Encoding / store failure: retry). 422 when PostgreSQL cannot
+//!     hold a value of the batch (a NUL character in a name).
 //! * `GET /v1/health` — `{"status":"ok","version":V,"counters":{"stored":N,..}}`.
 //! * `GET /v1/gateways` — `[{"id","batches","windows","last_seen_ms","last_batch","counters"}]`.
 //! * `GET /v1/devices?gateway=` — `{"devices":[{"gateway","device","windows",
@@ -45,18 +46,24 @@ pub mod calibrate;
 pub mod config;
 pub mod fleet;
 pub mod http;
+pub mod pg;
+pub mod sink_store;
 pub mod stats;
 pub mod store;
 pub mod teacher;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use config::{ConfigError, ConfigProblem, GatewayConfig, Limits, SinkConfig, TeacherConfig};
+pub use config::{
+    Backend, ConfigError, ConfigProblem, GatewayConfig, Limits, SinkConfig, StoreConfig,
+    TeacherConfig,
+};
+pub use pg::{PgError, PgStore};
+pub use sink_store::{SinkStore, SinkStoreError};
 pub use store::{
     EmbeddedStore, GatewayInfo, PutOutcome, SeriesQuery, StoreError, StoredEscalation,
     StoredWindow, TeacherJudgement, TeacherSkip, TeacherVerdict,
@@ -70,11 +77,12 @@ pub enum ServerError {
     #[error("invalid config: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Config(Vec<ConfigProblem>),
     /// The store could not be opened or closed cleanly.
-    #[error("store {dir}")]
+    #[error("store {location}")]
     Store {
-        dir: PathBuf,
+        /// The data directory, or the PostgreSQL URL (password redacted) and schema.
+        location: String,
         #[source]
-        source: StoreError,
+        source: SinkStoreError,
     },
     /// A teacher model or its sidecar could not be loaded.
     #[error("teacher model")]
@@ -98,11 +106,12 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: http::AppState,
-    data_dir: PathBuf,
+    location: String,
 }
 
 impl Server {
-    /// Validates `config`, opens the store in `data_dir` and binds `listen`.
+    /// Validates `config`, opens the store (the sled directory `data_dir`, or
+    /// PostgreSQL: connect with retries, migrate) and binds `listen`.
     /// Teacher models are loaded first: a missing or wrong one stops start-up.
     pub async fn bind(config: &SinkConfig) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
@@ -110,13 +119,11 @@ impl Server {
         let teachers = tokio::task::spawn_blocking(move || Teachers::load(&teacher_configs))
             .await
             .map_err(std::io::Error::other)??;
-        let data_dir = config.data_dir.clone();
-        let dir = data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+        let location = SinkStore::describe(config);
+        let store = SinkStore::open(config)
             .await
-            .map_err(std::io::Error::other)?
             .map_err(|source| ServerError::Store {
-                dir: data_dir.clone(),
+                location: location.clone(),
                 source,
             })?;
         let listener =
@@ -128,7 +135,7 @@ impl Server {
                 })?;
         let local_addr = listener.local_addr()?;
         let state = http::AppState {
-            store: Arc::new(store),
+            store,
             tokens: Arc::new(auth::TokenTable::new(&config.gateways)),
             stats: Arc::new(stats::IngestStats::default()),
             max_body_bytes: config.limits.max_body_bytes,
@@ -139,7 +146,7 @@ impl Server {
             listener,
             local_addr,
             state,
-            data_dir,
+            location,
         })
     }
 
@@ -149,7 +156,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish,
-    /// flushes and closes the store (so the directory can be reopened).
+    /// flushes and closes the store (so the directory can be reopened; a
+    /// PostgreSQL pool is closed).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -157,7 +165,7 @@ impl Server {
         let Server {
             listener,
             state,
-            data_dir,
+            location,
             ..
         } = self;
         let store = state.store.clone();
@@ -165,13 +173,10 @@ impl Server {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
-        tokio::task::spawn_blocking(move || store.flush())
+        store
+            .close()
             .await
-            .map_err(std::io::Error::other)?
-            .map_err(|source| ServerError::Store {
-                dir: data_dir,
-                source,
-            })?;
+            .map_err(|source| ServerError::Store { location, source })?;
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ const LONG_ABOUT: &str = "\
 cloud-sink is the cloud end of the edge pipeline. Gateways (edge-agent) POST sealed
 batches of window summaries; the sink authenticates each gateway by its bearer token,
 verifies the batch (size, schema version, body SHA-256), and stores it in an embedded
-store exactly once per (gateway, epoch, seq). It answers \"stored\" only once the data
+store (or PostgreSQL: [store] backend = \"postgres\") exactly once per (gateway, epoch, seq). It answers \"stored\" only once the data
 is flushed to disk, answers a re-send with \"duplicate\", and rejects the same key with a
 different body loudly (409 and an error log line).
 
@@ -30,6 +30,7 @@ HTTP endpoints:
   POST /v1/batches   body = wire envelope (application/cbor), `Authorization: Bearer TOKEN`
                      200 stored | 200 duplicate | 409 conflict | 400 bad envelope
                      401 bad token | 403 other gateway's key | 413 too large | 503 retry
+                     (422: a value PostgreSQL cannot store, e.g. NUL in a name)
   GET  /v1/health    status, version and ingest counters
   GET  /v1/gateways  per-gateway batches, windows, last seen, summed counters
   GET  /v1/series?gateway=&device=&metric=&from=&to=&limit=
@@ -50,6 +51,7 @@ Examples:
   cloud-sink --config configs/cloud-sink.example.toml
   cloud-sink check-config configs/cloud-sink.example.toml
   cloud-sink calibrate --data var/cloud-sink --min-agreement 0.99
+  SINK_PG_URL=postgres://sink@db/sink cloud-sink calibrate --config configs/cloud-sink.postgres.toml
   curl -s 'http://127.0.0.1:8080/v1/series?gateway=gw-demo&device=pump-1&from=0'
   printf '%s' \"$TOKEN\" | sha256sum     # the token_sha256 to put in the config";
 
@@ -105,14 +107,20 @@ budgeted sample (escalations_per_device_hour), not every unsure row.
 
 It reads the store directly (exact, every row, no token needed, and no load
 on a serving sink), so the sink must be stopped: the store allows one process
-at a time. Run it on a stopped sink or on a copy of a stopped sink's directory.";
+at a time. Run it on a stopped sink or on a copy of a stopped sink's directory.
+With --config naming a PostgreSQL store it reads the database, and the sinks
+may keep running.";
 
 /// `cloud-sink calibrate`.
 #[derive(Debug, clap::Args)]
 struct CalibrateArgs {
     /// The sink's data directory (`data_dir` of its config); the sink must be stopped.
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    data: Option<PathBuf>,
+    /// Read the store the sink's config names instead (PostgreSQL: the sink
+    /// may keep running; embedded: its data_dir, the sink must be stopped).
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    config: Option<PathBuf>,
     /// Agreement the rows decided locally must reach, in (0, 1].
     #[arg(long, default_value_t = 0.99, value_parser = parse_rate)]
     min_agreement: f64,
@@ -221,7 +229,7 @@ fn run(config_path: &Path) -> anyhow::Result<()> {
         writeln!(stdout, "cloud-sink listening on http://{addr}")?;
         stdout.flush()?;
         drop(stdout);
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), gateways = config.gateways.len(), "cloud-sink started");
+        tracing::info!(%addr, store = %cloud_sink::SinkStore::describe(&config), gateways = config.gateways.len(), "cloud-sink started");
         server.run(shutdown).await?;
         tracing::info!("cloud-sink stopped");
         anyhow::Ok(())

@@ -1,6 +1,6 @@
-//! Parses and validates the shipped example config, checks the demo token it
-//! documents really matches its hash, and loads its teacher models. Nothing is
-//! started.
+//! Parses and validates the shipped example configs (embedded and
+//! PostgreSQL), checks the demo token they document really matches its hash,
+//! and loads their teacher models. Nothing is started, nothing connected.
 
 use std::path::PathBuf;
 
@@ -40,4 +40,19 @@ fn example_teachers_load_from_the_config_folder() {
     let teachers = Teachers::load(&config.teachers).expect("example teachers load");
     let series: Vec<_> = teachers.series().collect();
     assert_eq!(series, [("anomaly", 24)]);
+}
+
+#[test]
+fn postgres_example_config_loads_and_validates() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/cloud-sink.postgres.toml");
+    let config = SinkConfig::load(&path).expect("postgres example config is valid");
+    assert_eq!(config.store.backend, cloud_sink::Backend::Postgres);
+    assert_eq!(config.store.url_env.as_deref(), Some("SINK_PG_URL"));
+    assert_eq!(config.store.url, None);
+    assert_eq!(config.store.schema.as_deref(), Some("cloud_sink"));
+    assert_eq!(config.data_dir, PathBuf::new());
+    assert_eq!(config.gateways[0].id, "gw-demo");
+    let teachers = Teachers::load(&config.teachers).expect("example teachers load");
+    assert_eq!(teachers.series().count(), 1);
 }

@@ -26,6 +26,7 @@ impl Running {
         let config = SinkConfig {
             listen: "127.0.0.1:0".into(),
             data_dir: data_dir.to_owned(),
+            store: Default::default(),
             limits: Limits {
                 max_body_bytes: LIMIT,
             },

@@ -171,6 +171,7 @@ async fn the_server_does_not_start_with_a_missing_teacher() {
     let config = SinkConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("store"),
+        store: Default::default(),
         limits: Limits::default(),
         gateways: vec![GatewayConfig {
             id: "gw".into(),

@@ -94,6 +94,7 @@ async fn start(
     let config = SinkConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_owned(),
+        store: Default::default(),
         limits: Limits::default(),
         gateways: vec![GatewayConfig {
             id: "gw-a".into(),

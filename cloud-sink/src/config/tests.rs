@@ -8,6 +8,7 @@ fn good() -> SinkConfig {
     SinkConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: "var/x".into(),
+        store: Default::default(),
         limits: Limits::default(),
         gateways: vec![GatewayConfig {
             id: "gw-1".into(),
@@ -174,5 +175,77 @@ fn teacher_paths_resolve_against_the_config_folder_and_sidecar_defaults() {
     match SinkConfig::parse(Path::new("x.toml"), typo).unwrap_err() {
         ConfigError::Parse { message, .. } => assert!(message.contains("model"), "{message}"),
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn store_section_problems_are_reported_with_their_path() {
+    // Embedded (the default) needs data_dir and takes no PostgreSQL keys.
+    let mut c = good();
+    c.store.url = Some("postgres://u@h/d".into());
+    c.store.schema = Some("s".into());
+    assert_eq!(
+        paths(&c.validate().unwrap_err()),
+        ["store.url", "store.schema"]
+    );
+
+    let mut c = good();
+    c.store.backend = Backend::Postgres;
+    c.store.url = Some("postgres://u:hunter2@h/d".into());
+    c.store.url_env = Some("1BAD".into());
+    c.store.schema = Some("Bad-Name".into());
+    c.store.pool_size = 0;
+    c.store.connect_attempts = 0;
+    let problems = c.validate().unwrap_err();
+    assert_eq!(
+        paths(&problems),
+        [
+            "data_dir",
+            "store.url",
+            "store.schema",
+            "store.pool_size",
+            "store.connect_attempts"
+        ]
+    );
+    assert!(problems[1].message.contains("not both"));
+
+    c.data_dir = PathBuf::new();
+    c.store.url_env = None;
+    c.store.schema = Some("sink_1".into());
+    c.store.pool_size = 8;
+    c.store.connect_attempts = 3;
+    let problems = c.validate().unwrap_err();
+    assert_eq!(paths(&problems), ["store.url"]);
+    assert!(problems[0].message.contains("password"), "{}", problems[0]);
+    assert!(!problems[0].message.contains("hunter2"));
+    assert!(!format!("{c:?}").contains("hunter2"));
+
+    c.store.url = Some("postgres://u@h:5432/d".into());
+    assert_eq!(c.validate(), Ok(()));
+    c.store.url = Some("postgres://u@h:notaport/d".into());
+    assert_eq!(paths(&c.validate().unwrap_err()), ["store.url"]);
+    c.store.url = None;
+    assert_eq!(paths(&c.validate().unwrap_err()), ["store"]);
+    c.store.url_env = Some("SINK_PG_URL".into());
+    assert_eq!(c.validate(), Ok(()));
+}
+
+#[test]
+fn store_section_parses_strictly() {
+    let text = format!(
+        "listen = \"127.0.0.1:1\"\n[store]\nbackend = \"postgres\"\nurl_env = \"X\"\n\
+         [[gateways]]\nid = \"g\"\ntoken_sha256 = \"{HASH}\"\n"
+    );
+    let c = SinkConfig::parse(Path::new("x.toml"), &text).unwrap();
+    assert_eq!(c.store.backend, Backend::Postgres);
+    assert_eq!((c.store.pool_size, c.store.connect_attempts), (8, 5));
+    assert_eq!(c.validate(), Ok(()));
+
+    for bad in ["backend = \"mysql\"", "password = \"x\""] {
+        let text = format!("listen = \"a\"\n[store]\n{bad}\n");
+        match SinkConfig::parse(Path::new("x.toml"), &text).unwrap_err() {
+            ConfigError::Parse { line, .. } => assert_eq!(line, 3, "{bad}"),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

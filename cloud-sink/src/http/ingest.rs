@@ -161,25 +161,33 @@ async fn ingest(
     }
 
     let received_ms = now_ms();
-    let store = state.store.clone();
     let teachers = state.teachers.clone();
-    let env_for_store = env.clone();
-    // The teacher judges before the store's writer lock is taken; only the
+    // The teacher judges before the store is asked (outside the embedded
+    // store's writer lock, outside any PostgreSQL transaction); only the
     // first stored copy of a batch keeps (and counts) its judgements.
-    let outcome = blocking(move || {
+    let (body, judged) = blocking(move || {
         let judged = teachers.judge_body(&body);
-        let outcome = store.put_batch(&env_for_store, &body, &judged.per_window, received_ms)?;
-        let locals = body.windows.iter().flat_map(|w| &w.escalations);
-        let pairs: Vec<_> = judged.iter().copied().zip(locals.map(|e| e.alarm)).collect();
-        Ok::<_, crate::store::StoreError>((outcome, pairs, judged.elapsed))
+        Ok::<_, std::convert::Infallible>((body, judged))
     })
     .await
+    .map_err(|e| (Outcome::StoreError, e))?;
+    let locals = body.windows.iter().flat_map(|w| &w.escalations);
+    let pairs: Vec<_> = judged
+        .iter()
+        .copied()
+        .zip(locals.map(|e| e.alarm))
+        .collect();
+    let judge_time = judged.elapsed;
+    let outcome = state
+        .store
+        .put_batch(env.clone(), body, judged.per_window, received_ms)
+        .await
         .map_err(|e| {
-            tracing::warn!(gateway = %env.gateway, epoch = env.epoch, seq = env.seq, error = %e.message, "store failed");
-            (Outcome::StoreError, e)
+            tracing::warn!(gateway = %env.gateway, epoch = env.epoch, seq = env.seq, error = %super::error_chain(&e), "store failed");
+            (Outcome::StoreError, super::store_error(&e))
         })?;
+    let judgements = pairs;
 
-    let (outcome, judgements, judge_time) = outcome;
     let (gateway, epoch, seq) = (&env.gateway, env.epoch, env.seq);
     let response = match outcome {
         PutOutcome::Stored => {

@@ -19,15 +19,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::auth::TokenTable;
+use crate::sink_store::{SinkStore, SinkStoreError};
 use crate::stats::{IngestStats, TeacherStats};
-use crate::store::EmbeddedStore;
 use crate::teacher::Teachers;
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The embedded store (blocking; use via `spawn_blocking`).
-    pub store: Arc<EmbeddedStore>,
+    /// The configured store (embedded or PostgreSQL).
+    pub store: SinkStore,
     /// Token hashes of the configured gateways.
     pub tokens: Arc<TokenTable>,
     /// Ingest outcome counters shown in `/v1/health`.
@@ -111,6 +111,19 @@ where
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store task failed: {e}"),
         )),
+    }
+}
+
+/// A failed store call as an answer: 503 (retry later), or 422 when the
+/// batch itself cannot be stored.
+pub(crate) fn store_error(e: &SinkStoreError) -> ApiError {
+    if e.is_permanent() {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error_chain(e))
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {}", error_chain(e)),
+        )
     }
 }
 

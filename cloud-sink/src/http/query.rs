@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, ApiError, AppState};
+use super::{store_error, ApiError, AppState};
 use crate::store::{EscalationQuery, SeriesQuery, DEFAULT_SERIES_LIMIT};
 use crate::{agreement, fleet};
 
@@ -30,8 +30,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /v1/gateways` → JSON array of `GatewayInfo`.
 pub(crate) async fn gateways(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
-    let list = blocking(move || store.gateways()).await?;
+    let list = state.store.gateways().await.map_err(|e| store_error(&e))?;
     Ok(Json(json!(list)))
 }
 
@@ -56,8 +55,11 @@ pub(crate) async fn devices(
         limit: MAX_SERIES_LIMIT + 1,
         ..SeriesQuery::default()
     };
-    let store = state.store.clone();
-    let windows = blocking(move || store.series(&query)).await?;
+    let windows = state
+        .store
+        .series(query)
+        .await
+        .map_err(|e| store_error(&e))?;
     let truncated = windows.len() > MAX_SERIES_LIMIT;
     let list = fleet::summarize(windows.iter().take(MAX_SERIES_LIMIT));
     Ok(Json(json!({ "devices": list, "truncated": truncated })))
@@ -84,15 +86,15 @@ pub(crate) async fn series(
         params.map_err(|e| bad_query(&e, "gateway, device, metric, from, to, limit"))?;
     let query = parse_series(params).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     let limit = query.limit;
-    let store = state.store.clone();
     // Ask for one more than the limit to learn whether the answer was cut.
-    let mut windows = blocking(move || {
-        store.series(&SeriesQuery {
+    let mut windows = state
+        .store
+        .series(SeriesQuery {
             limit: limit + 1,
             ..query
         })
-    })
-    .await?;
+        .await
+        .map_err(|e| store_error(&e))?;
     let truncated = windows.len() > limit;
     windows.truncate(limit);
     Ok(Json(json!({ "windows": windows, "truncated": truncated })))
@@ -122,8 +124,11 @@ pub(crate) async fn escalations(
         device: given(p.device),
         limit: limit + 1,
     };
-    let store = state.store.clone();
-    let mut list = blocking(move || store.escalations(&query)).await?;
+    let mut list = state
+        .store
+        .escalations(query)
+        .await
+        .map_err(|e| store_error(&e))?;
     let truncated = list.len() > limit;
     list.truncate(limit);
     Ok(Json(json!({ "escalations": list, "truncated": truncated })))
@@ -174,17 +179,11 @@ pub(crate) async fn agreement(
         })
         .transpose()?;
     let (gateway, device, series) = (given(p.gateway), given(p.device), given(p.series));
-    let store = state.store.clone();
-    let rows = blocking(move || {
-        let mut rows = Vec::new();
-        store.for_each_escalation(gateway.as_deref(), device.as_deref(), |e| {
-            if series.as_deref().is_none_or(|s| s == e.series) {
-                rows.push(agreement::Row::from(&e));
-            }
-        })?;
-        Ok::<_, crate::store::StoreError>(rows)
-    })
-    .await?;
+    let rows = state
+        .store
+        .agreement_rows(gateway, device, series)
+        .await
+        .map_err(|e| store_error(&e))?;
     Ok(Json(json!(agreement::report(&rows, buckets, to))))
 }
 

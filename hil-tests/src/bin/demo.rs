@@ -172,6 +172,7 @@ async fn start_sink(dir: &Path, listen: &str) -> Result<(String, tokio::task::Jo
     let mut config = cloud_sink::SinkConfig {
         listen: listen.to_owned(),
         data_dir: dir.join("sink"),
+        store: Default::default(),
         limits: cloud_sink::Limits::default(),
         gateways: vec![cloud_sink::GatewayConfig {
             id: GATEWAY.into(),
