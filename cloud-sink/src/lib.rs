@@ -18,7 +18,8 @@
 //!     token / token of another gateway / invalid envelope or gzip / body over
 //!     `limits.max_body_bytes` or inflating past the envelope cap / another
 //!     Content-Encoding / store failure: retry). 422 when PostgreSQL cannot
-//!     hold a value of the batch (a NUL character in a name).
+//!     hold a value of the batch (a NUL in the gateway id or a counter name;
+//!     NUL in window text is stored as U+FFFD).
 //! * `GET /v1/health` — `{"status":"ok","version":V,"counters":{"stored":N,..}}`.
 //! * `GET /v1/gateways` — `[{"id","batches","windows","last_seen_ms","last_batch","counters"}]`.
 //! * `GET /v1/devices?gateway=` — `{"devices":[{"gateway","device","windows",

@@ -30,7 +30,7 @@ HTTP endpoints:
   POST /v1/batches   body = wire envelope (application/cbor), `Authorization: Bearer TOKEN`
                      200 stored | 200 duplicate | 409 conflict | 400 bad envelope
                      401 bad token | 403 other gateway's key | 413 too large | 503 retry
-                     (422: a value PostgreSQL cannot store, e.g. NUL in a name)
+                     (422: a value PostgreSQL cannot store, e.g. NUL in a gateway id)
   GET  /v1/health    status, version and ingest counters
   GET  /v1/gateways  per-gateway batches, windows, last seen, summed counters
   GET  /v1/series?gateway=&device=&metric=&from=&to=&limit=

@@ -263,8 +263,10 @@ async fn database_outage_is_503_and_the_retry_is_stored_once() {
     sink.stop().await;
 }
 
+/// PostgreSQL text cannot hold NUL; refusing the batch would block the
+/// gateway's outbox (the agent retries), so the NUL is replaced and stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn text_postgres_cannot_hold_is_422_not_a_retry_loop() {
+async fn text_with_nul_is_stored_with_a_replacement_not_refused() {
     let Some(schema) = TestSchema::create_or_skip("nul").await else {
         return;
     };
@@ -272,9 +274,17 @@ async fn text_postgres_cannot_hold_is_422_not_a_retry_loop() {
     let client = reqwest::Client::new();
     let env = batch("gw-a", 1, 1, vec![window("d\0x", "m", 0, 1.0, 0)]);
     let (status, body) = post(&client, &sink.base, &env).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("NUL"), "{body}");
-    assert_eq!(schema.count("batches", "").await, 0);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "stored");
+    assert_eq!(
+        post(&client, &sink.base, &env).await.1["status"],
+        "duplicate"
+    );
+    assert_eq!(schema.count("batches", "").await, 1);
+    assert_eq!(
+        schema.count("windows", "WHERE device = 'd\u{FFFD}x'").await,
+        1
+    );
     sink.stop().await;
 }
 

@@ -178,6 +178,15 @@ impl PgStore {
         received_ms: i64,
     ) -> Result<PutOutcome, PgError> {
         rows::check_storable(env, body).map_err(PgError::Unstorable)?;
+        let replaced = rows::without_nul(body);
+        if replaced.is_some() {
+            tracing::warn!(
+                gateway = %env.gateway,
+                seq = env.seq,
+                "batch text holds NUL characters PostgreSQL cannot store: stored with U+FFFD in their place"
+            );
+        }
+        let body = replaced.as_ref().unwrap_or(body);
         let hash = env.body_hash_hex();
         let (epoch, seq) = (rows::to_i64(env.epoch), rows::to_i64(env.seq));
         let windows = rows::to_i64(body.windows.len() as u64);

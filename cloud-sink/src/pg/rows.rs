@@ -79,7 +79,9 @@ pub(super) fn to_u64(v: i64) -> u64 {
     v as u64
 }
 
-/// `Err(what)` when the batch holds text PostgreSQL cannot store (NUL).
+/// `Err(what)` when the batch holds text PostgreSQL cannot store (NUL) in
+/// a field [`without_nul`] does not replace: the gateway id (from the
+/// sink's own config) and counter names (the agent's fixed reason codes).
 pub(super) fn check_storable(env: &Envelope, body: &Body) -> Result<(), String> {
     let nul = |field: &str, s: &str| {
         if s.contains('\0') {
@@ -89,20 +91,45 @@ pub(super) fn check_storable(env: &Envelope, body: &Body) -> Result<(), String> 
         }
     };
     nul("gateway", &env.gateway)?;
-    for w in &body.windows {
-        nul("device", &w.device)?;
-        nul("metric", &w.metric)?;
-        if let Some(t) = &w.template {
-            nul("template text", &t.text)?;
-            for line in &t.exemplars {
-                nul("exemplar", line)?;
-            }
-        }
-    }
     for reason in body.counters.0.keys() {
         nul("counter name", reason)?;
     }
     Ok(())
+}
+
+/// PostgreSQL text cannot hold NUL, but field data can (a device name in a
+/// JSON payload, a binary log line kept as an exemplar). Refusing the batch
+/// would block its gateway's outbox for good (the agent retries all but
+/// 409), so a copy of the body with each NUL in a window's device, metric,
+/// template text or exemplar replaced by U+FFFD is stored instead; `None`
+/// when there is none. The embedded store keeps the original bytes.
+pub(super) fn without_nul(body: &Body) -> Option<Body> {
+    let has = |s: &String| s.contains('\0');
+    let any = body.windows.iter().any(|w| {
+        has(&w.device)
+            || has(&w.metric)
+            || w.template
+                .as_ref()
+                .is_some_and(|t| has(&t.text) || t.exemplars.iter().any(has))
+    });
+    if !any {
+        return None;
+    }
+    let fix = |s: &mut String| {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    };
+    let mut copy = body.clone();
+    for w in &mut copy.windows {
+        fix(&mut w.device);
+        fix(&mut w.metric);
+        if let Some(t) = &mut w.template {
+            fix(&mut t.text);
+            t.exemplars.iter_mut().for_each(fix);
+        }
+    }
+    Some(copy)
 }
 
 /// The windows of one batch as column arrays (parameters $4..$31).
