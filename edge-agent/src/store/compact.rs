@@ -22,15 +22,15 @@
 //!    delete the snapshot.
 //!
 //! A crash before 2 leaves the old generation current; after it, start-up
-//! redoes 3 and 4 from the snapshot ([`load_generation`]). An I/O error after
-//! 2 aborts the process for the same reason: the old generation in memory is
-//! no longer what a restart would open. It does not decide when to compact.
+//! redoes 3 and 4 from the snapshot ([`load_generation`]). An I/O error at
+//! or after 2 aborts the process for the same reason: the old generation in
+//! memory may no longer be what a restart would open. It does not decide when to compact.
 
 use std::time::{Duration, Instant};
 
 use std::path::Path;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::snapshot::{self, SnapshotWriter, Stop};
 use super::{generation, Live, Store, StoreError};
@@ -108,24 +108,28 @@ impl Store {
                 }
             }
         }
-        let finished = out
-            .finish()
-            .and_then(|_| generation::commit_loading(&self.dir, next));
-        if let Err(e) = finished {
-            // Not committed (or unknown: start-up decides by the generation file).
+        if let Err(e) = out.finish() {
+            // Not committed: the snapshot is not needed (start-up would delete it too).
             let _ = std::fs::remove_file(&path);
             return Err(io(e).into());
         }
-        // Committed: from here on a restart loads the snapshot, so the old
-        // generation must never take another write.
-        let after_commit = Live::open(&self.dir, next).and_then(|fresh| {
-            drop(std::mem::replace(&mut *live, fresh));
-            load_into(&self.dir, &live)
-        });
+        // The commit point. If writing it fails, whether it landed is
+        // unknown (the rename may be on disk), so the snapshot must stay and
+        // the old generation must not take another write: that failure is
+        // handled like one after the commit, and start-up decides by the
+        // generation file (it loads the snapshot, or deletes it as stale).
+        // After the commit a restart loads the snapshot.
+        let after_commit = generation::commit_loading(&self.dir, next)
+            .map_err(io)
+            .and_then(|()| Live::open(&self.dir, next))
+            .and_then(|fresh| {
+                drop(std::mem::replace(&mut *live, fresh));
+                load_into(&self.dir, &live)
+            });
         if let Err(e) = after_commit {
             error!(
-                "store compaction failed after its commit point: {e}; stopping so that \
-                 start-up finishes it from the snapshot"
+                "store compaction failed at or after its commit point: {e}; stopping so that \
+                 start-up finishes it from the snapshot or keeps the old generation"
             );
             std::process::abort();
         }
@@ -185,6 +189,10 @@ fn load_into(data_dir: &Path, fresh: &Live) -> Result<u64, StoreError> {
     fresh.tree.apply_batch(batch)?;
     fresh.flush()?;
     generation::commit(data_dir, n).map_err(io)?;
-    generation::delete_others(data_dir, n, false).map_err(io)?;
+    // Loaded and committed: a snapshot left behind only costs disk until
+    // the next start-up deletes it, so failing here would be out of proportion.
+    if let Err(e) = generation::delete_others(data_dir, n, false) {
+        warn!("loaded store snapshot not deleted yet (start-up retries): {e}");
+    }
     Ok(records)
 }

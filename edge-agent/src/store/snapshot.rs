@@ -21,6 +21,8 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"EASNAP01";
 const END: u32 = u32::MAX;
+/// The trailer's bytes: `END`, the record count and the SHA-256.
+const TRAILER: u64 = 4 + 8 + 32;
 /// Largest key or value a snapshot holds (the store's are far smaller).
 const MAX_FIELD: u32 = 64 * 1024 * 1024;
 
@@ -32,7 +34,7 @@ pub fn path_of(data_dir: &Path, n: u64) -> PathBuf {
 /// Bytes a snapshot of records with `kv_bytes` of keys and values takes.
 #[cfg(test)]
 fn size_of(records: u64, kv_bytes: u64) -> u64 {
-    MAGIC.len() as u64 + records * 8 + kv_bytes + 4 + 8 + 32
+    MAGIC.len() as u64 + records * 8 + kv_bytes + TRAILER
 }
 
 /// Writes a snapshot to a temporary name, stopping (and deleting it) with
@@ -76,7 +78,7 @@ impl SnapshotWriter {
 
     /// Appends one record; `Ok(Err(Stop))` when the allowance is used up.
     pub fn record(&mut self, key: &[u8], value: &[u8]) -> io::Result<Result<(), Stop>> {
-        if self.bytes + 8 + (key.len() + value.len()) as u64 + 44 > self.max_bytes {
+        if self.bytes + 8 + (key.len() + value.len()) as u64 + TRAILER > self.max_bytes {
             self.abandon();
             return Ok(Err(Stop));
         }
