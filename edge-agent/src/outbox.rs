@@ -123,6 +123,11 @@ impl OutboxCap {
         }
     }
 
+    /// The coarsest width a roll-up may make, in milliseconds.
+    pub fn max_width_ms(&self) -> i64 {
+        self.max_width_ms
+    }
+
     /// The live bytes sealed batches may hold now.
     pub fn budget(&self) -> u64 {
         self.budget

@@ -155,6 +155,30 @@ pub fn roll_up(windows: Vec<WindowSummary>, max_width_ms: i64) -> (Vec<WindowSum
     (out, merged_away)
 }
 
+/// Rolls `windows`, which take `bytes` encoded, up level by level until they
+/// are expected to take at most `target` bytes or nothing merges any more;
+/// returns them and how many windows were merged away. The estimate scales
+/// `bytes` by the window count (a rolled-up window encodes to about the size
+/// of one of its parts), so the caller seals the result and measures.
+pub fn roll_up_to_fit(
+    mut windows: Vec<WindowSummary>,
+    bytes: u64,
+    target: u64,
+    max_width_ms: i64,
+) -> (Vec<WindowSummary>, u64) {
+    let original = windows.len().max(1) as u64;
+    let mut merged_away = 0;
+    while bytes.saturating_mul(windows.len() as u64) / original > target {
+        let (rolled, merged) = roll_up(windows, max_width_ms);
+        windows = rolled;
+        if merged == 0 {
+            break;
+        }
+        merged_away += merged;
+    }
+    (windows, merged_away)
+}
+
 /// True if no further [`roll_up`] could merge anything in `windows`: no two
 /// consecutive windows of a series are [`mergeable`] (what `roll_up` would
 /// merge first), checked without merging or copying.
@@ -291,6 +315,26 @@ mod tests {
         assert!(windows.iter().all(|w| w.end_ms - w.start_ms == 240_000));
         assert_eq!(windows.iter().map(|w| w.count).sum::<u64>(), total);
         assert!(windows.iter().all(|w| w.rolled_up == 4));
+    }
+
+    #[test]
+    fn roll_up_to_fit_stops_at_the_target_or_the_coarsest_width() {
+        let windows: Vec<WindowSummary> = (0..64)
+            .map(|i| window("t", i * 2_000, 2_000, &[i as f64]))
+            .collect();
+        let total: u64 = windows.iter().map(|w| w.count).sum();
+        // 6 400 bytes for 64 windows; a quarter of that takes two levels.
+        let (out, merged) = roll_up_to_fit(windows.clone(), 6_400, 1_600, 3_600_000);
+        assert_eq!((out.len(), merged), (16, 48));
+        assert!(out.iter().all(|w| w.end_ms - w.start_ms == 8_000));
+        assert_eq!(out.iter().map(|w| w.count).sum::<u64>(), total);
+        // Already small enough: untouched.
+        let (out, merged) = roll_up_to_fit(windows.clone(), 6_400, 6_400, 3_600_000);
+        assert_eq!((out.len(), merged), (64, 0));
+        // A target no roll-up reaches stops at the coarsest width allowed.
+        let (out, merged) = roll_up_to_fit(windows, 6_400, 0, 16_000);
+        assert_eq!((out.len(), merged), (8, 56));
+        assert!(is_coarsest(&out, 16_000));
     }
 
     #[test]

@@ -121,3 +121,76 @@ fn store_disk_use_stays_under_the_cap_through_a_long_outage() {
         "windows dropped while roll-ups could still merge"
     );
 }
+
+/// A burst cut larger than the outbox's budget is rolled up before it is
+/// written, not written fine and rewritten: the cut seals fewer batches than
+/// its windows would fill, says what it merged, and every reading is still
+/// in the outbox, once.
+#[test]
+fn a_burst_cut_over_the_budget_is_rolled_up_before_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = common::demo_settings(dir.path(), |c| {
+        c.window.width = Duration::from_secs(2);
+        c.window.allowed_lateness = Duration::ZERO;
+        c.outbox.max_bytes = CAP;
+        c.outbox.max_rollup_width = Duration::from_secs(3600);
+        c.uplink.batch_interval = Duration::from_secs(3600);
+    });
+    let per_batch = settings.uplink.max_windows_per_batch;
+    let mut p =
+        Pipeline::open(&settings, ClassifyStage::default(), Arc::new(Notify::new())).unwrap();
+    let start = Instant::now();
+    // 2 s windows, one reading each, all closed in one cut (an hour later: idle).
+    let rounds = 60;
+    for r in 0..rounds {
+        let burst: Vec<Delivery> = round(r)
+            .into_iter()
+            .map(|mut d| {
+                let text = String::from_utf8(d.payload.to_vec()).unwrap();
+                let ts = T0 + r as i64 * 2_000;
+                let old = format!(r#""ts":{}"#, T0 + r as i64 * 10_000);
+                d.payload = Bytes::from(text.replace(&old, &format!(r#""ts":{ts}"#)));
+                d
+            })
+            .collect();
+        p.ingest(&burst, start).unwrap();
+    }
+    let cut = p
+        .tick(start + Duration::from_secs(3600))
+        .unwrap()
+        .expect("a cut");
+    let closed = DEVICES * METRICS * rounds;
+    assert_eq!(cut.windows, closed);
+    let merged = cut.counters.get(Reason::RolledUp);
+    assert!(merged > 0, "the cut was not rolled up: {cut:?}");
+    assert!(
+        cut.batches * per_batch < closed,
+        "{} batches of up to {per_batch} windows: the cut was written fine",
+        cut.batches
+    );
+    let (mut windows, mut originals, mut readings) = (0u64, 0u64, 0u64);
+    let oldest = p.store().outbox_first().unwrap();
+    let lock = p.store().lock_outbox();
+    // `rewritable` leaves out the oldest batch.
+    let all = oldest
+        .into_iter()
+        .chain(lock.rewritable(0, usize::MAX).unwrap());
+    for (_, bytes) in all {
+        let (_, body) = Envelope::open(&bytes).unwrap();
+        windows += body.windows.len() as u64;
+        originals += body
+            .windows
+            .iter()
+            .map(|w| u64::from(w.rolled_up.max(1)))
+            .sum::<u64>();
+        readings += body.windows.iter().map(|w| w.count).sum::<u64>();
+    }
+    drop(lock);
+    assert_eq!(originals, closed as u64, "windows lost or counted twice");
+    assert_eq!(readings, closed as u64, "readings lost or counted twice");
+    assert_eq!(windows + merged, closed as u64, "merged windows miscounted");
+    assert!(
+        p.store().outbox_bytes() <= CAP / 4,
+        "over the starting budget"
+    );
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wire::{Counters, Reason};
 
 use crate::classify::router::Escalated;
@@ -25,6 +25,7 @@ use crate::decode::{self, DecodeLimits, Format};
 use crate::disk_guard::DiskGuard;
 use crate::journal_record::JournalRecord;
 use crate::outbox::{seal_batches, OutboxCap};
+use crate::rollup;
 use crate::source::Delivery;
 use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
 use crate::windower::Windower;
@@ -360,20 +361,20 @@ impl Pipeline {
             Err(e) => warn!("cannot measure the store's disk use (outbox budget unchanged): {e}"),
         }
         let taken = std::mem::take(&mut self.counters);
-        let seal = |counters: Counters, first_seq: u64| {
-            let per_batch = self.max_windows_per_batch;
+        let (gateway, epoch, per_batch) = (&self.gateway, self.epoch, self.max_windows_per_batch);
+        let seal = |windows: &[wire::WindowSummary], counters: Counters, first_seq: u64| {
             seal_batches(
-                &self.gateway,
-                self.epoch,
+                gateway,
+                epoch,
                 first_seq..,
-                &windows,
+                windows,
                 per_batch,
                 counters,
                 now_ms(),
             )
         };
         let first_seq = self.next_seq;
-        let mut batches = seal(taken.clone(), first_seq);
+        let mut batches = seal(&windows, taken.clone(), first_seq);
         // Make room under the cap before the cut lands, by roll-ups only: a
         // burst cut can alone be over the budget (room 0), and dropping towards
         // that would empty the outbox of windows that still roll up. Drops are
@@ -386,12 +387,40 @@ impl Pipeline {
         if self.store.outbox_bytes() > room {
             self.cap
                 .roll_up_to(&self.store, room, &taken, &mut loss, now_ms())?;
-            if !loss.is_empty() {
-                let mut counters = taken;
-                counters.merge(&loss);
-                report.counters.merge(&loss);
-                batches = seal(counters, first_seq);
+        }
+        // What the old windows could not make room for, the cut gives up
+        // itself: it is rolled up before it is written. Written fine and
+        // rolled up after, a burst cut would cost its bytes on disk twice
+        // (sled keeps the old copies until it cleans their segments), and
+        // a cut of a burst of short windows can be a quarter of the cap.
+        let room = self.cap.budget().saturating_sub(self.store.outbox_bytes());
+        if incoming > room {
+            let escalations = |ws: &[wire::WindowSummary]| -> u64 {
+                ws.iter().map(|w| w.escalations.len() as u64).sum()
+            };
+            let before = escalations(&windows);
+            let (rolled, merged) = rollup::roll_up_to_fit(
+                std::mem::take(&mut windows),
+                incoming,
+                room,
+                self.cap.max_width_ms(),
+            );
+            windows = rolled;
+            loss.add(Reason::RolledUp, merged);
+            // A merged window keeps at most its room of escalations.
+            loss.add(Reason::EscalationOverBudget, before - escalations(&windows));
+            if merged > 0 {
+                debug!(
+                    merged,
+                    incoming, room, "burst cut rolled up before it was written"
+                );
             }
+        }
+        if !loss.is_empty() {
+            let mut counters = taken;
+            counters.merge(&loss);
+            report.counters.merge(&loss);
+            batches = seal(&windows, counters, first_seq);
         }
         self.next_seq += batches.len() as u64;
         report.bytes_out = batches.iter().map(|(_, b)| b.len() as u64).sum();
