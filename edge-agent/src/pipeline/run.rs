@@ -176,6 +176,10 @@ impl Pipeline {
         if !self.guard.may_try_compaction(now) {
             return Ok(disk);
         }
+        // The snapshot's allowance is the room left under the cap, so it is
+        // measured now: `disk` may be up to one measurement interval old, and
+        // a group commit or a cut may have written since.
+        let disk = self.store.disk_usage().unwrap_or(disk);
         let mut live = self.store.live_bytes()?;
         let mut allowance = self.guard.compaction_allowance(disk, live);
         let fits = self.guard.live_that_fits(disk);
