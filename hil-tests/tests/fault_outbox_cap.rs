@@ -53,19 +53,14 @@ async fn outbox_cap_rolls_up_during_a_long_outage_and_conserves_aggregates() {
 /// allowed", which froze every batch before it for later walks. Both fixed in
 /// `edge-agent/src/outbox.rs` (`roll_up_to`, contiguous `coarse_until`).
 ///
-/// KNOWN FAILURE (issue 4, RELIABILITY.md): the store passes the cap. In the
-/// fresh-clone CI run of 2026-11-30 it reached 19.5 MB while the backlog
-/// drained; since the sampler runs through the drain too, it fails here as
-/// well (17.2–22.2 MB in 5 of 7 runs on a loaded machine, session 8), with
-/// 0 windows missing. Two causes seen in the agent log: one cut of a burst
-/// closes up to 24 000 windows (4.2 MB of batches, ~10 MB on disk before
-/// the next measurement), and a wait at the full mark that no compaction
-/// can relieve (the journal of open windows alone is larger than the room
-/// left) resumes on a stall and ratchets up. Limiting windows per cut was
-/// tried and made it worse: the journal holds ~3× the bytes of the windows
-/// it feeds, so windows held open grew the store to 29 MB. Run it with
-/// `--ignored`.
-#[ignore = "known failure (issue 4): disk over the cap under a burst of short windows"]
+/// It then passed the cap (17.2–22.2 MB of 16.8 in 5 of 7 runs, session 8):
+/// one cut of the burst closed up to 24 000 windows, written fine (4.2 MB
+/// of batches, ~10 MB on disk with sled's old copies) and rolled up right
+/// after, which wrote them again. A cut over the room left is now rolled up
+/// in memory before it is written (`rollup::roll_up_to_fit` in the
+/// pipeline's cut), and a compaction measures disk use just before it sizes
+/// its snapshot. The peak left is a compaction's snapshot beside the old
+/// files, which its allowance keeps under the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_cap_holds_under_a_burst_of_short_windows() {
     outage_under_the_cap(2_000).await;
