@@ -6,8 +6,10 @@
 //! normalized score, 1 = device threshold), which the windower folds like any
 //! metric and summarizes with a [`wire::Verdict`]. Device state changes are
 //! returned for the store, committed with the same group commit as the
-//! journal, so judgements and calibration survive a kill exactly. Model
-//! failures are counted and logged; the message still flows, unjudged.
+//! journal, so judgements and calibration survive a kill exactly. Unsure
+//! sensor rows and log lines become the message's escalations (the pipeline
+//! admits them). Model failures are counted and logged; the message still
+//! flows, unjudged.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
