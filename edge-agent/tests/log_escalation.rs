@@ -2,8 +2,8 @@
 //! lines (read in place from `../shared/data`): an unsure line rides in its device's
 //! `log.alert` window with the model's input row (sparse; equal to the recipe's features of the
 //! line) and the line redacted; the budget is per device and hour, the rest counted as
-//! `escalation_over_budget`; and no IPv4 address, e-mail or MAC of the input appears anywhere in
-//! the sealed batches.
+//! `escalation_over_budget`; no IPv4 address, e-mail or MAC of the input appears anywhere in
+//! the sealed batches; and a crash ships the same escalations once (journal replay).
 
 mod common;
 
@@ -155,4 +155,50 @@ fn unsure_lines_escalate_redacted_within_the_budget_and_pii_never_leaves() {
         let hit = sealed.windows(secret.len()).any(|w| w == secret.as_bytes());
         assert!(!hit, "{secret} left the gateway");
     }
+}
+
+/// An escalation as shipped: (device, exemplar, indices, features).
+type Shipped = (String, Option<String>, Vec<u32>, Vec<f32>);
+
+/// Everything closed and shipped, per escalation.
+fn shipped(p: &mut Pipeline) -> Vec<Shipped> {
+    p.tick(Instant::now() + Duration::from_secs(3600 * 24 * 365))
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some((seq, bytes)) = p.store().outbox_first().unwrap() {
+        let (_, body) = Envelope::open(&bytes).unwrap();
+        for w in body.windows {
+            for e in w.escalations {
+                out.push((w.device.clone(), e.exemplar, e.indices, e.features));
+            }
+        }
+        p.store().outbox_remove(seq).unwrap();
+    }
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out
+}
+
+#[test]
+fn a_crash_replays_log_escalations_from_the_journal_once() {
+    let input = deliveries(&lines());
+    let reference = {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let stage = ClassifyStage::load(&s.models).unwrap();
+        let mut p = Pipeline::open(&s, stage, Arc::new(Notify::new())).unwrap();
+        p.ingest(&input, Instant::now()).unwrap();
+        shipped(&mut p)
+    };
+    assert_eq!(reference.len(), DEVICES.len());
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    {
+        let stage = ClassifyStage::load(&s.models).unwrap();
+        let mut p = Pipeline::open(&s, stage, Arc::new(Notify::new())).unwrap();
+        p.ingest(&input[..10], Instant::now()).unwrap();
+    } // crash: the escalations live only in the journal and the budget state
+    let stage = ClassifyStage::load(&s.models).unwrap();
+    let mut p = Pipeline::open(&s, stage, Arc::new(Notify::new())).unwrap();
+    p.ingest(&input[10..], Instant::now()).unwrap();
+    assert_eq!(shipped(&mut p), reference, "same escalations, once");
 }
