@@ -69,6 +69,8 @@ fn batches(n: usize, w: usize) -> Vec<(Envelope, Body)> {
                                 score: 0.9,
                                 confidence: 0.05,
                                 features: vec![0.25; 24],
+                                indices: Vec::new(),
+                                exemplar: None,
                             }]
                         } else {
                             Vec::new()

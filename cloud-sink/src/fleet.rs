@@ -147,6 +147,8 @@ mod tests {
             score: 1.01,
             confidence: 0.01,
             features: vec![0.0],
+            indices: Vec::new(),
+            exemplar: None,
         }];
         let mut template = stored("d2", "log.template.3", 0);
         template.window.template = Some(LogTemplate {

@@ -2,15 +2,20 @@
 //!
 //! One teacher per judgement series, loaded at start-up through the agent's
 //! own model and sidecar code (`edge_agent::model::ScoreModel`, the only user
-//! of tract; `SensorRecipe`), so the sink judges a row exactly as the Python
-//! pipeline and the agent would. A teacher must judge a row alone: its rule
-//! must be a plain per-row threshold (`smooth = 1`, `multiplier = 0`), since
-//! the sink has no device history. This module does no store or HTTP work.
+//! of tract; `SensorRecipe`, `LogRecipe`), so the sink judges a row exactly as
+//! the Python pipeline and the agent would. The sidecar's `kind` says which:
+//! a sensor teacher must judge a row alone: its rule must be a plain per-row
+//! threshold (`smooth = 1`, `multiplier = 0`), since the sink has no device
+//! history; a log teacher (series `log.alert`) judges a line's features with
+//! its sidecar's alert threshold (alarm = alert probability ≥ threshold), a
+//! sparse row spread out to the recipe's width first. This module does no
+//! store or HTTP work.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use edge_agent::classify::log_recipe::{LogRecipe, LogRecipeError};
 use edge_agent::classify::sensor_recipe::{
     threshold_from_calibration, SensorRecipe, SensorRecipeError,
 };
@@ -38,6 +43,14 @@ pub enum TeacherError {
         #[source]
         source: SensorRecipeError,
     },
+    #[error("teachers[{index}] (series {series:?}): log sidecar {path}")]
+    LogRecipe {
+        index: usize,
+        series: String,
+        path: PathBuf,
+        #[source]
+        source: LogRecipeError,
+    },
     #[error("teachers[{index}] (series {series:?}): {message}")]
     Rule {
         index: usize,
@@ -53,11 +66,20 @@ pub enum TeacherError {
     },
 }
 
+/// How a teacher's outputs become a verdict.
+#[derive(Debug)]
+enum Rule {
+    /// Sensor: output 0 is the score, alarm above the per-row threshold.
+    Sensor { threshold: f64 },
+    /// Log: the recipe's verdict on the outputs (alert column, threshold).
+    Log(Box<LogRecipe>),
+}
+
 /// One loaded teacher.
 #[derive(Debug)]
 struct Teacher {
     model: ScoreModel,
-    threshold: f64,
+    rule: Rule,
 }
 
 /// Every configured teacher, by judgement series. Cheap to share behind an `Arc`.
@@ -82,6 +104,30 @@ impl Teachers {
                     path: path.clone(),
                     source,
                 })?;
+            if sidecar_kind(&text).as_deref() == Some("log") {
+                let recipe =
+                    LogRecipe::from_json(&text).map_err(|source| TeacherError::LogRecipe {
+                        index,
+                        series: series.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
+                let model = load_model(index, &series, c, recipe.width())?;
+                if model.outputs() != recipe.outputs() {
+                    return Err(TeacherError::Rule {
+                        index,
+                        series,
+                        message: format!(
+                            "the log sidecar says {} outputs, the model gives {}",
+                            recipe.outputs(),
+                            model.outputs()
+                        ),
+                    });
+                }
+                let rule = Rule::Log(Box::new(recipe));
+                by_series.insert(series, Teacher { model, rule });
+                continue;
+            }
             let recipe = SensorRecipe::from_json(&text).map_err(|source| TeacherError::Recipe {
                 index,
                 series: series.clone(),
@@ -101,14 +147,9 @@ impl Teachers {
                 });
             }
             let threshold = threshold_from_calibration(&recipe, &[]);
-            let model = ScoreModel::load(&c.path, recipe.width()).map_err(|source| {
-                TeacherError::Model {
-                    index,
-                    series: series.clone(),
-                    source,
-                }
-            })?;
-            by_series.insert(series, Teacher { model, threshold });
+            let model = load_model(index, &series, c, recipe.width())?;
+            let rule = Rule::Sensor { threshold };
+            by_series.insert(series, Teacher { model, rule });
         }
         Ok(Teachers { by_series })
     }
@@ -125,8 +166,20 @@ impl Teachers {
             .map(|(s, t)| (s.as_str(), t.model.width()))
     }
 
-    /// The teacher's verdict on one escalated row of `series`: its raw score
-    /// and `score > threshold`; or why there is none.
+    /// The teacher's verdict on one escalation of `series`, dense or sparse.
+    pub fn judge_escalation(&self, series: &str, e: &wire::Escalation) -> TeacherJudgement {
+        let Some(t) = self.by_series.get(series) else {
+            return TeacherJudgement::Skipped(TeacherSkip::NoTeacher);
+        };
+        match e.dense_row(t.model.width()) {
+            Some(row) => self.judge(series, &row),
+            None => TeacherJudgement::Skipped(TeacherSkip::Width),
+        }
+    }
+
+    /// The teacher's verdict on one dense row of `series`: its raw score
+    /// (sensor) or alert probability (log), its threshold and whether it is
+    /// an alarm; or why there is none.
     pub fn judge(&self, series: &str, features: &[f32]) -> TeacherJudgement {
         let Some(t) = self.by_series.get(series) else {
             return TeacherJudgement::Skipped(TeacherSkip::NoTeacher);
@@ -138,13 +191,21 @@ impl Teachers {
             return TeacherJudgement::Skipped(TeacherSkip::NotFinite);
         }
         match t.model.score(features) {
-            Ok(scores) => match scores.first() {
-                Some(&s) if s.is_finite() => {
+            Ok(scores) => match (&t.rule, scores.first()) {
+                (Rule::Sensor { threshold }, Some(&s)) if s.is_finite() => {
                     let score = f64::from(s);
                     TeacherJudgement::Judged(TeacherVerdict {
                         score,
-                        threshold: t.threshold,
-                        alarm: score > t.threshold,
+                        threshold: *threshold,
+                        alarm: score > *threshold,
+                    })
+                }
+                (Rule::Log(recipe), Some(_)) if scores.iter().all(|s| s.is_finite()) => {
+                    let j = recipe.judge(&scores);
+                    TeacherJudgement::Judged(TeacherVerdict {
+                        score: f64::from(j.alert_probability),
+                        threshold: f64::from(recipe.alert_threshold()),
+                        alarm: j.alert,
                     })
                 }
                 _ => TeacherJudgement::Skipped(TeacherSkip::ModelError),
@@ -170,7 +231,7 @@ impl Teachers {
                     .map(|e| {
                         // Only the judging is timed, not the walk over windows.
                         let started = Instant::now();
-                        let judgement = self.judge(&w.metric, &e.features);
+                        let judgement = self.judge_escalation(&w.metric, e);
                         elapsed += started.elapsed();
                         judgement
                     })
@@ -182,6 +243,26 @@ impl Teachers {
             elapsed,
         }
     }
+}
+
+/// The sidecar's `kind` (`sensor`, `log`), if it is a JSON object with one.
+fn sidecar_kind(text: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    Some(v.get("kind")?.as_str()?.to_owned())
+}
+
+/// Loads a teacher model of input width `width` (tract's dry runs fail on another).
+fn load_model(
+    index: usize,
+    series: &str,
+    c: &TeacherConfig,
+    width: usize,
+) -> Result<ScoreModel, TeacherError> {
+    ScoreModel::load(&c.path, width).map_err(|source| TeacherError::Model {
+        index,
+        series: series.to_owned(),
+        source,
+    })
 }
 
 /// The teacher's judgements of one batch body.

@@ -93,7 +93,10 @@ fn check_config_accepts_the_example() {
     // The teacher models are loaded too, and named.
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("teacher for series \"anomaly\": 24 features\nok: {path}\n")
+        format!(
+            "teacher for series \"anomaly\": 24 features\n\
+             teacher for series \"log.alert\": 2054 features\nok: {path}\n"
+        )
     );
 }
 

@@ -35,11 +35,11 @@ fn example_demo_token_authenticates_as_gw_demo() {
 #[test]
 fn example_teachers_load_from_the_config_folder() {
     let config = SinkConfig::load(example_path()).unwrap();
-    assert_eq!(config.teachers.len(), 1);
+    assert_eq!(config.teachers.len(), 2);
     assert_eq!(config.teachers[0].series, "anomaly");
     let teachers = Teachers::load(&config.teachers).expect("example teachers load");
     let series: Vec<_> = teachers.series().collect();
-    assert_eq!(series, [("anomaly", 24)]);
+    assert_eq!(series, [("anomaly", 24), ("log.alert", 2054)]);
 }
 
 #[test]
@@ -54,5 +54,5 @@ fn postgres_example_config_loads_and_validates() {
     assert_eq!(config.data_dir, PathBuf::new());
     assert_eq!(config.gateways[0].id, "gw-demo");
     let teachers = Teachers::load(&config.teachers).expect("example teachers load");
-    assert_eq!(teachers.series().count(), 1);
+    assert_eq!(teachers.series().count(), 2);
 }

@@ -456,6 +456,8 @@ async fn escalations_are_stored_once_and_listed_by_device() {
         score,
         confidence: 0.01,
         features: vec![0.5, -1.25, 3.0],
+        indices: Vec::new(),
+        exemplar: None,
     };
     let mut judged = window("pump-1", "anomaly", 0, 0.9);
     judged.escalations = vec![escalation(20, 0.95), escalation(10, 1.05)];

@@ -154,7 +154,7 @@ fn missing_or_wrong_models_are_clear_load_errors() {
     assert!(matches!(e, TeacherError::Rule { .. }), "{e:?}");
     assert!(e.to_string().contains("smooth = 3"), "{e}");
 
-    // A sidecar of another kind.
+    // A log sidecar makes a log teacher; the sensor model does not fit its width.
     let log_sidecar = models().join("log/student_int8.json");
     let e = Teachers::load(&[teacher(
         "anomaly",
@@ -162,7 +162,20 @@ fn missing_or_wrong_models_are_clear_load_errors() {
         Some(log_sidecar),
     )])
     .unwrap_err();
+    assert!(matches!(e, TeacherError::Model { .. }), "{e:?}");
+
+    // A sidecar of a kind no teacher implements.
+    doc["kind"] = "vibration".into();
+    let unknown = dir.path().join("unknown.json");
+    std::fs::write(&unknown, doc.to_string()).unwrap();
+    let e = Teachers::load(&[teacher(
+        "anomaly",
+        models().join("sensor/teacher.onnx"),
+        Some(unknown),
+    )])
+    .unwrap_err();
     assert!(matches!(e, TeacherError::Recipe { .. }), "{e:?}");
+    assert!(anyhow_chain(&e).contains("vibration"), "{e}");
 }
 
 #[tokio::test]

@@ -75,6 +75,8 @@ fn escalation(i: usize, features: Vec<f32>, teacher_alarm: bool) -> Escalation {
         score: 1.0,
         confidence: (i as f64 + 0.5) / 100.0,
         features,
+        indices: Vec::new(),
+        exemplar: None,
     }
 }
 

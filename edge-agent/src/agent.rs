@@ -67,7 +67,9 @@ enum Stopped<T> {
 
 /// The classify stage the settings describe: `[models]` loaded, `[templates]` mining.
 pub fn classify_stage(settings: &Settings) -> Result<ClassifyStage, ClassifyError> {
-    let mut classify = ClassifyStage::load(&settings.models)?;
+    // Escalated log lines are redacted by the same rules as template exemplars.
+    let mut classify =
+        ClassifyStage::load(&settings.models)?.with_redactor(settings.templates.redactor()?);
     if settings.templates.enabled {
         let redactor = settings.templates.redactor()?;
         let stage = TemplateStage::new(settings.templates.miner_config())?

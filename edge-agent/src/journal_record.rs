@@ -4,8 +4,10 @@
 //! `bytes` is enough: `u16 len, device, u32 n, n × (u16 len, metric, i64 ts, f64 value)`,
 //! then, only if the message kept exemplars or escalations, `u32 m, m × (u16 len, metric, i64 ts,
 //! u16 len, line)`, and then, only if it kept escalations, `u32 k ≥ 1, k × (u16 len, series, i64 ts,
-//! u8 alarm, f64 score, f64 confidence, u16 f, f × f32)`; big-endian. `m = 0` is written only
-//! before escalations, so every record has one byte form, and a record without either is
+//! u8 alarm, f64 score, f64 confidence, u16 f, f × f32)`, and then, only if one of them is
+//! sparse or has an exemplar (log lines), `k × (u16 i, i × u32 index, u8 0 | u8 1 u16 len,
+//! exemplar)`; big-endian. `m = 0` is written only before escalations, and the last part only
+//! when it says something, so every record has one byte form, and a record without them is
 //! byte-identical to the older layouts. Decoding checks every length against the buffer and
 //! never panics.
 
@@ -70,6 +72,24 @@ impl JournalRecord {
                     buf.put_f32(*f);
                 }
             }
+            let extended =
+                |x: &Escalated| !x.escalation.indices.is_empty() || x.escalation.exemplar.is_some();
+            if self.escalations.iter().any(extended) {
+                for x in &self.escalations {
+                    let e = &x.escalation;
+                    buf.put_u16(u16::try_from(e.indices.len()).expect("sparse rows are capped"));
+                    for i in &e.indices {
+                        buf.put_u32(*i);
+                    }
+                    match &e.exemplar {
+                        None => buf.put_u8(0),
+                        Some(line) => {
+                            buf.put_u8(1);
+                            put_str(&mut buf, line);
+                        }
+                    }
+                }
+            }
         }
         buf.to_vec()
     }
@@ -131,6 +151,17 @@ impl JournalRecord {
             for _ in 0..k {
                 escalations.push(get_escalated(&mut bytes)?);
             }
+            if !bytes.is_empty() {
+                for x in &mut escalations {
+                    get_extension(&mut bytes, &mut x.escalation)?;
+                }
+                let said_something = escalations
+                    .iter()
+                    .any(|x| !x.escalation.indices.is_empty() || x.escalation.exemplar.is_some());
+                if !said_something {
+                    return None; // not how `encode` writes plain escalations
+                }
+            }
         }
         bytes.is_empty().then_some(JournalRecord {
             device,
@@ -166,8 +197,28 @@ fn get_escalated(bytes: &mut &[u8]) -> Option<Escalated> {
             score,
             confidence,
             features,
+            indices: Vec::new(),
+            exemplar: None,
         },
     })
+}
+
+/// Reads one escalation's sparse indices and exemplar into `e`.
+fn get_extension(bytes: &mut &[u8], e: &mut wire::Escalation) -> Option<()> {
+    if bytes.remaining() < 2 {
+        return None;
+    }
+    let i = bytes.get_u16() as usize;
+    if bytes.remaining() < 4 * i + 1 {
+        return None;
+    }
+    e.indices = (0..i).map(|_| bytes.get_u32()).collect();
+    e.exemplar = match bytes.get_u8() {
+        0 => None,
+        1 => Some(get_str(bytes)?),
+        _ => return None,
+    };
+    Some(())
 }
 
 fn put_str(buf: &mut BytesMut, s: &str) {
@@ -201,7 +252,8 @@ mod tests {
             exemplars in prop::collection::vec((".{0,10}", any::<i64>(), ".{0,40}"), 0..4),
             escalations in prop::collection::vec(
                 (".{0,10}", any::<i64>(), any::<bool>(), -1e9f64..1e9, 0f64..1.0,
-                 prop::collection::vec(-1e6f32..1e6, 0..30)),
+                 prop::collection::vec(-1e6f32..1e6, 0..30),
+                 prop::collection::vec(any::<u32>(), 0..3), prop::option::of(".{0,40}")),
                 0..3,
             ),
         ) {
@@ -211,9 +263,9 @@ mod tests {
                 exemplars: exemplars.into_iter().map(|(metric, ts_ms, line)| Exemplar { metric, ts_ms, line }).collect(),
                 escalations: escalations
                     .into_iter()
-                    .map(|(series, ts_ms, alarm, score, confidence, features)| Escalated {
+                    .map(|(series, ts_ms, alarm, score, confidence, features, indices, exemplar)| Escalated {
                         series,
-                        escalation: wire::Escalation { ts_ms, alarm, score, confidence, features },
+                        escalation: wire::Escalation { ts_ms, alarm, score, confidence, features, indices, exemplar },
                     })
                     .collect(),
             };

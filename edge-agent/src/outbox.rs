@@ -484,6 +484,8 @@ mod tests {
                         score: 0.11,
                         confidence: 0.13,
                         features: vec![0.1; crate::window::MAX_ESCALATION_FEATURES],
+                        indices: Vec::new(),
+                        exemplar: None,
                     };
                     vec![widest; crate::window::MAX_ESCALATIONS_PER_WINDOW]
                 } else {

@@ -16,8 +16,44 @@ use crate::sketch::Sketch;
 /// `escalation_over_budget`): the bound that keeps every batch under the
 /// sink's envelope cap (see [`crate::outbox::worst_window_bytes`]).
 pub const MAX_ESCALATIONS_PER_WINDOW: usize = 2;
-/// Features an escalated row may carry at most (wider rows are not escalated).
-pub const MAX_ESCALATION_FEATURES: usize = 64;
+/// Features an escalated dense row may carry at most; with a sparse row's
+/// indices and an exemplar, the escalation must fit the bytes of that many
+/// features ([`escalation_fits`]); one that does not is not escalated.
+pub const MAX_ESCALATION_FEATURES: usize = 160;
+/// Longest exemplar an escalation carries, in bytes (after redaction).
+pub const MAX_ESCALATION_EXEMPLAR_BYTES: usize = 128;
+
+/// Bytes of a CBOR unsigned integer `n` (head included).
+fn cbor_uint_bytes(n: u64) -> usize {
+    match n {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// Whether `e` encodes within the room [`crate::outbox::worst_window_bytes`]
+/// gives one escalation (48 bytes of scalars, keys and headers plus 5 bytes
+/// for each of [`MAX_ESCALATION_FEATURES`]): its features at 5 bytes each,
+/// its sparse indices and its exemplar (key and head included) must fit
+/// the feature bytes.
+pub fn escalation_fits(e: &Escalation) -> bool {
+    let mut bytes = 5 * e.features.len();
+    if !e.indices.is_empty() {
+        bytes += 1 + cbor_uint_bytes(e.indices.len() as u64);
+        bytes += e
+            .indices
+            .iter()
+            .map(|&i| cbor_uint_bytes(u64::from(i)))
+            .sum::<usize>();
+    }
+    if let Some(x) = &e.exemplar {
+        bytes += 1 + cbor_uint_bytes(x.len() as u64) + x.len();
+    }
+    bytes <= 5 * MAX_ESCALATION_FEATURES
+}
 
 /// Running statistics of one window.
 #[derive(Debug, Clone)]
@@ -208,5 +244,56 @@ mod tests {
         let v = calm.summarize("d", "anomaly", true).verdict.unwrap();
         assert!(!v.anomalous);
         assert_eq!(v.alarms, 0);
+    }
+
+    /// The room `worst_window_bytes` gives one escalation (its fixed part is 48),
+    /// measured in the packed form batches are sealed in.
+    fn room() -> usize {
+        48 + 5 * MAX_ESCALATION_FEATURES
+    }
+
+    fn escalation(features: usize, indices: Vec<u32>, exemplar: Option<String>) -> Escalation {
+        Escalation {
+            ts_ms: i64::MIN,
+            alarm: true,
+            score: 0.11,
+            confidence: 0.13,
+            features: vec![0.1; features],
+            indices,
+            exemplar,
+        }
+    }
+
+    #[test]
+    fn every_escalation_that_fits_encodes_within_its_room() {
+        let dense = escalation(MAX_ESCALATION_FEATURES, Vec::new(), None);
+        assert!(escalation_fits(&dense));
+        assert!(wire::encode_packed(&dense).len() <= room());
+        assert!(!escalation_fits(&escalation(
+            MAX_ESCALATION_FEATURES + 1,
+            Vec::new(),
+            None
+        )));
+        // Sparse rows with the widest indices, with and without an exemplar
+        // (multi-byte characters at the cap): grow until one no longer fits.
+        for exemplar in [None, Some("é".repeat(MAX_ESCALATION_EXEMPLAR_BYTES / 2))] {
+            for base in [0u32, 300, 70_000, u32::MAX - 1000] {
+                let mut last_fit = None;
+                for n in 1..=MAX_ESCALATION_FEATURES {
+                    let e = escalation(
+                        n,
+                        (0..n as u32).map(|i| base + i).collect(),
+                        exemplar.clone(),
+                    );
+                    if !escalation_fits(&e) {
+                        break;
+                    }
+                    last_fit = Some(e);
+                }
+                let e = last_fit.expect("a one-entry row fits");
+                let bytes = wire::encode_packed(&e).len();
+                assert!(bytes <= room(), "base {base}: {bytes} > {}", room());
+            }
+        }
     }
 }

@@ -83,8 +83,42 @@ pub struct Escalation {
     pub confidence: f64,
     /// The model's input row, exactly as the gateway's model saw it (already
     /// scaled by the device's calibration), so a cloud model with the same
-    /// recipe can judge it without the device's history.
+    /// recipe can judge it without the device's history. With `indices`, only
+    /// the row's non-zero entries (see there).
     pub features: Vec<f32>,
+    /// A sparse row (the log model's hashed features): `features[i]` is the
+    /// value of column `indices[i]` (strictly increasing), every other column
+    /// is 0, and the row is as wide as the recipe says. Empty for a dense row.
+    /// Absent from the encoding when empty, so sensor escalations encode
+    /// exactly as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indices: Vec<u32>,
+    /// The judged text (a log line), redacted on the gateway like template
+    /// exemplars and capped; never the raw line. Absent when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exemplar: Option<String>,
+}
+
+impl Escalation {
+    /// The dense row `width` wide: `features` itself, or the sparse entries
+    /// spread out. `None` when the row does not fit `width` (a dense row of
+    /// another length, or indices out of range, unordered, or not one per value).
+    pub fn dense_row(&self, width: usize) -> Option<Vec<f32>> {
+        if self.indices.is_empty() {
+            return (self.features.len() == width).then(|| self.features.clone());
+        }
+        if self.indices.len() != self.features.len()
+            || self.indices.windows(2).any(|w| w[0] >= w[1])
+            || self.indices.last().is_some_and(|&i| i as usize >= width)
+        {
+            return None;
+        }
+        let mut row = vec![0.0; width];
+        for (&i, &v) in self.indices.iter().zip(&self.features) {
+            row[i as usize] = v;
+        }
+        Some(row)
+    }
 }
 
 /// What a template window says about its lines besides their count.

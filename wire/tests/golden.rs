@@ -121,3 +121,50 @@ fn template_window_bytes_are_frozen() {
     let (_, body) = Envelope::open(&env.to_bytes()).unwrap();
     assert_eq!(body, template_body());
 }
+
+/// A judgement window with a sensor escalation (dense row) and a log escalation
+/// (sparse row, redacted exemplar): the optional `indices` and `exemplar` are
+/// absent from the dense one's encoding, so it encodes as before they existed.
+fn escalation_body() -> Body {
+    let mut body = sample_body();
+    body.counters = Counters::default();
+    let w = &mut body.windows[0];
+    w.metric = "log.alert".into();
+    w.escalations = vec![
+        wire::Escalation {
+            ts_ms: 1_583_748_841_000,
+            alarm: true,
+            score: 1.25,
+            confidence: 0.5,
+            features: vec![0.5, -1.0, 2.0],
+            indices: Vec::new(),
+            exemplar: None,
+        },
+        wire::Escalation {
+            ts_ms: 1_583_748_842_000,
+            alarm: false,
+            score: 0.75,
+            confidence: 0.25,
+            features: vec![0.5, -0.25, 1.0],
+            indices: vec![7, 300, 2053],
+            exemplar: Some("ciod: failed to read message prefix from <ip>".into()),
+        },
+    ];
+    body
+}
+
+const GOLDEN_ESCALATION_BODY_SHA256: &str =
+    "3d2ee51ad499187318c584c090c6ca0aef73b71ece4780dc87c5490996d7ac9b";
+
+#[test]
+fn escalation_bytes_are_frozen() {
+    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &escalation_body());
+    let (_, body) = Envelope::open(&env.to_bytes()).unwrap();
+    assert_eq!(body, escalation_body());
+    let dense = wire::encode_packed(&body.windows[0].escalations[0]);
+    // Map of 5 entries (keys 0..4): no key for `indices` or `exemplar`.
+    assert_eq!(dense[0], 0xa5, "{}", hex::encode(&dense));
+    let sparse = wire::encode_packed(&body.windows[0].escalations[1]);
+    assert_eq!(sparse[0], 0xa7, "{}", hex::encode(&sparse));
+    assert_eq!(env.body_hash_hex(), GOLDEN_ESCALATION_BODY_SHA256);
+}

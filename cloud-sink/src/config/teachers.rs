@@ -25,11 +25,13 @@ use super::{is_valid_gateway_id, ConfigProblem};
 pub struct TeacherConfig {
     /// The judgement series whose escalations this model re-judges: the
     /// `series` of the agent's `[[models.sensor]]` (default there: `anomaly`),
-    /// i.e. the metric of the window that carried the escalation.
+    /// or `log.alert` for the log model, i.e. the metric of the window that
+    /// carried the escalation.
     pub series: String,
     /// The `.onnx` file; a relative path is relative to the config file's folder.
     pub path: PathBuf,
-    /// Its sensor sidecar (width, alarm rule); default: `path` with `.json`.
+    /// Its sidecar (sensor: width, alarm rule; log: recipe, alert threshold;
+    /// its `kind` says which); default: `path` with `.json`.
     #[serde(default)]
     pub recipe: Option<PathBuf>,
 }
@@ -62,7 +64,7 @@ pub(super) fn check(teachers: &[TeacherConfig], problems: &mut Vec<ConfigProblem
             problems.push(ConfigProblem::new(
                 key("series"),
                 format!(
-                    "{:?} must be 1-64 characters of A-Z a-z 0-9 . _ - (the agent's models.sensor series)",
+                    "{:?} must be 1-64 characters of A-Z a-z 0-9 . _ - (the agent's models.sensor series, or log.alert)",
                     t.series
                 ),
             ));

@@ -106,22 +106,25 @@ pub(crate) async fn series(
 pub(crate) struct EscalationParams {
     gateway: Option<String>,
     device: Option<String>,
+    series: Option<String>,
     limit: Option<String>,
 }
 
 /// `GET /v1/escalations` → `{"escalations":[..],"truncated":bool}`: rows the
-/// gateways' models were unsure of, with their local verdict and input row.
+/// gateways' models were unsure of, with their local verdict and input row
+/// (and, for log lines, the redacted line), optionally of one `series`.
 pub(crate) async fn escalations(
     State(state): State<AppState>,
     params: Result<Query<EscalationParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = params.map_err(|e| bad_query(&e, "gateway, device, limit"))?;
+    let Query(p) = params.map_err(|e| bad_query(&e, "gateway, device, series, limit"))?;
     let given = |v: Option<String>| v.filter(|s| !s.is_empty());
     let limit =
         parse_limit(given(p.limit)).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     let query = EscalationQuery {
         gateway: given(p.gateway),
         device: given(p.device),
+        series: given(p.series),
         limit: limit + 1,
     };
     let mut list = state

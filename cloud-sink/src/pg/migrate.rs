@@ -18,11 +18,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_escalation_exemplar",
+        sql: include_str!("../../migrations/0002_escalation_exemplar.sql"),
+    },
+];
 
 /// Advisory lock class of cloud-sink migrations (the second key is the schema's hash).
 const LOCK_CLASS: i32 = 0x0c15_1a4e;

@@ -55,7 +55,7 @@ const WINDOW_COLUMNS: &str = "gateway, epoch, seq, idx, device, metric, start_ms
 
 const ESCALATION_COLUMNS: &str = "gateway, epoch, seq, window_idx, idx, device, series, \
     window_start_ms, ts_ms, alarm, score, confidence, features, teacher_score, \
-    teacher_threshold, teacher_alarm, teacher_skipped";
+    teacher_threshold, teacher_alarm, teacher_skipped, feature_indices, exemplar";
 
 impl PgStore {
     /// Totals of every gateway that has stored at least one batch, by id.
@@ -139,6 +139,7 @@ impl PgStore {
         let mut f = Filter::default();
         f.eq("gateway", q.gateway.as_ref());
         f.eq("device", q.device.as_ref());
+        f.eq("series", q.series.as_ref());
         let sql = format!(
             "SELECT {ESCALATION_COLUMNS} FROM escalations {} \
              ORDER BY gateway, device, ts_ms, epoch, seq, window_idx, idx LIMIT {limit}",
@@ -291,6 +292,16 @@ fn stored_escalation(row: &Row) -> Result<StoredEscalation, PgError> {
             score: row.get(10),
             confidence: row.get(11),
             features: row.get(12),
+            indices: row
+                .get::<_, Option<Vec<i64>>>(17)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| {
+                    u32::try_from(i)
+                        .map_err(|_| PgError::Corrupt(format!("escalations.feature_indices {i}")))
+                })
+                .collect::<Result<_, _>>()?,
+            exemplar: row.get(18),
         },
         teacher,
         teacher_skipped,

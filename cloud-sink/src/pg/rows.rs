@@ -50,10 +50,10 @@ pub(super) const INSERT_WINDOWS: &str = concat!(
 pub(super) const INSERT_ESCALATION: &str = concat!(
     "INSERT INTO escalations (gateway, epoch, seq, window_idx, idx, device, series, \
      window_start_ms, time, ts_ms, alarm, score, confidence, features, teacher_score, \
-     teacher_threshold, teacher_alarm, teacher_skipped) \
+     teacher_threshold, teacher_alarm, teacher_skipped, feature_indices, exemplar) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ",
     ms_to_time!("$9::int8"),
-    ", $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    ", $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
 );
 
 /// The gateway's totals: created by its first batch, summed in after that
@@ -101,7 +101,8 @@ pub(super) fn check_storable(env: &Envelope, body: &Body) -> Result<(), String> 
 /// JSON payload, a binary log line kept as an exemplar). Refusing the batch
 /// would block its gateway's outbox for good (the agent retries all but
 /// 409), so a copy of the body with each NUL in a window's device, metric,
-/// template text or exemplar replaced by U+FFFD is stored instead; `None`
+/// template text or exemplar, or an escalation's exemplar, replaced by U+FFFD
+/// is stored instead; `None`
 /// when there is none. The embedded store keeps the original bytes.
 pub(super) fn without_nul(body: &Body) -> Option<Body> {
     let has = |s: &String| s.contains('\0');
@@ -111,6 +112,9 @@ pub(super) fn without_nul(body: &Body) -> Option<Body> {
             || w.template
                 .as_ref()
                 .is_some_and(|t| has(&t.text) || t.exemplars.iter().any(has))
+            || w.escalations
+                .iter()
+                .any(|e| e.exemplar.as_ref().is_some_and(has))
     });
     if !any {
         return None;
@@ -127,6 +131,11 @@ pub(super) fn without_nul(body: &Body) -> Option<Body> {
         if let Some(t) = &mut w.template {
             fix(&mut t.text);
             t.exemplars.iter_mut().for_each(fix);
+        }
+        for e in &mut w.escalations {
+            if let Some(x) = &mut e.exemplar {
+                fix(x);
+            }
         }
     }
     Some(copy)
@@ -270,6 +279,9 @@ pub(super) struct EscalationRow {
     teacher_threshold: Option<f64>,
     teacher_alarm: Option<bool>,
     teacher_skipped: Option<&'static str>,
+    /// Columns of a sparse row; `None` for a dense one.
+    feature_indices: Option<Vec<i64>>,
+    exemplar: Option<String>,
 }
 
 impl EscalationRow {
@@ -292,6 +304,8 @@ impl EscalationRow {
             &self.teacher_threshold,
             &self.teacher_alarm,
             &self.teacher_skipped,
+            &self.feature_indices,
+            &self.exemplar,
         ]
     }
 }
@@ -331,6 +345,9 @@ pub(super) fn escalation_rows(
                 teacher_threshold: verdict.map(|v| v.threshold),
                 teacher_alarm: verdict.map(|v| v.alarm),
                 teacher_skipped: skipped.map(TeacherSkip::as_str),
+                feature_indices: (!e.indices.is_empty())
+                    .then(|| e.indices.iter().map(|&i| i64::from(i)).collect()),
+                exemplar: e.exemplar.clone(),
             });
         }
     }

@@ -250,7 +250,9 @@ impl EmbeddedStore {
             }
             let (k, v) = item?;
             let e: StoredEscalation = decode(&k, &v)?;
-            if q.device.as_deref().is_none_or(|d| d == e.device) {
+            if q.device.as_deref().is_none_or(|d| d == e.device)
+                && q.series.as_deref().is_none_or(|s| s == e.series)
+            {
                 out.push(e);
             }
         }

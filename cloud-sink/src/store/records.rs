@@ -179,6 +179,8 @@ pub enum TeacherJudgement {
 pub struct EscalationQuery {
     pub gateway: Option<String>,
     pub device: Option<String>,
+    /// The judgement series (`anomaly`, `log.alert`, …).
+    pub series: Option<String>,
     pub limit: usize,
 }
 

@@ -278,6 +278,8 @@ fn teacher_judgements_are_stored_with_the_first_copy_only() {
         score: 1.01,
         confidence: 0.02,
         features: vec![1.0, 2.0],
+        indices: Vec::new(),
+        exemplar: None,
     };
     let mut judged = window("d1", "anomaly", 0, 1.0);
     judged.escalations = vec![escalation(1), escalation(2)];

@@ -233,6 +233,13 @@ pub fn window(device: &str, metric: &str, start_ms: i64, base: f64, kind: u8) ->
                     score: 0.9 + 0.1 * i as f64,
                     confidence: 0.05 * (i + 1) as f64,
                     features: vec![0.1, -2.5, base as f32, f32::NAN],
+                    // The second is a log line's: a sparse row and its redacted text.
+                    indices: if i == 1 {
+                        vec![3, 70, 300, 70_000]
+                    } else {
+                        Vec::new()
+                    },
+                    exemplar: (i == 1).then(|| format!("line {base} from <ip> for <user> ✓")),
                 })
                 .collect();
         }

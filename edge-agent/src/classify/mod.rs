@@ -1,6 +1,7 @@
 //! The classify stage: feature recipes and model judgements between windower and outbox.
 
 pub mod log;
+pub mod log_escalation;
 pub mod log_recipe;
 pub mod pool;
 pub mod redact;

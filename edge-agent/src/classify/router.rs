@@ -82,6 +82,12 @@ impl Router {
         bytes.len() == 12
     }
 
+    /// Counts an unsure row that cannot be escalated at all (too large for
+    /// a window's room), like one over budget.
+    pub fn refuse(&mut self) {
+        self.over_budget += 1;
+    }
+
     /// Takes the over-budget count (the pipeline adds it to its counters).
     pub fn take_over_budget(&mut self) -> u64 {
         std::mem::take(&mut self.over_budget)

@@ -6,8 +6,10 @@
 //! normalized score, 1 = device threshold), which the windower folds like any
 //! metric and summarizes with a [`wire::Verdict`]. Device state changes are
 //! returned for the store, committed with the same group commit as the
-//! journal, so judgements and calibration survive a kill exactly. Model
-//! failures are counted and logged; the message still flows, unjudged.
+//! journal, so judgements and calibration survive a kill exactly. Unsure
+//! sensor rows and log lines become the message's escalations (the pipeline
+//! admits them). Model failures are counted and logged; the message still
+//! flows, unjudged.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use crate::window::MAX_ESCALATION_FEATURES;
 use wire::Escalation;
 
 use super::log::{LogClassifier, ALERT_METRIC, CONFIDENCE_METRIC};
+use super::log_escalation::LogEscalator;
 use super::log_recipe::{LogRecipe, LogRecipeError};
 use super::pool::{InferencePool, LatencySnapshot};
 use super::router::{self, Escalated, Router};
@@ -106,6 +109,8 @@ pub struct Accepted {
 pub struct ClassifyStage {
     sensors: Vec<SensorStage>,
     log: Option<LogClassifier>,
+    /// Set when the log model escalates (`models.log.escalate_below`).
+    log_escalator: Option<LogEscalator>,
     templates: Option<TemplateStage>,
     /// Inference calls that failed (their messages flowed unjudged).
     pub model_errors: u64,
@@ -166,6 +171,9 @@ impl ClassifyStage {
             let pool = InferencePool::new(model, config.threads(), "log")
                 .map_err(ClassifyError::Threads)?;
             stage.log = Some(LogClassifier::new(recipe, pool));
+            if let Some(below) = m.escalate_below {
+                stage.log_escalator = Some(LogEscalator::new(below)?);
+            }
         }
         Ok(stage)
     }
@@ -173,6 +181,12 @@ impl ClassifyStage {
     /// Derived series whose windows carry verdicts.
     pub fn judgement_series(&self) -> Vec<String> {
         self.sensors.iter().map(|s| s.series.clone()).collect()
+    }
+
+    /// Redacts escalated log lines with `redactor` (the `[templates]` rules).
+    pub fn with_redactor(mut self, redactor: super::redact::Redactor) -> ClassifyStage {
+        self.log_escalator = self.log_escalator.map(|x| x.with_redactor(redactor));
+        self
     }
 
     /// Adds template mining of log lines.
@@ -266,6 +280,8 @@ impl ClassifyStage {
                             score: j.score,
                             confidence: j.confidence,
                             features,
+                            indices: Vec::new(),
+                            exemplar: None,
                         },
                     });
                 }
@@ -282,6 +298,8 @@ impl ClassifyStage {
     /// Judges every line of text messages; appends, at each line's time,
     /// `log.alert` (1 alert, 0 not), `log.confidence` and `log.severity.<class>`
     /// (1 for the line's class, 0 for the others): window sums are counts.
+    /// A line judged below `models.log.escalate_below` becomes an escalation
+    /// of its message (series `log.alert`), or is counted if too large for one.
     fn apply_log(&mut self, messages: &mut [Accepted]) {
         let Some(log) = &self.log else { return };
         let mut lines = Vec::new();
@@ -297,7 +315,8 @@ impl ClassifyStage {
         if lines.is_empty() {
             return;
         }
-        let judged = match log.judge(&lines) {
+        let keep_below = self.log_escalator.as_ref().map_or(0.0, LogEscalator::below);
+        let judged = match log.judge_keeping(&lines, keep_below) {
             Ok(j) => j,
             Err(e) => {
                 self.model_errors += 1;
@@ -310,8 +329,15 @@ impl ClassifyStage {
         // no window of a rare class idles shut before its next line arrives.
         let classes = log.severity_count();
         let mut derived: Vec<(usize, Reading)> = Vec::with_capacity((classes + 2) * judged.len());
-        for ((i, ts), j) in at.into_iter().zip(judged) {
+        let mut escalated = Vec::new();
+        for (((i, ts), (j, row)), line) in at.into_iter().zip(judged).zip(&lines) {
             self.judged += 1;
+            if let (Some(row), Some(x)) = (row, &self.log_escalator) {
+                match x.escalation(line, ts, &j, log.alert_threshold(), row) {
+                    Some(e) => escalated.push((i, e)),
+                    None => self.router.refuse(),
+                }
+            }
             let reading = |metric: &str, value: f64| Reading {
                 metric: metric.to_owned(),
                 ts_ms: ts,
@@ -326,6 +352,9 @@ impl ClassifyStage {
         }
         for (i, r) in derived {
             messages[i].readings.push(r);
+        }
+        for (i, e) in escalated {
+            messages[i].escalations.push(e);
         }
     }
 

@@ -45,6 +45,12 @@ pub struct LogModelConfig {
     /// Its sidecar; default: `path` with the extension `.json`.
     #[serde(default)]
     pub recipe: Option<PathBuf>,
+    /// Escalate a line whose verdict's confidence (`log.confidence`) is below
+    /// this, within the hourly budget the sensor models share: its hashed
+    /// features and the line redacted ride in its `log.alert` window. Default:
+    /// none (every verdict is final on the gateway).
+    #[serde(default)]
+    pub escalate_below: Option<f64>,
 }
 
 impl LogModelConfig {
@@ -129,6 +135,10 @@ impl ModelsConfig {
     /// Whether any model may escalate (windows may then carry escalations).
     pub fn escalates(&self) -> bool {
         self.sensor.iter().any(|m| m.escalate_below.is_some())
+            || self
+                .log
+                .as_ref()
+                .is_some_and(|m| m.escalate_below.is_some())
     }
 
     pub(super) fn check(&self, c: &mut Checker) {
@@ -152,6 +162,13 @@ impl ModelsConfig {
                 "models.log.path",
                 "must name an .onnx file",
             );
+            if let Some(b) = m.escalate_below {
+                c.require(
+                    b > 0.0 && b <= 1.0,
+                    "models.log.escalate_below",
+                    "must be a confidence in (0, 1]",
+                );
+            }
         }
         let mut series = HashSet::new();
         for (i, m) in self.sensor.iter().enumerate() {
@@ -193,5 +210,61 @@ impl ModelsConfig {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::AgentConfig;
+
+    fn with_log(extra: &str) -> String {
+        format!(
+            r#"
+            gateway_id = "gw-1"
+            data_dir = "/tmp/x"
+            [mqtt]
+            client_id = "a"
+            subscribe = ["plant/#"]
+            [[routes]]
+            topic = "plant/+/logs"
+            format = "text"
+            [uplink]
+            url = "http://127.0.0.1:8080"
+            token_env = "EDGE_TOKEN"
+            [models.log]
+            path = "log.onnx"
+            {extra}
+            "#
+        )
+    }
+
+    #[test]
+    fn log_escalate_below_is_a_confidence_and_turns_escalation_on() {
+        let ok = AgentConfig::parse(&with_log("escalate_below = 0.6"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(ok.models.escalates());
+        let off = AgentConfig::parse(&with_log(""))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(!off.models.escalates());
+        for bad in ["0.0", "1.5", "-0.1"] {
+            let problems = AgentConfig::parse(&with_log(&format!("escalate_below = {bad}")))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(keys, ["models.log.escalate_below"], "{bad}");
+        }
+        // Its exemplars use the [templates] redaction, checked even with mining off.
+        let problems = AgentConfig::parse(&with_log(
+            "escalate_below = 0.6\n[templates]\nenabled = false\nredact = [\"(\"]",
+        ))
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(problems[0].key, "templates.redact", "{problems:?}");
     }
 }

@@ -154,6 +154,17 @@ impl AgentConfig {
         );
         self.models.check(&mut c);
         self.templates.check(&mut c);
+        let log_escalates = self
+            .models
+            .log
+            .as_ref()
+            .is_some_and(|m| m.escalate_below.is_some());
+        if log_escalates && !self.templates.enabled {
+            // Escalated log lines are redacted by the [templates] rules even when mining is off.
+            if let Err(e) = self.templates.redactor() {
+                c.require(false, "templates.redact", e.to_string());
+            }
+        }
         let worst = crate::outbox::worst_window_bytes(
             l.max_name_bytes,
             self.templates.enabled.then_some(self.templates.exemplars),

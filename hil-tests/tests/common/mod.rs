@@ -106,10 +106,14 @@ impl Sink {
             &config,
             format!(
                 "listen = \"{listen}\"\ndata_dir = \"{}\"\n[[gateways]]\nid = \"{GATEWAY}\"\ntoken_sha256 = \"{hash}\"\n\
-                 [[teachers]]\nseries = \"anomaly\"\npath = \"{}\"\n",
+                 [[teachers]]\nseries = \"anomaly\"\npath = \"{}\"\n\
+                 [[teachers]]\nseries = \"log.alert\"\npath = \"{}\"\n",
                 dir.join("store").display(),
                 hil_tests::workspace_root()
                     .join("models/sensor/teacher.onnx")
+                    .display(),
+                hil_tests::workspace_root()
+                    .join("models/log/teacher.onnx")
                     .display()
             ),
         )
