@@ -191,6 +191,7 @@ fn get_escalated(bytes: &mut &[u8]) -> Option<Escalated> {
     let features = (0..f).map(|_| bytes.get_f32()).collect();
     Some(Escalated {
         series,
+        redacted: Vec::new(),
         escalation: wire::Escalation {
             ts_ms,
             alarm,
@@ -265,6 +266,7 @@ mod tests {
                     .into_iter()
                     .map(|(series, ts_ms, alarm, score, confidence, features, indices, exemplar)| Escalated {
                         series,
+                        redacted: Vec::new(),
                         escalation: wire::Escalation { ts_ms, alarm, score, confidence, features, indices, exemplar },
                     })
                     .collect(),

@@ -35,6 +35,8 @@ fn settings(dir: &Path) -> Settings {
         c.models.sensor.clear();
         c.models.escalations_per_device_hour = Some(BUDGET);
         c.models.log.as_mut().unwrap().escalate_below = Some(1.0);
+        // No template exemplars: every `log.redacted.<kind>` count is an escalation's.
+        c.templates.enabled = false;
     });
     s.models.resolve_paths(&repo().join("configs"));
     s
@@ -95,11 +97,17 @@ fn unsure_lines_escalate_redacted_within_the_budget_and_pii_never_leaves() {
         .unwrap();
     let (mut escalated, mut counters, mut sealed) =
         (Vec::new(), wire::Counters::default(), Vec::new());
+    let mut redacted = std::collections::BTreeMap::<(String, String), f64>::new();
     while let Some((seq, bytes)) = p.store().outbox_first().unwrap() {
         let (_, body) = Envelope::open(&bytes).unwrap();
         for w in body.windows {
             if !w.escalations.is_empty() {
                 assert_eq!(w.metric, "log.alert", "log escalations ride in log.alert");
+            }
+            if let Some(kind) = w.metric.strip_prefix("log.redacted.") {
+                *redacted
+                    .entry((w.device.clone(), kind.to_owned()))
+                    .or_default() += w.sum;
             }
             escalated.extend(w.escalations.into_iter().map(|e| (w.device.clone(), e)));
         }
@@ -146,6 +154,12 @@ fn unsure_lines_escalate_redacted_within_the_budget_and_pii_never_leaves() {
         assert!(e.indices.len() < 200, "sparse: {}", e.indices.len());
         assert!((e.confidence - f64::from(judged[k].0)).abs() < 1e-6);
     }
+    // Each shipped exemplar's redactions are counted by kind, once.
+    let expected: std::collections::BTreeMap<(String, String), f64> = DEVICES
+        .iter()
+        .flat_map(|d| ["email", "ip", "mac"].map(|k| ((d.to_string(), k.to_owned()), 1.0)))
+        .collect();
+    assert_eq!(redacted, expected, "log.redacted.<kind> sums per device");
     assert_eq!(
         counters.get(Reason::EscalationOverBudget),
         unsure - escalated.len() as u64,

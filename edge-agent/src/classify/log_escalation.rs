@@ -57,10 +57,8 @@ impl LogEscalator {
         alert_threshold: f32,
         row: SparseRow,
     ) -> Option<Escalated> {
-        let exemplar = cap(
-            self.redactor.apply(line).text,
-            MAX_ESCALATION_EXEMPLAR_BYTES,
-        );
+        let redacted = self.redactor.apply(line);
+        let exemplar = cap(redacted.text, MAX_ESCALATION_EXEMPLAR_BYTES);
         let escalation = Escalation {
             ts_ms,
             alarm: j.alert,
@@ -73,6 +71,7 @@ impl LogEscalator {
         escalation_fits(&escalation).then(|| Escalated {
             series: ALERT_METRIC.to_owned(),
             escalation,
+            redacted: redacted.counts,
         })
     }
 }
@@ -110,6 +109,9 @@ mod tests {
             assert!(!ex.contains(secret), "{secret} in {ex}");
         }
         assert!(ex.contains("<ip>") && ex.contains("<email>") && ex.contains("<mac>"));
+        for kind in ["ip", "email", "mac"] {
+            assert!(e.redacted.contains(&(kind, 1)), "{kind}: {:?}", e.redacted);
+        }
         assert!(ex.len() <= MAX_ESCALATION_EXEMPLAR_BYTES && ex.ends_with('…'));
         assert_eq!(e.escalation.indices, row.indices);
         assert_eq!(e.escalation.features, row.values);

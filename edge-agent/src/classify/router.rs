@@ -23,6 +23,10 @@ pub const STATE_SERIES: &str = "escalation.budget";
 pub struct Escalated {
     pub series: String,
     pub escalation: Escalation,
+    /// Replacements its exemplar took, by redaction kind. Not journaled: the
+    /// pipeline turns them into `log.redacted.<kind>` readings of the message
+    /// when it admits the escalation, and journals those readings instead.
+    pub redacted: Vec<(&'static str, u64)>,
 }
 
 /// Escalations per device in its latest event-time hour.

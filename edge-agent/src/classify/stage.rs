@@ -273,6 +273,7 @@ impl ClassifyStage {
                 let Some(features) = features else { continue };
                 if features.len() <= MAX_ESCALATION_FEATURES {
                     m.escalations.push(Escalated {
+                        redacted: Vec::new(),
                         series: s.series.clone(),
                         escalation: Escalation {
                             ts_ms: ts,

@@ -19,8 +19,10 @@ use tracing::{debug, info, warn};
 use wire::{Counters, Reason};
 
 use crate::classify::router::Escalated;
+use crate::classify::templates::REDACTED_PREFIX;
 use crate::classify::{Accepted, ClassifyStage};
 use crate::config::{Route, Settings};
+use crate::decode::Reading;
 use crate::decode::{self, DecodeLimits, Format};
 use crate::disk_guard::DiskGuard;
 use crate::journal_record::JournalRecord;
@@ -279,6 +281,24 @@ impl Pipeline {
                         && self.windower.offer_escalation(&device, x)
                 })
                 .collect();
+            // What an admitted exemplar had redacted counts like a template
+            // exemplar's: `log.redacted.<kind>` readings of this message.
+            let mut counts: Vec<Reading> = escalations
+                .iter()
+                .flat_map(|x| {
+                    x.redacted.iter().map(|(kind, n)| Reading {
+                        metric: format!("{REDACTED_PREFIX}{kind}"),
+                        ts_ms: x.escalation.ts_ms,
+                        value: *n as f64,
+                    })
+                })
+                .collect();
+            if !counts.is_empty() {
+                let more = self.windower.ingest(&device, &mut counts, id, now, false);
+                outcome.late += more.late;
+                outcome.too_many_series += more.too_many_series;
+                readings.extend(counts);
+            }
             self.counters.add(Reason::Late, outcome.late);
             self.counters
                 .add(Reason::TooManySeries, outcome.too_many_series);
