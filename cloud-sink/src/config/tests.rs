@@ -10,9 +10,11 @@ fn good() -> SinkConfig {
         data_dir: "var/x".into(),
         store: Default::default(),
         limits: Limits::default(),
+        tls: None,
         gateways: vec![GatewayConfig {
             id: "gw-1".into(),
             token_sha256: HASH.into(),
+            cert_sha256: Default::default(),
         }],
         teachers: vec![TeacherConfig {
             series: "anomaly".into(),
@@ -40,14 +42,17 @@ fn every_problem_is_reported_with_its_path() {
     c.gateways.push(GatewayConfig {
         id: "gw-1".into(),
         token_sha256: "abc".into(),
+        cert_sha256: Default::default(),
     });
     c.gateways.push(GatewayConfig {
         id: "bad id!".into(),
-        token_sha256: "g".repeat(64),
+        token_sha256: "g".repeat(64).into(),
+        cert_sha256: Default::default(),
     });
     c.gateways.push(GatewayConfig {
         id: String::new(),
         token_sha256: HASH.into(),
+        cert_sha256: Default::default(),
     });
     let problems = c.validate().unwrap_err();
     assert_eq!(
