@@ -97,9 +97,11 @@ fn config(store: StoreConfig, data_dir: std::path::PathBuf) -> SinkConfig {
         data_dir,
         store,
         limits: Limits::default(),
+        tls: None,
         gateways: vec![GatewayConfig {
             id: "gw-0".into(),
-            token_sha256: "0".repeat(64),
+            token_sha256: "0".repeat(64).into(),
+            cert_sha256: Default::default(),
         }],
         teachers: Vec::new(),
     }

@@ -1,17 +1,22 @@
-//! Per-gateway bearer-token authentication: maps an `Authorization` header to
-//! the gateway id whose configured SHA-256 matches the token.
+//! Per-gateway authentication: maps an `Authorization` header to the gateway
+//! whose configured SHA-256s include the token's, and an mTLS client
+//! certificate to the gateway whose `cert_sha256` names it.
 //!
-//! It only says *who* is calling; checking that the caller may post a given
-//! envelope (token gateway == envelope gateway) is the HTTP layer's job.
+//! A gateway may list several token hashes (rotation: old and new valid at
+//! once). It only says *who* is calling, from credentials alone; checking that
+//! the caller may post a given envelope (caller == envelope gateway) is the
+//! HTTP layer's job.
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{parse_sha256_hex, GatewayConfig};
+use crate::config::GatewayConfig;
 
-/// The configured gateways' token hashes. Tokens themselves are never held.
+/// The configured gateways' token hashes and certificate fingerprints.
+/// Tokens themselves are never held.
 #[derive(Debug, Clone, Default)]
 pub struct TokenTable {
     entries: Vec<([u8; 32], String)>,
+    certs: Vec<([u8; 32], String)>,
 }
 
 /// Why a request was not authenticated.
@@ -23,6 +28,9 @@ pub enum AuthError {
     /// A token was given but matches no configured gateway.
     #[error("unknown bearer token")]
     Unknown,
+    /// The client certificate and the token name different gateways.
+    #[error("client certificate and bearer token belong to different gateways")]
+    Disagree,
 }
 
 impl TokenTable {
@@ -31,9 +39,35 @@ impl TokenTable {
     pub fn new(gateways: &[GatewayConfig]) -> TokenTable {
         let entries = gateways
             .iter()
-            .filter_map(|g| parse_sha256_hex(&g.token_sha256).map(|h| (h, g.id.clone())))
+            .flat_map(|g| g.token_sha256.decoded().map(|h| (h, g.id.clone())))
             .collect();
-        TokenTable { entries }
+        let certs = gateways
+            .iter()
+            .flat_map(|g| g.cert_sha256.decoded().map(|h| (h, g.id.clone())))
+            .collect();
+        TokenTable { entries, certs }
+    }
+
+    /// The caller of a request: the gateway its client certificate (DER of the
+    /// leaf, on an mTLS connection) is pinned to, if any, else its token's.
+    /// A pinned certificate needs no token; a token sent with it must agree.
+    pub fn authenticate_request(
+        &self,
+        cert: Option<&[u8]>,
+        header: Option<&str>,
+    ) -> Result<&str, AuthError> {
+        let by_cert = cert.and_then(|der| {
+            let digest: [u8; 32] = Sha256::digest(der).into();
+            lookup(&self.certs, &digest)
+        });
+        match (by_cert, header) {
+            (Some(id), None) => Ok(id),
+            (Some(id), Some(_)) => match self.authenticate(header)? {
+                other if other == id => Ok(id),
+                _ => Err(AuthError::Disagree),
+            },
+            (None, _) => self.authenticate(header),
+        }
     }
 
     /// Authenticates the raw value of an `Authorization` header (`None` when absent)
@@ -49,14 +83,19 @@ impl TokenTable {
     /// so timing does not reveal how many bytes matched or which entry did.
     pub fn gateway_for_token(&self, token: &str) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        for (hash, id) in &self.entries {
-            if constant_time_eq(hash, &digest) && found.is_none() {
-                found = Some(id.as_str());
-            }
-        }
-        found
+        lookup(&self.entries, &digest)
     }
+}
+
+/// The id of the entry whose hash is `digest`, comparing all in constant time.
+fn lookup<'a>(entries: &'a [([u8; 32], String)], digest: &[u8; 32]) -> Option<&'a str> {
+    let mut found = None;
+    for (hash, id) in entries {
+        if constant_time_eq(hash, digest) && found.is_none() {
+            found = Some(id.as_str());
+        }
+    }
+    found
 }
 
 /// Extracts `<token>` from `Bearer <token>` (scheme case-insensitive, per RFC 7235).
@@ -84,13 +123,52 @@ mod tests {
         TokenTable::new(&[
             GatewayConfig {
                 id: "gw-a".into(),
-                token_sha256: token_sha256_hex("token-a"),
+                token_sha256: token_sha256_hex("token-a").into(),
+                cert_sha256: Default::default(),
             },
             GatewayConfig {
                 id: "gw-b".into(),
-                token_sha256: token_sha256_hex("token-b").to_uppercase(),
+                token_sha256: vec![
+                    token_sha256_hex("token-b").to_uppercase(),
+                    token_sha256_hex("token-b2"),
+                ]
+                .into(),
+                cert_sha256: token_sha256_hex("cert-b").into(),
             },
         ])
+    }
+
+    #[test]
+    fn every_listed_hash_is_valid_during_a_rotation() {
+        let t = table();
+        assert_eq!(t.authenticate(Some("Bearer token-b")), Ok("gw-b"));
+        assert_eq!(t.authenticate(Some("Bearer token-b2")), Ok("gw-b"));
+        assert_eq!(
+            t.authenticate(Some("Bearer token-b3")),
+            Err(AuthError::Unknown)
+        );
+    }
+
+    #[test]
+    fn a_pinned_client_certificate_identifies_its_gateway() {
+        let t = table();
+        let cert = Some(b"cert-b".as_slice());
+        assert_eq!(t.authenticate_request(cert, None), Ok("gw-b"));
+        assert_eq!(
+            t.authenticate_request(cert, Some("Bearer token-b2")),
+            Ok("gw-b")
+        );
+        assert_eq!(
+            t.authenticate_request(cert, Some("Bearer token-a")),
+            Err(AuthError::Disagree)
+        );
+        // An unpinned certificate (another gateway's CA-signed cert) needs a token.
+        let other = Some(b"cert-x".as_slice());
+        assert_eq!(t.authenticate_request(other, None), Err(AuthError::Missing));
+        assert_eq!(
+            t.authenticate_request(other, Some("Bearer token-a")),
+            Ok("gw-a")
+        );
     }
 
     #[test]

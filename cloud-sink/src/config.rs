@@ -4,13 +4,16 @@
 //! This module only reads and checks the file; it opens no sockets, no store
 //! and no model (teacher models are loaded by [`crate::teacher`] at start-up).
 
+mod gateways;
 mod store;
 mod teachers;
+mod tls;
 
+pub use gateways::{is_valid_gateway_id, parse_sha256_hex, GatewayConfig, Hashes};
 pub use store::{is_identifier, redact_url, Backend, PgSettings, StoreConfig};
 pub use teachers::TeacherConfig;
+pub use tls::SinkTlsConfig;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,7 @@ use serde::Deserialize;
 /// series = "anomaly"
 /// path = "../models/sensor/teacher.onnx"
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// Socket address to listen on (`host:port`); port 0 picks a free port.
@@ -49,9 +52,12 @@ pub struct SinkConfig {
     /// Request limits; every key has a default.
     #[serde(default)]
     pub limits: Limits,
-    /// The gateways allowed to post batches, each with its token hash.
+    /// The gateways allowed to post batches, each with its token hash(es).
     #[serde(default)]
     pub gateways: Vec<GatewayConfig>,
+    /// HTTPS (and optionally mTLS) instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<SinkTlsConfig>,
     /// Teacher models re-judging escalations, one per judgement series; none
     /// by default (escalations are then stored without a teacher verdict).
     #[serde(default)]
@@ -59,34 +65,37 @@ pub struct SinkConfig {
 }
 
 /// Limits applied before any parsing of untrusted input.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest accepted `POST /v1/batches` body, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Batches per second each gateway may post (sustained); 0 (default) = no limit.
+    /// Over it the sink answers 429 with `Retry-After`, and the agent waits.
+    #[serde(default)]
+    pub batches_per_second: f64,
+    /// Batches a gateway may post back to back before the rate applies.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: default_max_body_bytes(),
+            batches_per_second: 0.0,
+            burst: default_burst(),
         }
     }
 }
 
-fn default_max_body_bytes() -> usize {
-    wire::MAX_ENVELOPE_BYTES
+fn default_burst() -> u32 {
+    20
 }
 
-/// One gateway allowed to post batches.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayConfig {
-    /// The gateway id; must equal the `gateway` field of every envelope it sends.
-    pub id: String,
-    /// Hex SHA-256 of the gateway's bearer token (the token itself is never stored).
-    pub token_sha256: String,
+fn default_max_body_bytes() -> usize {
+    wire::MAX_ENVELOPE_BYTES
 }
 
 /// One thing wrong with a parsed config, located by its key path.
@@ -149,9 +158,6 @@ fn join_problems(problems: &[ConfigProblem]) -> String {
         .join("; ")
 }
 
-/// Largest accepted gateway id length.
-const MAX_GATEWAY_ID_LEN: usize = 64;
-
 impl SinkConfig {
     /// Reads, parses and validates the config at `path`; teacher paths are
     /// made relative to the file's folder (not the working directory).
@@ -165,6 +171,9 @@ impl SinkConfig {
         let base = path.parent().unwrap_or(Path::new(""));
         for t in &mut config.teachers {
             t.resolve_paths(base);
+        }
+        if let Some(tls) = &mut config.tls {
+            tls.resolve_paths(base);
         }
         config.validate().map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
@@ -211,40 +220,27 @@ impl SinkConfig {
             ));
         }
 
-        if self.gateways.is_empty() {
+        let rate = self.limits.batches_per_second;
+        if !(rate.is_finite() && rate >= 0.0) {
             problems.push(ConfigProblem::new(
-                "gateways",
-                "at least one [[gateways]] entry is required",
+                "limits.batches_per_second",
+                format!("must be 0 (no limit) or a positive number, got {rate}"),
             ));
         }
-        let mut seen = HashSet::new();
-        for (i, gw) in self.gateways.iter().enumerate() {
-            let id_path = format!("gateways[{i}].id");
-            if gw.id.is_empty() {
-                problems.push(ConfigProblem::new(&id_path, "must not be empty"));
-            } else if !is_valid_gateway_id(&gw.id) {
-                problems.push(ConfigProblem::new(
-                    &id_path,
-                    format!(
-                        "{:?} must be 1-{MAX_GATEWAY_ID_LEN} characters of A-Z a-z 0-9 . _ -",
-                        gw.id
-                    ),
-                ));
-            }
-            if !gw.id.is_empty() && !seen.insert(gw.id.as_str()) {
-                problems.push(ConfigProblem::new(
-                    &id_path,
-                    format!("duplicate gateway id {:?}", gw.id),
-                ));
-            }
-            if parse_sha256_hex(&gw.token_sha256).is_none() {
-                problems.push(ConfigProblem::new(
-                    format!("gateways[{i}].token_sha256"),
-                    "expected 64 hex characters (the SHA-256 of the token)",
-                ));
-            }
+        if self.limits.burst == 0 {
+            problems.push(ConfigProblem::new("limits.burst", "must be at least 1"));
         }
-
+        gateways::check(&self.gateways, &mut problems);
+        if let Some(tls) = &self.tls {
+            tls.check(&mut problems);
+        }
+        let pins = self.gateways.iter().any(|g| !g.cert_sha256.0.is_empty());
+        if pins && self.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none()) {
+            problems.push(ConfigProblem::new(
+                "gateways",
+                "cert_sha256 needs [tls] client_ca_file (client certificates are only seen with mTLS)",
+            ));
+        }
         teachers::check(&self.teachers, &mut problems);
 
         if problems.is_empty() {
@@ -258,24 +254,6 @@ impl SinkConfig {
     pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
         self.listen.parse()
     }
-}
-
-/// True when `id` is 1-64 characters of `[A-Za-z0-9._-]`.
-pub fn is_valid_gateway_id(id: &str) -> bool {
-    (1..=MAX_GATEWAY_ID_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Decodes a 64-character hex SHA-256 (either case); `None` if malformed.
-pub fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
 }
 
 /// 1-based (line, column) of byte `offset` in `text`.

@@ -48,10 +48,12 @@ pub mod config;
 pub mod fleet;
 pub mod http;
 pub mod pg;
+pub mod rate;
 pub mod sink_store;
 pub mod stats;
 pub mod store;
 pub mod teacher;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,8 +62,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use config::{
-    Backend, ConfigError, ConfigProblem, GatewayConfig, Limits, SinkConfig, StoreConfig,
-    TeacherConfig,
+    Backend, ConfigError, ConfigProblem, GatewayConfig, Hashes, Limits, SinkConfig, SinkTlsConfig,
+    StoreConfig, TeacherConfig,
 };
 pub use pg::{PgError, PgStore};
 pub use sink_store::{SinkStore, SinkStoreError};
@@ -95,6 +97,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The `[tls]` files do not make a TLS config.
+    #[error("tls")]
+    Tls(#[from] tls::SinkTlsError),
     /// The accept loop failed.
     #[error("server I/O")]
     Io(#[from] std::io::Error),
@@ -108,14 +113,17 @@ pub struct Server {
     local_addr: SocketAddr,
     state: http::AppState,
     location: String,
+    tls: Option<rustls::ServerConfig>,
 }
 
 impl Server {
     /// Validates `config`, opens the store (the sled directory `data_dir`, or
     /// PostgreSQL: connect with retries, migrate) and binds `listen`.
-    /// Teacher models are loaded first: a missing or wrong one stops start-up.
+    /// Teacher models and the `[tls]` files are loaded first: a missing or
+    /// wrong one stops start-up.
     pub async fn bind(config: &SinkConfig) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let teacher_configs = config.teachers.clone();
         let teachers = tokio::task::spawn_blocking(move || Teachers::load(&teacher_configs))
             .await
@@ -140,6 +148,10 @@ impl Server {
             tokens: Arc::new(auth::TokenTable::new(&config.gateways)),
             stats: Arc::new(stats::IngestStats::default()),
             max_body_bytes: config.limits.max_body_bytes,
+            rate: Arc::new(rate::RateLimiter::new(
+                config.limits.batches_per_second,
+                config.limits.burst,
+            )),
             teachers: Arc::new(teachers),
             teacher_stats: Arc::new(stats::TeacherStats::default()),
         };
@@ -148,7 +160,17 @@ impl Server {
             local_addr,
             state,
             location,
+            tls,
         })
+    }
+
+    /// `https` with `[tls]`, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The address actually bound.
@@ -167,13 +189,24 @@ impl Server {
             listener,
             state,
             location,
+            tls,
             ..
         } = self;
         let store = state.store.clone();
-        let app = http::router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let app = http::router(state).into_make_service_with_connect_info::<tls::Peer>();
+        match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+        }
         store
             .close()
             .await

@@ -20,7 +20,8 @@ const ABOUT: &str =
 
 const LONG_ABOUT: &str = "\
 cloud-sink is the cloud end of the edge pipeline. Gateways (edge-agent) POST sealed
-batches of window summaries; the sink authenticates each gateway by its bearer token,
+batches of window summaries; the sink authenticates each gateway by its bearer token
+(or its pinned client certificate with [tls] client_ca_file),
 verifies the batch (size, schema version, body SHA-256), and stores it in an embedded
 store (or PostgreSQL: [store] backend = \"postgres\") exactly once per (gateway, epoch, seq). It answers \"stored\" only once the data
 is flushed to disk, answers a re-send with \"duplicate\", and rejects the same key with a
@@ -29,7 +30,8 @@ different body loudly (409 and an error log line).
 HTTP endpoints:
   POST /v1/batches   body = wire envelope (application/cbor), `Authorization: Bearer TOKEN`
                      200 stored | 200 duplicate | 409 conflict | 400 bad envelope
-                     401 bad token | 403 other gateway's key | 413 too large | 503 retry
+                     401 bad token | 403 other gateway's key | 413 too large
+                     429 over limits.batches_per_second (Retry-After) | 503 retry
                      (422: a value PostgreSQL cannot store, e.g. NUL in a gateway id)
   GET  /v1/health    status, version and ingest counters
   GET  /v1/gateways  per-gateway batches, windows, last seen, summed counters
@@ -42,7 +44,8 @@ HTTP endpoints:
   GET  /v1/escalations/agreement?gateway=&device=&series=&buckets=&to=
                      local vs. teacher: totals, 2x2 table, per confidence bucket
 
-On start it prints one line to stdout: `cloud-sink listening on http://ADDR`.
+On start it prints one line to stdout: `cloud-sink listening on http://ADDR`
+(https:// with [tls]).
 Logs go to stderr; set the level with RUST_LOG (default: info).
 SIGTERM or Ctrl-C stop it gracefully.";
 
@@ -53,7 +56,8 @@ Examples:
   cloud-sink calibrate --data var/cloud-sink --min-agreement 0.99
   SINK_PG_URL=postgres://sink@db/sink cloud-sink calibrate --config configs/cloud-sink.postgres.toml
   curl -s 'http://127.0.0.1:8080/v1/series?gateway=gw-demo&device=pump-1&from=0'
-  printf '%s' \"$TOKEN\" | sha256sum     # the token_sha256 to put in the config";
+  head -c 32 /dev/urandom | base64 | tr -d '/+=' > gw-7.token   # a new token
+  cloud-sink hash-token < gw-7.token     # the token_sha256 to put in the config";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +85,9 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Print the token_sha256 of a token read from stdin (first line; the
+    /// token never goes on the command line, where `ps` and shell history see it).
+    HashToken,
     /// Suggest each series' `escalate_below` from the teacher's verdicts (offline).
     #[command(long_about = CALIBRATE_ABOUT)]
     Calibrate(CalibrateArgs),
@@ -146,6 +153,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::HashToken) => hash_token(),
         Some(Command::Calibrate(args)) => match calibrate_cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -205,6 +213,23 @@ fn check_config(file: &Path) -> ExitCode {
     }
 }
 
+/// `cloud-sink hash-token`: stdin's first line (trimmed, as the agent trims its
+/// token file) → hex SHA-256 on stdout.
+fn hash_token() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: reading the token from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let token = line.trim();
+    if token.is_empty() {
+        eprintln!("error: no token on stdin (e.g. `cloud-sink hash-token < gw-7.token`)");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", cloud_sink::auth::token_sha256_hex(token));
+    ExitCode::SUCCESS
+}
+
 /// `cloud-sink --config FILE`: runs until SIGTERM or Ctrl-C.
 fn run(config_path: &Path) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -226,10 +251,10 @@ fn run(config_path: &Path) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         let addr = server.local_addr();
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "cloud-sink listening on http://{addr}")?;
+        writeln!(stdout, "cloud-sink listening on {}://{addr}", server.scheme())?;
         stdout.flush()?;
         drop(stdout);
-        tracing::info!(%addr, store = %cloud_sink::SinkStore::describe(&config), gateways = config.gateways.len(), "cloud-sink started");
+        tracing::info!(%addr, scheme = server.scheme(), mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()), store = %cloud_sink::SinkStore::describe(&config), gateways = config.gateways.len(), "cloud-sink started");
         server.run(shutdown).await?;
         tracing::info!("cloud-sink stopped");
         anyhow::Ok(())

@@ -23,6 +23,8 @@ pub enum Outcome {
     Unauthorized,
     /// Token of one gateway, envelope of another (403).
     Forbidden,
+    /// Over the gateway's `limits.batches_per_second` (429).
+    RateLimited,
     /// Body over `limits.max_body_bytes` (413).
     TooLarge,
     /// Body is not a valid envelope (400).
@@ -33,12 +35,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order shown.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Stored,
         Outcome::Duplicate,
         Outcome::Conflict,
         Outcome::Unauthorized,
         Outcome::Forbidden,
+        Outcome::RateLimited,
         Outcome::TooLarge,
         Outcome::Malformed,
         Outcome::StoreError,
@@ -52,6 +55,7 @@ impl Outcome {
             Outcome::Conflict => "conflict",
             Outcome::Unauthorized => "unauthorized",
             Outcome::Forbidden => "forbidden",
+            Outcome::RateLimited => "rate_limited",
             Outcome::TooLarge => "too_large",
             Outcome::Malformed => "malformed",
             Outcome::StoreError => "store_error",

@@ -37,13 +37,15 @@ token_sha256 = "7c43ef5ae21d43ce2743f770c68e24def1a43ee2f416d2438410c8af7af2ff2c
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
-        "6 problem(s)",
+        "7 problem(s)",
         "listen: expected a socket address",
         "data_dir: must not be empty",
         "limits.max_body_bytes: must be between 1 and 8388608",
         "gateways[0].token_sha256: expected 64 hex characters",
         "gateways[1].id: duplicate gateway id \"gw-1\"",
         "gateways[2].id: \"bad/id\" must be 1-64 characters",
+        // gateways[1] and [2] share a token hash: one credential, one gateway.
+        "gateways[2].token_sha256: the same hash is listed twice",
     ] {
         assert!(
             stderr.contains(expected),

@@ -29,15 +29,19 @@ impl Running {
             store: Default::default(),
             limits: Limits {
                 max_body_bytes: LIMIT,
+                ..Limits::default()
             },
+            tls: None,
             gateways: vec![
                 GatewayConfig {
                     id: "gw-a".into(),
-                    token_sha256: token_sha256_hex("token-a"),
+                    token_sha256: token_sha256_hex("token-a").into(),
+                    cert_sha256: Default::default(),
                 },
                 GatewayConfig {
                     id: "gw-b".into(),
-                    token_sha256: token_sha256_hex("token-b"),
+                    token_sha256: token_sha256_hex("token-b").into(),
+                    cert_sha256: Default::default(),
                 },
             ],
             teachers: Vec::new(),
@@ -333,7 +337,7 @@ async fn ingest_query_and_restart() {
         health["counters"],
         json!({
             "stored": 3, "duplicate": 1, "conflict": 1, "unauthorized": 2,
-            "forbidden": 1, "too_large": 1, "malformed": 2, "store_error": 0,
+            "forbidden": 1, "rate_limited": 0, "too_large": 1, "malformed": 2, "store_error": 0,
         })
     );
 

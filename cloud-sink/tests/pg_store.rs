@@ -308,7 +308,7 @@ async fn calibrate_reads_a_running_postgres_sink() {
             "listen = \"127.0.0.1:0\"\n[store]\nbackend = \"postgres\"\n\
              url_env = \"SINK_TEST_PG_URL\"\nschema = \"{}\"\n\
              [[gateways]]\nid = \"{}\"\ntoken_sha256 = \"{}\"\n",
-            schema.name, gw.id, gw.token_sha256
+            schema.name, gw.id, gw.token_sha256.0[0]
         ),
     )
     .unwrap();

@@ -186,9 +186,11 @@ async fn the_server_does_not_start_with_a_missing_teacher() {
         data_dir: dir.path().join("store"),
         store: Default::default(),
         limits: Limits::default(),
+        tls: None,
         gateways: vec![GatewayConfig {
             id: "gw".into(),
-            token_sha256: token_sha256_hex("t"),
+            token_sha256: token_sha256_hex("t").into(),
+            cert_sha256: Default::default(),
         }],
         teachers: vec![teacher("anomaly", dir.path().join("gone.onnx"), None)],
     };

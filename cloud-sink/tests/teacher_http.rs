@@ -98,9 +98,11 @@ async fn start(
         data_dir: dir.to_owned(),
         store: Default::default(),
         limits: Limits::default(),
+        tls: None,
         gateways: vec![GatewayConfig {
             id: "gw-a".into(),
-            token_sha256: token_sha256_hex("token-a"),
+            token_sha256: token_sha256_hex("token-a").into(),
+            cert_sha256: Default::default(),
         }],
         teachers: vec![TeacherConfig {
             series: "anomaly".into(),

@@ -31,6 +31,8 @@ pub enum AgentError {
     Token(String),
     #[error(transparent)]
     Classify(#[from] ClassifyError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("the {0} panicked")]
     Panicked(&'static str),
 }
@@ -116,7 +118,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         })
         .expect("spawning the pipeline thread");
     let mut source_task = tokio::spawn(source.run(tx, stop_rx.clone(), done_rx));
-    let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready);
+    let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready)?;
     let mut syncer_task = tokio::spawn(syncer.run(stop_rx));
     info!(gateway = %settings.gateway_id, broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port), sink = %settings.uplink.url, "edge-agent running");
 

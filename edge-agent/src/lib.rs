@@ -24,6 +24,7 @@ pub mod sketch;
 pub mod source;
 pub mod store;
 pub mod syncer;
+pub mod tls;
 pub mod topic;
 pub mod window;
 pub mod windower;

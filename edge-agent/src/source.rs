@@ -31,6 +31,14 @@
 //! it had completed sending"), so the agent could not count them, and it would
 //! mean rumqttc's separate v5 client; escalating the limit after each error
 //! still drops the connection once per message.
+//!
+//! # TLS
+//!
+//! `[mqtt.tls]` builds a rustls config once at start-up (`crate::tls`: a bad
+//! PEM file stops the agent with the key that names it). A refused handshake
+//! (unknown CA, expired certificate, client certificate missing or refused) is
+//! logged at error level with what it most likely means, counted
+//! (`tls_failures=` in the line), and retried with the usual backoff.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -41,7 +49,7 @@ use rumqttc::{
     TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::MqttConfig;
@@ -140,13 +148,10 @@ impl Acker for MqttAcker {
 /// Why the source could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
     #[error("mqtt.password_env: environment variable {0} is not set")]
     MissingPassword(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The running MQTT connection.
@@ -159,13 +164,8 @@ pub struct Source {
     max_payload_kept: usize,
     /// Messages forwarded cut since start (for logs).
     oversized: u64,
-}
-
-fn read(path: &std::path::Path) -> Result<Vec<u8>, SourceError> {
-    std::fs::read(path).map_err(|source| SourceError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    /// Connection attempts that failed in or right after the TLS handshake.
+    tls_failures: u64,
 }
 
 /// Builds the client (it connects on first poll).
@@ -191,15 +191,10 @@ fn mqtt_options(cfg: &MqttConfig) -> Result<MqttOptions, SourceError> {
         opts.set_credentials(user, password);
     }
     if let Some(tls) = &cfg.tls {
-        let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
-            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
-            _ => None,
-        };
-        opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
-            ca: read(&tls.ca_file)?,
-            alpn: None,
-            client_auth,
-        }));
+        let config = crate::tls::client_config("mqtt.tls", tls)?;
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(
+            std::sync::Arc::new(config),
+        )));
     }
     Ok(opts)
 }
@@ -218,6 +213,7 @@ fn with_options(opts: MqttOptions, cfg: &MqttConfig, queue: usize) -> (Source, M
         backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
         max_payload_kept: cfg.max_packet_size,
         oversized: 0,
+        tls_failures: 0,
     };
     (source, acker)
 }
@@ -309,7 +305,18 @@ impl Source {
 
     async fn wait_after(&mut self, error: ConnectionError) {
         let delay = self.backoff.next_delay();
-        warn!("mqtt connection: {error}; reconnecting in {delay:?}");
+        let text = crate::tls::error_chain(&error);
+        let hint = crate::tls::explain_handshake(&text);
+        if matches!(error, ConnectionError::Tls(_)) || hint.is_some() {
+            self.tls_failures += 1;
+            error!(
+                tls_failures = self.tls_failures,
+                "mqtt TLS handshake failed: {}; {text}; reconnecting in {delay:?}",
+                hint.unwrap_or("see the error")
+            );
+        } else {
+            warn!("mqtt connection: {text}; reconnecting in {delay:?}");
+        }
         tokio::time::sleep(delay).await;
     }
 }

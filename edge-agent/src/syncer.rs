@@ -10,6 +10,10 @@
 //! alarm: the batch is moved to quarantine, logged loudly, and syncing goes on.
 //! With `uplink.compression = "gzip"` (the default) each attempt sends the
 //! sealed bytes gzip-compressed (`wire::transport`); the envelope is unchanged.
+//! `[uplink.tls]` trusts a private CA and may present a client certificate
+//! (mTLS). A 401 (token refused) is logged as an error naming what to fix; a
+//! 429 (rate limit) waits at least the sink's `Retry-After`. Both keep the
+//! batch: nothing leaves the outbox without a 2xx.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,7 @@ use tracing::{debug, error, info, warn};
 use crate::backoff::Backoff;
 use crate::config::{Compression, UplinkConfig};
 use crate::store::{Store, StoreError};
+use crate::tls::TlsError;
 
 /// What the sink answered for one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +33,41 @@ pub enum Answer {
     Stored,
     /// Same key, different body at the sink.
     Conflict,
-    /// Try again later (with the reason for the log).
-    Retry(String),
+    /// The sink refused the token (401): retried like [`Answer::Retry`], but
+    /// logged as an error, since only a fixed token or config ends it.
+    Unauthorized(String),
+    /// Try again later: the reason for the log, and the least wait the sink
+    /// asked for (`Retry-After` on a 429 or 503), if any.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+impl Answer {
+    fn retry(reason: impl Into<String>) -> Answer {
+        Answer::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by cloud-sink).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The HTTP client: `[uplink.tls]` when set (its CA only, optional client
+/// certificate), else rustls with the built-in web roots.
+fn http_client(uplink: &UplinkConfig) -> Result<reqwest::Client, TlsError> {
+    let builder = reqwest::Client::builder().connect_timeout(uplink.request_timeout);
+    let builder = match &uplink.tls {
+        Some(tls) => builder.use_preconfigured_tls(crate::tls::client_config("uplink.tls", tls)?),
+        None => builder,
+    };
+    builder.build().map_err(|e| TlsError::build("uplink", e))
 }
 
 /// Ships the outbox.
@@ -44,20 +82,20 @@ pub struct Syncer {
     request_timeout: Duration,
     min_link_rate: u64,
     compression: Compression,
+    /// Answers 401 since start (for logs).
+    unauthorized: u64,
 }
 
 impl Syncer {
+    /// Fails only when `[uplink.tls]` names files that do not make a TLS config.
     pub fn new(
         store: Store,
         uplink: &UplinkConfig,
         token: String,
         outbox_ready: Arc<Notify>,
-    ) -> Syncer {
-        let http = reqwest::Client::builder()
-            .connect_timeout(uplink.request_timeout)
-            .build()
-            .expect("HTTP client with default TLS settings builds");
-        Syncer {
+    ) -> Result<Syncer, TlsError> {
+        let http = http_client(uplink)?;
+        Ok(Syncer {
             store,
             http,
             endpoint: format!("{}/v1/batches", uplink.url.trim_end_matches('/')),
@@ -67,7 +105,8 @@ impl Syncer {
             request_timeout: uplink.request_timeout,
             min_link_rate: uplink.min_link_rate.max(1),
             compression: uplink.compression,
-        }
+            unauthorized: 0,
+        })
     }
 
     /// How long one request of `len` bytes may take: the base timeout plus
@@ -89,7 +128,7 @@ impl Syncer {
                 request = request.header(reqwest::header::CONTENT_ENCODING, wire::transport::GZIP);
                 match tokio::task::spawn_blocking(move || wire::transport::gzip(&bytes)).await {
                     Ok(packed) => packed,
-                    Err(e) => return Answer::Retry(format!("compressing the batch failed: {e}")),
+                    Err(e) => return Answer::retry(format!("compressing the batch failed: {e}")),
                 }
             }
         };
@@ -101,12 +140,28 @@ impl Syncer {
         match response {
             Ok(r) if r.status().is_success() => Answer::Stored,
             Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => Answer::Conflict,
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                let text = r.text().await.unwrap_or_default();
+                Answer::Unauthorized(format!("sink answered 401 Unauthorized: {}", text.trim()))
+            }
             Ok(r) => {
                 let status = r.status();
+                let after = retry_after(r.headers());
                 let text = r.text().await.unwrap_or_default();
-                Answer::Retry(format!("sink answered {status}: {}", text.trim()))
+                Answer::Retry {
+                    reason: format!("sink answered {status}: {}", text.trim()),
+                    after,
+                }
             }
-            Err(e) => Answer::Retry(format!("sink unreachable: {e}")),
+            Err(e) => {
+                let text = crate::tls::error_chain(&e);
+                match crate::tls::explain_handshake(&text) {
+                    Some(hint) => {
+                        Answer::retry(format!("sink TLS handshake failed: {hint}; {text}"))
+                    }
+                    None => Answer::retry(format!("sink unreachable: {text}")),
+                }
+            }
         }
     }
 
@@ -148,8 +203,23 @@ impl Syncer {
                     );
                     self.store.outbox_quarantine(seq)?;
                 }
-                Answer::Retry(reason) => {
+                Answer::Unauthorized(reason) => {
                     let delay = self.backoff.next_delay();
+                    self.unauthorized += 1;
+                    error!(
+                        seq,
+                        unauthorized = self.unauthorized,
+                        "sink refused this gateway's token ({reason}); check uplink.token_env / \
+                         token_file against the sink's [[gateways]] token_sha256; the batch \
+                         stays in the outbox, retrying in {delay:?}"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Answer::Retry { reason, after } => {
+                    let delay = self.backoff.next_delay().max(after.unwrap_or_default());
                     warn!(seq, "batch not delivered ({reason}); retrying in {delay:?}");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -183,7 +253,8 @@ mod tests {
             &config.uplink,
             String::new(),
             Arc::default(),
-        );
+        )
+        .unwrap();
         assert_eq!(syncer.timeout_for(0), Duration::from_secs(10));
         // 500 KiB at 4 KiB/s is 125 s on top of the base timeout.
         assert_eq!(syncer.timeout_for(500 * 1024), Duration::from_secs(135));

@@ -3,6 +3,7 @@
 //!
 //! This crate drives and checks the pipeline from outside; it does not contain pipeline code.
 
+pub mod certs;
 pub mod checker;
 pub mod fault_proxy;
 pub mod ledger;
@@ -28,4 +29,4 @@ pub use malformed::MalformedKind;
 pub use mosquitto::{require_or_skip, Mosquitto};
 pub use paths::{data_dir, workspace_root};
 pub use sim::{run, SimError, SimOptions, SimReport};
-pub use sink_client::fetch_windows;
+pub use sink_client::{fetch_windows, fetch_windows_with};

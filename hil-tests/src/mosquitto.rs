@@ -2,7 +2,8 @@
 //! skip-or-fail policy for tests whose external services are missing.
 //!
 //! It starts, kills (SIGKILL), stops (SIGTERM) and restarts the broker on the same port,
-//! optionally with on-disk persistence; it does not publish or subscribe.
+//! optionally with on-disk persistence and a second, TLS listener ([`TlsListener`]);
+//! it does not publish or subscribe, and makes no certificates (`crate::certs` does).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -61,6 +62,34 @@ pub struct Mosquitto {
     port: u16,
     dir: tempfile::TempDir,
     persistent: bool,
+    tls_port: Option<u16>,
+}
+
+/// A TLS listener beside the plain one (PEM files; they must be readable by the
+/// `mosquitto` user, which a broker started as root switches to).
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub cafile: PathBuf,
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+    /// mTLS: clients must present a certificate signed by `cafile`.
+    pub require_certificate: bool,
+}
+
+impl TlsListener {
+    fn config_text(&self, port: u16) -> String {
+        format!(
+            "listener {port} 127.0.0.1\n\
+             cafile {}\n\
+             certfile {}\n\
+             keyfile {}\n\
+             require_certificate {}\n",
+            self.cafile.display(),
+            self.certfile.display(),
+            self.keyfile.display(),
+            self.require_certificate
+        )
+    }
 }
 
 /// How the broker keeps sessions and queued messages.
@@ -173,6 +202,18 @@ impl Mosquitto {
 
     /// [`Mosquitto::start`] with the given persistence.
     pub fn start_with(persistence: Persistence) -> Result<Mosquitto, HarnessError> {
+        Mosquitto::start_inner(persistence, None)
+    }
+
+    /// [`Mosquitto::start`] with a TLS listener on a second free port ([`Mosquitto::tls_port`]).
+    pub fn start_tls(tls: &TlsListener) -> Result<Mosquitto, HarnessError> {
+        Mosquitto::start_inner(Persistence::Off, Some(tls))
+    }
+
+    fn start_inner(
+        persistence: Persistence,
+        tls: Option<&TlsListener>,
+    ) -> Result<Mosquitto, HarnessError> {
         let binary = find_binary().ok_or(HarnessError::BinaryNotFound)?;
         let io = |what: &str| {
             let what = what.to_owned();
@@ -190,8 +231,16 @@ impl Mosquitto {
         loop {
             attempt += 1;
             let port = free_port().map_err(io("find a free port"))?;
-            std::fs::write(&config, config_text(port, &log, persistence))
-                .map_err(io("write config"))?;
+            let mut text = config_text(port, &log, persistence);
+            let tls_port = match tls {
+                Some(tls) => {
+                    let tls_port = free_port().map_err(io("find a free port"))?;
+                    text.push_str(&tls.config_text(tls_port));
+                    Some(tls_port)
+                }
+                None => None,
+            };
+            std::fs::write(&config, text).map_err(io("write config"))?;
             let mut child = spawn(&binary, &config)?;
             match wait_ready(&mut child, port) {
                 Ok(()) => {
@@ -201,6 +250,7 @@ impl Mosquitto {
                         port,
                         dir,
                         persistent: persistence == Persistence::Saved,
+                        tls_port,
                     })
                 }
                 Err(reason) => {
@@ -290,6 +340,11 @@ impl Mosquitto {
     /// The broker's TCP port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS listener's port, when started with [`Mosquitto::start_tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
     }
 
     /// `127.0.0.1:PORT`.

@@ -118,12 +118,21 @@ pub enum FetchError {
 
 /// All windows the sink stores for `gateway` (`GET {sink_url}/v1/series?gateway=…`).
 pub async fn fetch_windows(sink_url: &str, gateway: &str) -> Result<Vec<StoredWindow>, FetchError> {
+    fetch_windows_with(&reqwest::Client::new(), sink_url, gateway).await
+}
+
+/// [`fetch_windows`] through `client` (e.g. one that trusts a test CA for an HTTPS sink).
+pub async fn fetch_windows_with(
+    client: &reqwest::Client,
+    sink_url: &str,
+    gateway: &str,
+) -> Result<Vec<StoredWindow>, FetchError> {
     let url = format!("{}/v1/series", sink_url.trim_end_matches('/'));
     let err = |source| FetchError::Http {
         url: url.clone(),
         source,
     };
-    let response = reqwest::Client::new()
+    let response = client
         .get(&url)
         .query(&[("gateway", gateway)])
         .send()

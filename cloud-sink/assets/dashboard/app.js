@@ -16,7 +16,7 @@ const ESCALATIONS_FETCHED = 5000;
 const ESCALATIONS_SHOWN = 100;
 // Reject reasons summed as "Rejected"; the others have their own column.
 const OWN_COLUMN = ["late", "duplicate", "rolled_up", "outbox_full", "corrupt_record", "escalation_over_budget"];
-const BAD_OUTCOMES = ["conflict", "unauthorized", "forbidden", "too_large", "malformed", "store_error"];
+const BAD_OUTCOMES = ["conflict", "unauthorized", "forbidden", "rate_limited", "too_large", "malformed", "store_error"];
 
 const state = {
   devices: [],       // last /v1/devices answer

@@ -10,9 +10,11 @@ fn good() -> SinkConfig {
         data_dir: "var/x".into(),
         store: Default::default(),
         limits: Limits::default(),
+        tls: None,
         gateways: vec![GatewayConfig {
             id: "gw-1".into(),
             token_sha256: HASH.into(),
+            cert_sha256: Default::default(),
         }],
         teachers: vec![TeacherConfig {
             series: "anomaly".into(),
@@ -40,14 +42,17 @@ fn every_problem_is_reported_with_its_path() {
     c.gateways.push(GatewayConfig {
         id: "gw-1".into(),
         token_sha256: "abc".into(),
+        cert_sha256: Default::default(),
     });
     c.gateways.push(GatewayConfig {
         id: "bad id!".into(),
-        token_sha256: "g".repeat(64),
+        token_sha256: "g".repeat(64).into(),
+        cert_sha256: Default::default(),
     });
     c.gateways.push(GatewayConfig {
         id: String::new(),
         token_sha256: HASH.into(),
+        cert_sha256: Default::default(),
     });
     let problems = c.validate().unwrap_err();
     assert_eq!(
@@ -61,8 +66,11 @@ fn every_problem_is_reported_with_its_path() {
             "gateways[2].id",
             "gateways[2].token_sha256",
             "gateways[3].id",
+            "gateways[3].token_sha256",
         ]
     );
+    // gateways[3] reuses gateways[0]'s token hash: one token, two gateways.
+    assert!(problems[8].message.contains("listed twice"));
     assert!(problems[3].message.contains("duplicate"));
     assert!(problems[4].message.contains("64 hex"));
     assert_eq!(
@@ -248,4 +256,31 @@ fn store_section_parses_strictly() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+#[test]
+fn token_hashes_take_a_list_and_security_keys_are_checked() {
+    let other = HASH.replace('2', "3");
+    let text = format!(
+        "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n[limits]\nbatches_per_second = -1\nburst = 0\n\
+         [[gateways]]\nid = \"g\"\ntoken_sha256 = [\"{HASH}\", \"{other}\"]\ncert_sha256 = \"{HASH}\"\n\
+         [tls]\ncert_file = \"missing.pem\"\nkey_file = \"missing.key\"\n"
+    );
+    let c = SinkConfig::parse(Path::new("x.toml"), &text).unwrap();
+    assert_eq!(c.gateways[0].token_sha256.0, [HASH.to_owned(), other]);
+    let problems = c.validate().unwrap_err();
+    assert_eq!(
+        paths(&problems),
+        [
+            "limits.batches_per_second",
+            "limits.burst",
+            "tls.cert_file",
+            "tls.key_file",
+            "gateways",
+        ]
+    );
+    assert!(
+        problems[4].message.contains("client_ca_file"),
+        "{problems:?}"
+    );
 }

@@ -1,4 +1,4 @@
-//! `POST /v1/batches`: authenticate, size-check, inflate, open, authorize,
+//! `POST /v1/batches`: authenticate, rate-limit, size-check, inflate, open, authorize,
 //! let the teacher judge the escalations, store once.
 //!
 //! Check order is cheapest-first and nothing untrusted is decoded before the
@@ -9,10 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,29 +23,51 @@ use wire::Envelope;
 use super::{blocking, ApiError, AppState};
 use crate::stats::Outcome;
 use crate::store::PutOutcome;
+use crate::tls::Peer;
 
-/// The authenticated gateway id of the caller.
+/// The authenticated gateway id of the caller, within its rate limit.
 ///
-/// As an extractor it runs before the body is read, so an unauthenticated
-/// request is answered 401 without buffering its body.
+/// As an extractor it runs before the body is read, so an unauthenticated or
+/// rate-limited request is answered (401, 429) without buffering its body.
+/// The identity comes from credentials only: an mTLS client certificate
+/// pinned by `cert_sha256`, else the bearer token; never from the payload.
 #[derive(Debug)]
 pub(crate) struct Caller(pub String);
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or(""));
-        match state.tokens.authenticate(header) {
-            Ok(id) => Ok(Caller(id.to_owned())),
+        let cert = parts
+            .extensions
+            .get::<ConnectInfo<Peer>>()
+            .and_then(|c| c.0.client_cert.clone());
+        let id = match state.tokens.authenticate_request(cert.as_deref(), header) {
+            Ok(id) => id.to_owned(),
             Err(e) => {
                 state.stats.record(Outcome::Unauthorized);
-                Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()).into_response());
             }
+        };
+        if let Err(wait) = state.rate.admit(&id) {
+            state.stats.record(Outcome::RateLimited);
+            tracing::debug!(gateway = %id, "rate limited");
+            let message = format!(
+                "gateway {id:?} is over limits.batches_per_second; retry in {}s",
+                wait.as_secs()
+            );
+            let mut response =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+            return Err(response);
         }
+        Ok(Caller(id))
     }
 }
 

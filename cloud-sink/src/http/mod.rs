@@ -34,6 +34,8 @@ pub struct AppState {
     pub stats: Arc<IngestStats>,
     /// Largest accepted batch body, in bytes.
     pub max_body_bytes: usize,
+    /// Per-gateway ingest rate limit (`limits.batches_per_second`).
+    pub rate: Arc<crate::rate::RateLimiter>,
     /// The teacher models re-judging escalations at ingest.
     pub teachers: Arc<Teachers>,
     /// Teacher outcome counters shown in `/v1/health`.

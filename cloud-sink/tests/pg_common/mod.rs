@@ -121,7 +121,8 @@ pub fn gateways() -> Vec<GatewayConfig> {
         .iter()
         .map(|id| GatewayConfig {
             id: (*id).into(),
-            token_sha256: token_sha256_hex(&format!("token-{}", &id[3..])),
+            token_sha256: token_sha256_hex(&format!("token-{}", &id[3..])).into(),
+            cert_sha256: Default::default(),
         })
         .collect()
 }
@@ -149,6 +150,7 @@ pub fn pg_config(schema: &str, url: Option<String>) -> SinkConfig {
             connect_attempts: 2,
         },
         limits: Limits::default(),
+        tls: None,
         gateways: gateways(),
         teachers: Vec::new(),
     }
@@ -161,6 +163,7 @@ pub fn embedded_config(dir: &Path) -> SinkConfig {
         data_dir: dir.to_owned(),
         store: StoreConfig::default(),
         limits: Limits::default(),
+        tls: None,
         gateways: gateways(),
         teachers: Vec::new(),
     }

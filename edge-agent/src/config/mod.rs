@@ -73,10 +73,12 @@ pub struct MqttConfig {
     pub reconnect_max: Duration,
 }
 
+/// A TLS client identity and trust (`[mqtt.tls]`, `[uplink.tls]`). Paths are
+/// used as written (relative ones against the working directory).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM file of the CA that signed the broker's certificate.
+    /// PEM file of the CA(s) that signed the server's certificate; only these are trusted.
     pub ca_file: PathBuf,
     /// PEM client certificate and key, for mTLS.
     #[serde(default)]
@@ -140,6 +142,11 @@ pub struct UplinkConfig {
     /// File holding this gateway's bearer token (first line).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// HTTPS to the sink with a private CA and, optionally, a client
+    /// certificate (mTLS). Without it an `https://` url is checked against the
+    /// public web roots built into the agent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     #[serde(default = "defaults::batch_interval", with = "humantime_serde")]
     pub batch_interval: Duration,
     #[serde(default = "defaults::max_windows_per_batch")]

@@ -13,7 +13,7 @@ use crate::topic::TopicFilter;
 use crate::windower::WindowPolicy;
 
 use super::{
-    AgentConfig, JournalConfig, ModelsConfig, MqttConfig, OutboxConfig, TemplatesConfig,
+    AgentConfig, JournalConfig, ModelsConfig, MqttConfig, OutboxConfig, TemplatesConfig, TlsConfig,
     UplinkConfig,
 };
 
@@ -281,28 +281,7 @@ impl AgentConfig {
             "needs mqtt.username",
         );
         if let Some(tls) = &m.tls {
-            c.require(
-                tls.ca_file.is_file(),
-                "mqtt.tls.ca_file",
-                format!("{} is not a readable file", tls.ca_file.display()),
-            );
-            c.require(
-                tls.client_cert_file.is_some() == tls.client_key_file.is_some(),
-                "mqtt.tls.client_cert_file",
-                "client_cert_file and client_key_file go together (mTLS)",
-            );
-            for (key, file) in [
-                ("client_cert_file", &tls.client_cert_file),
-                ("client_key_file", &tls.client_key_file),
-            ] {
-                if let Some(f) = file {
-                    c.require(
-                        f.is_file(),
-                        format!("mqtt.tls.{key}"),
-                        format!("{} is not a readable file", f.display()),
-                    );
-                }
-            }
+            check_tls("mqtt.tls", tls, c);
         }
     }
 
@@ -354,12 +333,36 @@ impl AgentConfig {
     }
 }
 
+/// A `[*.tls]` section: both halves of a client identity or neither, and every
+/// file readable, valid PEM, and usable by rustls (the same build as at run time).
+fn check_tls(prefix: &str, tls: &TlsConfig, c: &mut Checker) {
+    let paired = tls.client_cert_file.is_some() == tls.client_key_file.is_some();
+    c.require(
+        paired,
+        format!("{prefix}.client_cert_file"),
+        "client_cert_file and client_key_file go together (mTLS)",
+    );
+    if paired {
+        if let Err(e) = crate::tls::client_config(prefix, tls) {
+            c.require(false, prefix, e.to_string());
+        }
+    }
+}
+
 fn check_uplink(u: &UplinkConfig, c: &mut Checker) {
     c.require(
         u.url.starts_with("http://") || u.url.starts_with("https://"),
         "uplink.url",
         "must start with http:// or https://",
     );
+    if let Some(tls) = &u.tls {
+        c.require(
+            u.url.starts_with("https://"),
+            "uplink.tls",
+            "needs an https:// uplink.url",
+        );
+        check_tls("uplink.tls", tls, c);
+    }
     c.require(
         u.token_env.is_some() != u.token_file.is_some(),
         "uplink.token_env",

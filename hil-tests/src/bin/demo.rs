@@ -174,9 +174,11 @@ async fn start_sink(dir: &Path, listen: &str) -> Result<(String, tokio::task::Jo
         data_dir: dir.join("sink"),
         store: Default::default(),
         limits: cloud_sink::Limits::default(),
+        tls: None,
         gateways: vec![cloud_sink::GatewayConfig {
             id: GATEWAY.into(),
-            token_sha256: hex::encode(Sha256::digest(TOKEN.as_bytes())),
+            token_sha256: hex::encode(Sha256::digest(TOKEN.as_bytes())).into(),
+            cert_sha256: Default::default(),
         }],
         // The float teacher re-judges the int8 student's escalations.
         teachers: vec![cloud_sink::TeacherConfig {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use hil_tests::ledger::LedgerRecord;
 use hil_tests::mosquitto::{require_or_skip, Mosquitto, Persistence};
-use hil_tests::{check, data_dir, fetch_windows, CheckReport, StoredWindow};
+use hil_tests::{check, data_dir, fetch_windows, fetch_windows_with, CheckReport, StoredWindow};
 
 use sha2::{Digest, Sha256};
 
@@ -94,27 +94,40 @@ pub struct Sink {
     pub url: String,
     config: PathBuf,
     log: PathBuf,
+    /// What the test queries it with (trusts the test CA for an HTTPS sink).
+    pub client: reqwest::Client,
+}
+
+/// The `[[gateways]]` entry of the test gateway with `TOKEN`'s hash.
+pub fn gateway_section() -> String {
+    let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
+    format!("[[gateways]]\nid = \"{GATEWAY}\"\ntoken_sha256 = \"{hash}\"\n")
 }
 
 impl Sink {
     /// Starts a sink on `listen` (use "127.0.0.1:0" the first time) storing in `dir`.
     pub fn start(dir: &Path, listen: &str) -> Sink {
+        let root = hil_tests::workspace_root();
+        let teachers = format!(
+            "[[teachers]]\nseries = \"anomaly\"\npath = \"{}\"\n\
+             [[teachers]]\nseries = \"log.alert\"\npath = \"{}\"\n",
+            root.join("models/sensor/teacher.onnx").display(),
+            root.join("models/log/teacher.onnx").display()
+        );
+        let tail = format!("{}{teachers}", gateway_section());
+        Sink::start_configured(dir, listen, &tail, reqwest::Client::new())
+    }
+
+    /// Starts a sink whose config is `listen`, `data_dir` and then `tail` (gateways,
+    /// limits, tls, …), queried through `client`.
+    pub fn start_configured(dir: &Path, listen: &str, tail: &str, client: reqwest::Client) -> Sink {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("sink.toml");
-        let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
         std::fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\ndata_dir = \"{}\"\n[[gateways]]\nid = \"{GATEWAY}\"\ntoken_sha256 = \"{hash}\"\n\
-                 [[teachers]]\nseries = \"anomaly\"\npath = \"{}\"\n\
-                 [[teachers]]\nseries = \"log.alert\"\npath = \"{}\"\n",
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\n{tail}",
                 dir.join("store").display(),
-                hil_tests::workspace_root()
-                    .join("models/sensor/teacher.onnx")
-                    .display(),
-                hil_tests::workspace_root()
-                    .join("models/log/teacher.onnx")
-                    .display()
             ),
         )
         .unwrap();
@@ -140,6 +153,7 @@ impl Sink {
             url,
             config,
             log,
+            client,
         }
     }
 
@@ -151,7 +165,8 @@ impl Sink {
 
     /// The address it listened on (to restart on the same port).
     pub fn listen(&self) -> String {
-        self.url.trim_start_matches("http://").to_owned()
+        let url = self.url.trim_start_matches("https://");
+        url.trim_start_matches("http://").to_owned()
     }
 
     /// A sink that is down: starts one in `dir` to learn a free port, then kills
@@ -723,7 +738,7 @@ impl<'a> CheckWait<'a> {
         let mut last = String::from("(the sink never answered)");
         let found = tokio::time::timeout(self.limit, async {
             loop {
-                if let Ok(all) = fetch_windows(&sink.url, GATEWAY).await {
+                if let Ok(all) = fetch_windows_with(&sink.client, &sink.url, GATEWAY).await {
                     let stored: Vec<StoredWindow> = sensor_windows(&all)
                         .into_iter()
                         .filter(|w| !(self.skip)(w))
