@@ -46,7 +46,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
-    TlsConfiguration, Transport,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -252,6 +252,17 @@ impl Source {
                         self.backoff.reset();
                         if !ack.session_present {
                             self.subscribe_all();
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        // One filter per SUBSCRIBE (see `subscribe_all`).
+                        if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
+                            error!(
+                                pkid = ack.pkid,
+                                "mqtt broker refused a subscription (its ACL?): no messages arrive for that filter"
+                            );
+                        } else {
+                            info!(pkid = ack.pkid, "mqtt subscribed");
                         }
                     }
                     Ok(_) => {}

@@ -46,6 +46,7 @@ async fn escalations_wait_for_the_sink_and_arrive_exactly_once() {
         .insert("escalate_below".into(), 0.3.into());
     std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     let agent = Agent::start(&config);
+    common::wait_subscribed(&agent).await;
 
     let ledger = common::replay_skab(&broker, DEVICES, dir.path()).await;
     wait_for(

@@ -64,6 +64,7 @@ async fn log_escalations_wait_for_the_sink_and_arrive_exactly_once() {
     log.insert("escalate_below".into(), 0.9.into());
     std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     let agent = Agent::start(&config);
+    common::wait_subscribed(&agent).await;
 
     let ledger_path = dir.path().join("ledger.jsonl");
     let report = hil_tests::run(hil_tests::SimOptions {

@@ -913,6 +913,18 @@ pub async fn wait_for_counters(
     }
 }
 
+/// Waits until the agent's broker has acknowledged its subscriptions: the broker keeps
+/// nothing for a subscription that does not exist yet, so a replay published before this
+/// may be lost on the agent's first start.
+pub async fn wait_subscribed(agent: &Agent) {
+    wait_for(
+        "the agent to subscribe at the broker",
+        Duration::from_secs(60),
+        || async { agent.log().contains("mqtt subscribed").then_some(()) },
+    )
+    .await;
+}
+
 /// Polls `probe` every 200 ms until it returns `Some`, or panics with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
