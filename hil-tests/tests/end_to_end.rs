@@ -148,6 +148,7 @@ async fn replay_arrives_exactly_once_with_bad_input_counted() {
     };
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
     let agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let report: SimReport = hil_tests::run(sim_options(broker.broker(), &ledger))
         .await
@@ -165,6 +166,7 @@ async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
     };
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
     let mut agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(sim_options(broker.broker(), &ledger)));
     // Kill when the sink shows progress, three times, at growing depths into the run.
@@ -219,6 +221,7 @@ async fn sink_outage_is_buffered_then_drained() {
     let sink_dir = dir.path().join("sink");
     let mut sink = Sink::start(&sink_dir, "127.0.0.1:0");
     let agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(sim_options(broker.broker(), &ledger)));
     wait_for_windows(&sink, 100).await;

@@ -339,6 +339,7 @@ async fn mosquitto_killed_and_restarted() {
     // test is not about). With `idle_close` at the window width that cannot happen.
     common::set_agent_option(&config, "window", "idle_close", "60s");
     let agent = Agent::start_traced(&config, "info");
+    common::wait_subscribed(&agent).await;
     let ledger_path = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(SimOptions {
         // Paced so that both restarts land while fleet-sim is still publishing.
@@ -510,6 +511,7 @@ async fn oversized_mqtt_packets() {
     );
     assert_eq!((decode_limit, packet_limit), (64 << 10, 1 << 20));
     let agent = Agent::start_traced(&config, "info,edge_agent::source=debug");
+    common::wait_subscribed(&agent).await;
     let ledger_path = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(SimOptions {
         speedup: PACED,

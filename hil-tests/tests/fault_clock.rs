@@ -97,6 +97,7 @@ async fn agent_booted_in_1970_delivers_everything_once() {
         &lib,
         &[("FAKETIME", "@1970-01-01 00:00:10".into())],
     );
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     hil_tests::run(sim(broker.broker(), &ledger)).await.unwrap();
     assert_delivered_once(&sink, &agent, &ledger).await;
@@ -129,6 +130,7 @@ async fn clock_jumping_forward_and_back_loses_and_duplicates_nothing() {
             ("FAKETIME_NO_CACHE", "1".into()),
         ],
     );
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let run = tokio::spawn(hil_tests::run(sim(broker.broker(), &ledger)));
     // Jump while batches are being cut: forward a day, then back two.

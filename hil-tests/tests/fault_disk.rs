@@ -360,6 +360,7 @@ async fn power_cut_keeps_everything_acked() {
     let config = disk_config(dir.path(), &data, broker.port(), &sink.url);
     let mut agent = Agent::start_traced(&config, "info");
     println!("start: {}", wait_recovered(&agent).await);
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(sim_options(
         broker.broker(),
@@ -463,6 +464,7 @@ async fn disk_full_stops_acks_then_resumes() {
     let config = disk_config(dir.path(), &data, broker.port(), &sink.url);
     let mut agent = Agent::start_traced(&config, "info");
     println!("start: {}", wait_recovered(&agent).await);
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(sim_options(
         broker.broker(),

@@ -281,6 +281,7 @@ async fn agent_sigkill_cycles() {
     // is not about). With `idle_close` at the window width that cannot happen.
     common::set_agent_option(&config, "window", "idle_close", "60s");
     let mut agent = Agent::start_traced(&config, "info,edge_agent=debug");
+    common::wait_subscribed(&agent).await;
 
     let speedup = (longest_timeline_secs() / (cycles as f64 * CYCLE_ESTIMATE.as_secs_f64()))
         .clamp(5.0, 5000.0);

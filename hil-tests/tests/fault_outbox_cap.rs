@@ -87,6 +87,7 @@ async fn outage_under_the_cap(window_ms: i64) {
     doc.insert("outbox".into(), outbox.into());
     std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     let agent = Agent::start(&config);
+    common::wait_subscribed(&agent).await;
     // Sample the store's disk use (allocated blocks, like `du`) all through the outage.
     let data = dir.path().join("agent-data");
     let max_disk = Arc::new(AtomicU64::new(0));

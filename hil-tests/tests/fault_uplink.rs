@@ -65,6 +65,7 @@ async fn start() -> Option<Run> {
         .await
         .unwrap();
     let agent = Agent::start(&uplink_config(dir.path(), broker.port(), &proxy.url()));
+    common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let sim = tokio::spawn(hil_tests::run(SimOptions {
         broker: broker.broker(),

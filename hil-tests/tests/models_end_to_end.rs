@@ -87,6 +87,7 @@ async fn stored_verdicts_agree_with_the_evaluation_command() {
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
     let config = agent_config(dir.path(), broker.port(), &sink.url);
     let agent = Agent::start(&config);
+    common::wait_subscribed(&agent).await;
     let files = list_files(&data_dir().join("SKAB")).unwrap().len();
     hil_tests::run(SimOptions {
         broker: broker.broker(),
