@@ -232,6 +232,12 @@ BODIES = {
               "counters": {}},
  "template-text-only": {"windows": [window(metric="log.template.8", template={"text": ""})], "counters": {}},
  "template-wrong-type": {"windows": [window(template={"text": 3, "exemplars": "x"})], "counters": {}},
+ # The agent's health counts (`agent.*` counters) and gauges (2026-12-01).
+ "health-gauges": {"windows": [window()], "counters": {"agent.starts": 1, "agent.uplink_failures": 2**64 - 1, "late": 1},
+                   "gauges": {"outbox_bytes": 4096, "outbox_batches": 3, "uptime_s": 2**64 - 1}},
+ "gauges-empty": {"windows": [], "counters": {}, "gauges": {}},
+ "gauges-negative": {"windows": [], "counters": {}, "gauges": {"outbox_bytes": -1}},
+ "gauges-wrong-type": {"windows": [], "counters": {}, "gauges": [1, 2]},
 }
 bodies = {k: cbor(v) for k, v in BODIES.items()}
 for k, v in bodies.items(): write("wire_body", "body-" + k, v)
@@ -257,6 +263,10 @@ golden2 = bytes.fromhex(
     "64626f64795884a20081b2006670756d702d31016743757272656e74021b00000170bec97a40031b00000170beca64a0040305f9448006f93c0007f9400008f93e0009f938000af93e000bf940000cf940000dfb3f847ae147ae147b0ef93c000f1b00000170bec97a4010f94000111b00000170bec9821001a2646c61746501696d616c666f726d656402")
 write("wire_envelope", "env-golden-v2", golden2)
 write("wire_body", "body-golden-packed", golden2[golden2.index(bytes.fromhex("5884")) + 2:])
+# Packed keys with gauges (index 2), in a body and in a version-2 envelope.
+packed_gauges = cbor({0: [], 1: {"agent.mqtt_errors": 2}, 2: {"outbox_batches": 3, "open_windows": 0}})
+write("wire_body", "body-packed-gauges", packed_gauges)
+write("wire_envelope", "env-v2-gauges", envelope(packed_gauges, version=2))
 write("wire_envelope", "env-bad-hash", envelope(bodies["empty"], sha=b"\x00" * 32))
 write("wire_envelope", "env-short-hash", envelope(bodies["empty"], sha=b""))
 write("wire_envelope", "env-body-not-cbor", envelope(b"\xff\xff"))

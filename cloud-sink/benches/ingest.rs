@@ -80,7 +80,11 @@ fn batches(n: usize, w: usize) -> Vec<(Envelope, Body)> {
                 .collect();
             let mut counters = Counters::default();
             counters.add(Reason::Late, 1);
-            let body = Body { windows, counters };
+            let body = Body {
+                windows,
+                counters,
+                ..Body::default()
+            };
             let key = BatchKey {
                 gateway: format!("gw-{}", b % 8),
                 epoch: 1,

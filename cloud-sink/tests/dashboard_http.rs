@@ -125,6 +125,7 @@ async fn page_and_assets_with_their_headers_and_device_summaries() {
     let body = Body {
         windows: vec![window("pump <1>", "temp", 0), judged],
         counters,
+        ..Body::default()
     };
     let key = BatchKey {
         gateway: "gw-a".into(),

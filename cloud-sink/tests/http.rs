@@ -98,7 +98,11 @@ fn batch(
     let mut counters = Counters::default();
     counters.add(Reason::Late, late);
     counters.add(Reason::Malformed, 1);
-    let body = Body { windows, counters };
+    let body = Body {
+        windows,
+        counters,
+        ..Body::default()
+    };
     let key = BatchKey {
         gateway: gateway.into(),
         epoch,

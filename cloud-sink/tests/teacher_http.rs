@@ -150,6 +150,7 @@ async fn escalations_are_judged_once_listed_tallied_and_calibrated() {
             window("pump-3", "vibration", vec![unknown]),
         ],
         counters: Counters::default(),
+        ..Body::default()
     };
     let key = BatchKey {
         gateway: "gw-a".into(),

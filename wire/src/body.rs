@@ -9,9 +9,19 @@ use crate::Counters;
 pub struct Body {
     /// Windows closed since the previous batch, in close order.
     pub windows: Vec<WindowSummary>,
-    /// Input counters accumulated since the previous batch.
+    /// Input counters accumulated since the previous batch, and the agent's
+    /// health counts (keys under [`crate::HEALTH_PREFIX`]).
     pub counters: Counters,
+    /// The agent's state when the batch was cut (outbox backlog, disk use,
+    /// uptime, ...): name → value. Unlike counters these are not summed: the
+    /// sink keeps the newest batch's. Absent from the encoding when empty, so
+    /// a body without gauges encodes exactly as before.
+    #[serde(default, skip_serializing_if = "Gauges::is_empty")]
+    pub gauges: Gauges,
 }
+
+/// Values of the agent's state at one instant, by name (see [`Body::gauges`]).
+pub type Gauges = std::collections::BTreeMap<String, u64>;
 
 /// The summary of one closed tumbling window of one series (device + metric).
 ///

@@ -1,9 +1,16 @@
-//! Counters of input that did not become (or did not stay in) a window.
+//! Counters of input that did not become (or did not stay in) a window, and
+//! the agent's health counts.
 //!
 //! Every rejected, late, duplicated or dropped reading is counted under a stable
 //! reason code and shipped in the next batch, so degradation is visible at the
 //! sink, never silent. Keys are strings on the wire so an older sink accepts a
 //! newer agent's reasons; [`Reason`] lists the ones this version emits.
+//!
+//! Keys under [`HEALTH_PREFIX`] count events of the gateway itself (restarts,
+//! broker and uplink errors, ingest holds, compactions): they ride the same
+//! map so they are persisted, carried through roll-ups and drops, and summed
+//! at the sink exactly like the input reasons, and so survive an outage. The
+//! agent names them (`edge-agent/src/health.rs`); this module does not.
 
 use std::collections::BTreeMap;
 
@@ -96,7 +103,10 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// Counts per reason code. Missing keys mean zero.
+/// Prefix of the health-count keys in [`Counters`]: `agent.<name>`.
+pub const HEALTH_PREFIX: &str = "agent.";
+
+/// Counts per reason code (and health counts). Missing keys mean zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Counters(pub BTreeMap<String, u64>);
@@ -124,14 +134,44 @@ impl Counters {
         }
     }
 
+    /// Adds `n` under the health count `agent.<name>`, saturating at `u64::MAX`.
+    pub fn add_health(&mut self, name: &str, n: u64) {
+        if n > 0 {
+            let count = self.0.entry(format!("{HEALTH_PREFIX}{name}")).or_default();
+            *count = count.saturating_add(n);
+        }
+    }
+
+    /// The health count `agent.<name>` (zero when absent).
+    pub fn health(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .find(|(k, _)| k.strip_prefix(HEALTH_PREFIX) == Some(name))
+            .map_or(0, |(_, v)| *v)
+    }
+
     /// True when nothing was counted.
     pub fn is_empty(&self) -> bool {
         self.0.values().all(|v| *v == 0)
     }
 
-    /// Sum over all reasons, saturating at `u64::MAX`.
+    /// True when no input reason was counted (health counts aside).
+    pub fn inputs_empty(&self) -> bool {
+        self.inputs().all(|(_, v)| v == 0)
+    }
+
+    /// The input reasons' counts: every key but the health counts.
+    pub fn inputs(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| !k.starts_with(HEALTH_PREFIX))
+            .map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Sum over the input reasons (health counts aside), saturating at `u64::MAX`.
     pub fn total(&self) -> u64 {
-        self.0.values().fold(0u64, |sum, v| sum.saturating_add(*v))
+        self.inputs()
+            .fold(0u64, |sum, (_, v)| sum.saturating_add(v))
     }
 }
 
@@ -169,5 +209,21 @@ mod tests {
         assert_eq!((a.get(Reason::Late), a.get(Reason::Duplicate)), (5, 1));
         assert_eq!(a.total(), 6);
         assert!(!a.0.contains_key("empty"), "a zero add creates no key");
+    }
+
+    #[test]
+    fn health_counts_are_kept_apart_from_input_reasons() {
+        let mut c = Counters::default();
+        c.add_health("uplink_failures", 4);
+        assert!(c.inputs_empty() && !c.is_empty());
+        assert_eq!(c.total(), 0, "health counts are not rejected input");
+        c.add(Reason::Late, 2);
+        let mut other = Counters::default();
+        other.add_health("uplink_failures", 1);
+        c.merge(&other);
+        assert_eq!(c.health("uplink_failures"), 5);
+        assert_eq!(c.0["agent.uplink_failures"], 5);
+        assert_eq!(c.inputs().collect::<Vec<_>>(), vec![("late", 2)]);
+        assert_eq!(c.total(), 2);
     }
 }

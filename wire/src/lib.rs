@@ -17,9 +17,9 @@ mod envelope;
 pub mod fuzzing;
 pub mod transport;
 
-pub use body::{Body, Escalation, LogTemplate, Verdict, WindowSummary};
+pub use body::{Body, Escalation, Gauges, LogTemplate, Verdict, WindowSummary};
 pub use codec::{decode_capped, encode, encode_packed, CodecError};
-pub use counters::{Counters, Reason};
+pub use counters::{Counters, Reason, HEALTH_PREFIX};
 pub use envelope::{BatchKey, Envelope, OpenError};
 
 /// Schema version of the envelopes this build seals. Bump on incompatible change.

@@ -36,6 +36,7 @@ fn sample_body() -> Body {
             escalations: Vec::new(),
         }],
         counters,
+        gauges: Default::default(),
     }
 }
 
@@ -167,4 +168,29 @@ fn escalation_bytes_are_frozen() {
     let sparse = wire::encode_packed(&body.windows[0].escalations[1]);
     assert_eq!(sparse[0], 0xa7, "{}", hex::encode(&sparse));
     assert_eq!(env.body_hash_hex(), GOLDEN_ESCALATION_BODY_SHA256);
+}
+
+/// The sample with the agent's health: a health count in the counters and gauges.
+fn health_body() -> Body {
+    let mut body = sample_body();
+    body.counters.add_health("uplink_failures", 3);
+    body.gauges.insert("outbox_bytes".into(), 123_456);
+    body.gauges.insert("uptime_s".into(), 3_600);
+    body
+}
+
+const GOLDEN_HEALTH_BODY_SHA256: &str =
+    "901e41e3d64136ad2b169fef31fa7e7b951bd0dde7ba23518bdce4ea0884c7cd";
+
+#[test]
+fn health_bytes_are_frozen() {
+    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &health_body());
+    let (_, body) = Envelope::open(&env.to_bytes()).unwrap();
+    assert_eq!(body, health_body());
+    assert_eq!(body.counters.health("uplink_failures"), 3);
+    let packed = wire::encode_packed(&body);
+    // Map of 3 entries (windows, counters, gauges); without gauges it has 2.
+    assert_eq!(packed[0], 0xa3, "{}", hex::encode(&packed));
+    assert_eq!(wire::encode_packed(&sample_body())[0], 0xa2);
+    assert_eq!(env.body_hash_hex(), GOLDEN_HEALTH_BODY_SHA256);
 }

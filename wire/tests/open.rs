@@ -45,7 +45,7 @@ proptest! {
     fn seal_then_open_round_trips(seq in 1u64.., late in 0u64..1000, created in any::<i64>()) {
         let mut counters = Counters::default();
         counters.add(Reason::Late, late);
-        let body = Body { windows: vec![], counters };
+        let body = Body { windows: vec![], counters, ..Body::default() };
         let env = Envelope::seal(&key(seq), created, &body);
         let (opened, got) = Envelope::open(&env.to_bytes()).unwrap();
         prop_assert_eq!(opened, env);
