@@ -104,8 +104,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             .map_err(|_| AgentError::Panicked("store start-up"))??
     };
     let store = pipeline.store().clone();
+    let health = pipeline.health();
     let (tx, rx) = mpsc::channel(settings.journal.queue_capacity);
     let (source, acker) = source::connect(&settings.mqtt, settings.journal.queue_capacity)?;
+    let source = source.with_health(health.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
     let runtime = tokio::runtime::Handle::current();
@@ -118,7 +120,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         })
         .expect("spawning the pipeline thread");
     let mut source_task = tokio::spawn(source.run(tx, stop_rx.clone(), done_rx));
-    let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready)?;
+    let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready)?.with_health(health);
     let mut syncer_task = tokio::spawn(syncer.run(stop_rx));
     info!(gateway = %settings.gateway_id, broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port), sink = %settings.uplink.url, "edge-agent running");
 

@@ -14,6 +14,7 @@ pub mod disk_guard;
 pub mod disk_sync;
 pub mod disk_usage;
 pub mod fuzzing;
+pub mod health;
 pub mod journal_record;
 pub mod logmine;
 pub mod model;

@@ -26,7 +26,7 @@
 use std::time::Duration;
 
 use tracing::{info, warn};
-use wire::{BatchKey, Body, Counters, Envelope, Reason, WindowSummary};
+use wire::{BatchKey, Body, Counters, Envelope, Gauges, Reason, WindowSummary};
 
 use crate::rollup;
 use crate::store::{OutboxRewrite, Store, StoreError};
@@ -240,7 +240,9 @@ impl OutboxCap {
                 let Some(oldest) = lock.rewritable(0, 1)?.pop() else {
                     break; // only the head (maybe in flight) is left
                 };
-                let (windows, counters, opened) = open_all(std::slice::from_ref(&oldest));
+                // Its gauges are left behind: later batches carry newer ones.
+                let (windows, BatchExtras { counters, .. }, opened) =
+                    open_all(std::slice::from_ref(&oldest));
                 // Counted in original windows; a batch that does not open held at least one.
                 let lost = if opened.is_empty() {
                     1
@@ -257,7 +259,7 @@ impl OutboxCap {
                 (rewrite, 0, lost)
             } else {
                 let last = chunk.last().map_or(0, |(seq, _)| *seq);
-                let (windows, counters, seqs) = open_all(&chunk);
+                let (windows, extras, seqs) = open_all(&chunk);
                 let escalations_before = escalations_in(&windows);
                 let (rolled, merged) = rollup::roll_up(windows, self.max_width_ms);
                 // As coarse as allowed, for good (not merely unpaired in this chunk),
@@ -297,7 +299,7 @@ impl OutboxCap {
                     seqs.iter().copied(),
                     &rolled,
                     self.max_windows_per_batch,
-                    counters,
+                    extras,
                     now_ms,
                 );
                 if coarsest {
@@ -362,8 +364,25 @@ pub fn worst_window_bytes(
     512 + 2 * (max_name_bytes.max(64) + 4) + template + escalated
 }
 
+/// What a cut's first batch carries besides windows: the counters (input
+/// reasons and health counts) and the agent's gauges.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchExtras {
+    pub counters: Counters,
+    pub gauges: Gauges,
+}
+
+impl From<Counters> for BatchExtras {
+    fn from(counters: Counters) -> BatchExtras {
+        BatchExtras {
+            counters,
+            gauges: Gauges::new(),
+        }
+    }
+}
+
 /// Seals `windows` into batches of at most `per_batch` windows, one batch per
-/// seq taken from `seqs` in order, with `counters` in the first; counters
+/// seq taken from `seqs` in order, with `extras` in the first; counters
 /// without windows make one empty batch, and nothing at all makes none. The
 /// pipeline's cut and the cap's rewrites both seal through here.
 pub fn seal_batches(
@@ -372,10 +391,13 @@ pub fn seal_batches(
     seqs: impl IntoIterator<Item = u64>,
     windows: &[WindowSummary],
     per_batch: usize,
-    counters: Counters,
+    extras: impl Into<BatchExtras>,
     now_ms: i64,
 ) -> Vec<(u64, Vec<u8>)> {
-    let mut counters = counters;
+    let BatchExtras {
+        mut counters,
+        mut gauges,
+    } = extras.into();
     let mut chunks: Vec<&[WindowSummary]> = windows.chunks(per_batch.max(1)).collect();
     if chunks.is_empty() && !counters.is_empty() {
         chunks.push(&[]);
@@ -391,29 +413,34 @@ pub fn seal_batches(
             let body = Body {
                 windows: chunk.to_vec(),
                 counters: std::mem::take(&mut counters),
+                gauges: std::mem::take(&mut gauges),
             };
             (seq, Envelope::seal(&key, now_ms, &body).to_bytes())
         })
         .collect()
 }
 
-/// Windows, counters and seqs of the given sealed batches that open. A batch
-/// that does not open (start-up quarantines those) is left out and left alone.
-fn open_all(batches: &[(u64, Vec<u8>)]) -> (Vec<WindowSummary>, Counters, Vec<u64>) {
+/// Windows, counters (summed), the newest gauges and the seqs of the given
+/// sealed batches (in seq order) that open. A batch that does not open
+/// (start-up quarantines those) is left out and left alone.
+fn open_all(batches: &[(u64, Vec<u8>)]) -> (Vec<WindowSummary>, BatchExtras, Vec<u64>) {
     let mut windows = Vec::new();
-    let mut counters = Counters::default();
+    let mut extras = BatchExtras::default();
     let mut opened = Vec::new();
     for (seq, bytes) in batches {
         match Envelope::open(bytes) {
             Ok((_, body)) => {
                 windows.extend(body.windows);
-                counters.merge(&body.counters);
+                extras.counters.merge(&body.counters);
+                if !body.gauges.is_empty() {
+                    extras.gauges = body.gauges;
+                }
                 opened.push(*seq);
             }
             Err(e) => warn!(seq, "outbox batch does not open during roll-up: {e}"),
         }
     }
-    (windows, counters, opened)
+    (windows, extras, opened)
 }
 
 fn escalations_in(windows: &[WindowSummary]) -> u64 {

@@ -41,6 +41,7 @@
 //! (`tls_failures=` in the line), and retried with the usual backoff.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,6 +54,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::MqttConfig;
+use crate::health::{Health, HealthCount};
 
 /// One received message on its way to the pipeline.
 #[derive(Debug)]
@@ -166,6 +168,8 @@ pub struct Source {
     oversized: u64,
     /// Connection attempts that failed in or right after the TLS handshake.
     tls_failures: u64,
+    /// Connects, errors and refusals, shipped in batches (see `crate::health`).
+    health: Arc<Health>,
 }
 
 /// Builds the client (it connects on first poll).
@@ -192,9 +196,7 @@ fn mqtt_options(cfg: &MqttConfig) -> Result<MqttOptions, SourceError> {
     }
     if let Some(tls) = &cfg.tls {
         let config = crate::tls::client_config("mqtt.tls", tls)?;
-        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(
-            std::sync::Arc::new(config),
-        )));
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(config))));
     }
     Ok(opts)
 }
@@ -214,6 +216,7 @@ fn with_options(opts: MqttOptions, cfg: &MqttConfig, queue: usize) -> (Source, M
         max_payload_kept: cfg.max_packet_size,
         oversized: 0,
         tls_failures: 0,
+        health: Arc::default(),
     };
     (source, acker)
 }
@@ -227,6 +230,12 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
+    /// Counts connection events into `health` (the pipeline's; see `crate::health`).
+    pub fn with_health(mut self, health: Arc<Health>) -> Source {
+        self.health = health;
+        self
+    }
+
     /// Polls until `pipeline_done` fires. After `stop` turns true, new messages
     /// are no longer forwarded (and so not acked: the broker keeps them).
     pub async fn run(
@@ -249,6 +258,7 @@ impl Source {
                     }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         info!(session_present = ack.session_present, "mqtt connected");
+                        self.health.add(HealthCount::MqttConnects, 1);
                         self.backoff.reset();
                         if !ack.session_present {
                             self.subscribe_all();
@@ -257,6 +267,7 @@ impl Source {
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
                         // One filter per SUBSCRIBE (see `subscribe_all`).
                         if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
+                            self.health.add(HealthCount::MqttSubscribeRefused, 1);
                             error!(
                                 pkid = ack.pkid,
                                 "mqtt broker refused a subscription (its ACL?): no messages arrive for that filter"
@@ -318,8 +329,10 @@ impl Source {
         let delay = self.backoff.next_delay();
         let text = crate::tls::error_chain(&error);
         let hint = crate::tls::explain_handshake(&text);
+        self.health.add(HealthCount::MqttErrors, 1);
         if matches!(error, ConnectionError::Tls(_)) || hint.is_some() {
             self.tls_failures += 1;
+            self.health.add(HealthCount::MqttTlsFailures, 1);
             error!(
                 tls_failures = self.tls_failures,
                 "mqtt TLS handshake failed: {}; {text}; reconnecting in {delay:?}",

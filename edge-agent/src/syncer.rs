@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{Compression, UplinkConfig};
+use crate::health::{Health, HealthCount};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 
@@ -41,6 +42,8 @@ pub enum Answer {
     Retry {
         reason: String,
         after: Option<Duration>,
+        /// A 429: the sink pacing this gateway, not a failure.
+        rate_limited: bool,
     },
 }
 
@@ -49,6 +52,7 @@ impl Answer {
         Answer::Retry {
             reason: reason.into(),
             after: None,
+            rate_limited: false,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Syncer {
     compression: Compression,
     /// Answers 401 since start (for logs).
     unauthorized: u64,
+    /// Failures and refusals, shipped in batches (see `crate::health`).
+    health: Arc<Health>,
 }
 
 impl Syncer {
@@ -106,7 +112,14 @@ impl Syncer {
             min_link_rate: uplink.min_link_rate.max(1),
             compression: uplink.compression,
             unauthorized: 0,
+            health: Arc::default(),
         })
+    }
+
+    /// Counts uplink failures into `health` (the pipeline's; see `crate::health`).
+    pub fn with_health(mut self, health: Arc<Health>) -> Syncer {
+        self.health = health;
+        self
     }
 
     /// How long one request of `len` bytes may take: the base timeout plus
@@ -151,6 +164,7 @@ impl Syncer {
                 Answer::Retry {
                     reason: format!("sink answered {status}: {}", text.trim()),
                     after,
+                    rate_limited: status == reqwest::StatusCode::TOO_MANY_REQUESTS,
                 }
             }
             Err(e) => {
@@ -196,6 +210,7 @@ impl Syncer {
                     debug!(seq, bytes = len, "batch delivered");
                 }
                 Answer::Conflict => {
+                    self.health.add(HealthCount::UplinkConflicts, 1);
                     error!(
                         seq,
                         "ALARM: the sink holds a different batch under this gateway/epoch/seq; \
@@ -206,6 +221,7 @@ impl Syncer {
                 Answer::Unauthorized(reason) => {
                     let delay = self.backoff.next_delay();
                     self.unauthorized += 1;
+                    self.health.add(HealthCount::UplinkUnauthorized, 1);
                     error!(
                         seq,
                         unauthorized = self.unauthorized,
@@ -218,7 +234,17 @@ impl Syncer {
                         _ = stop.changed() => {}
                     }
                 }
-                Answer::Retry { reason, after } => {
+                Answer::Retry {
+                    reason,
+                    after,
+                    rate_limited,
+                } => {
+                    let kind = if rate_limited {
+                        HealthCount::UplinkRateLimited
+                    } else {
+                        HealthCount::UplinkFailures
+                    };
+                    self.health.add(kind, 1);
                     let delay = self.backoff.next_delay().max(after.unwrap_or_default());
                     warn!(seq, "batch not delivered ({reason}); retrying in {delay:?}");
                     tokio::select! {

@@ -212,6 +212,7 @@ fn check(agent: &Agent, model: &Model) -> Result<(), TestCaseError> {
     let outbox = outbox_batches(store);
     let bytes: u64 = outbox.iter().map(|(_, b)| b.len() as u64).sum();
     prop_assert_eq!(store.outbox_bytes(), bytes, "byte count drifted");
+    prop_assert_eq!(store.outbox_len(), outbox.len(), "batch count drifted");
     prop_assert!(
         bytes <= agent.cap_bytes || outbox.len() <= 1,
         "outbox {} bytes over cap {}",

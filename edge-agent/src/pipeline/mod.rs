@@ -25,8 +25,9 @@ use crate::config::{Route, Settings};
 use crate::decode::Reading;
 use crate::decode::{self, DecodeLimits, Format};
 use crate::disk_guard::DiskGuard;
+use crate::health::{Health, HealthCount};
 use crate::journal_record::JournalRecord;
-use crate::outbox::{seal_batches, OutboxCap};
+use crate::outbox::{seal_batches, BatchExtras, OutboxCap};
 use crate::rollup;
 use crate::source::Delivery;
 use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
@@ -37,6 +38,10 @@ mod run;
 /// A sequence number this far below a device's highest is taken as a device
 /// restart (counter reset), not a redelivery.
 const SEQ_RESET_GAP: u64 = 1_000_000;
+
+/// Health counts alone (no window closed, no input counted) are sealed into
+/// a batch of their own at most this often; otherwise they ride with windows.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
 
 /// What one cut produced (for logs and the demo).
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +79,10 @@ pub struct Pipeline {
     classify: ClassifyStage,
     cap: OutboxCap,
     guard: DiskGuard,
+    health: Arc<Health>,
+    /// When a batch last carried the counters (health counts included).
+    counters_sealed: Instant,
+    started: Instant,
 }
 
 /// An error and its sources, `: `-joined (thiserror's Display shows only the top).
@@ -143,6 +152,8 @@ impl Pipeline {
             "store recovered"
         );
         let outbox_live = store.outbox_bytes();
+        let health = Arc::new(Health::default());
+        health.add(HealthCount::Starts, 1);
         Ok(Pipeline {
             gateway: settings.gateway_id.clone(),
             routes: settings.routes.clone(),
@@ -171,7 +182,36 @@ impl Pipeline {
                 outbox_live,
             ),
             guard: DiskGuard::new(settings.outbox.max_bytes),
+            health,
+            counters_sealed: now,
+            started: now,
         })
+    }
+
+    /// The agent's health counts, for the stages that see those events.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// The agent's state as the sink sees it with each cut.
+    fn gauges(&self, disk: Option<u64>, now: Instant) -> wire::Gauges {
+        let mut g = wire::Gauges::new();
+        let mut set = |name: &str, v: u64| {
+            g.insert(name.to_owned(), v);
+        };
+        set("outbox_bytes", self.store.outbox_bytes());
+        set("outbox_batches", self.store.outbox_len() as u64);
+        set("outbox_budget_bytes", self.cap.budget());
+        set("store_cap_bytes", self.cap.max_bytes());
+        if let Some(disk) = disk {
+            set("store_disk_bytes", disk);
+        }
+        set("open_windows", self.windower.open_windows() as u64);
+        set(
+            "uptime_s",
+            now.saturating_duration_since(self.started).as_secs(),
+        );
+        g
     }
 
     /// The store handle (shared with the syncer).
@@ -194,6 +234,8 @@ impl Pipeline {
     ) -> Result<(), StoreError> {
         let mut commit = IngestCommit::default();
         let before = self.counters.clone();
+        // Persisted with this group (the counters changed), shipped with the next cut.
+        self.health.drain_into(&mut self.counters);
         let mut seq_updates = BTreeSet::new();
         let mut accepted = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
@@ -340,6 +382,11 @@ impl Pipeline {
         }
         self.last_cut = now;
         let pass = self.windower.close_due(now);
+        let health_due = now.saturating_duration_since(self.counters_sealed) >= HEALTH_EVERY;
+        if pass.closed.is_empty() && self.counters.inputs_empty() && !health_due {
+            return Ok(None);
+        }
+        self.health.drain_into(&mut self.counters);
         if pass.closed.is_empty() && self.counters.is_empty() {
             return Ok(None);
         }
@@ -372,24 +419,33 @@ impl Pipeline {
         };
         // The budget follows the store's disk use (see `OutboxCap`), after a
         // compaction if one fits and pays (see `relieve_disk`).
-        match self.store.disk_usage() {
+        let disk = match self.store.disk_usage() {
             Ok(disk) => {
                 let full = disk >= self.guard.full_mark();
                 let disk = self.relieve_disk(disk, full)?;
                 self.cap.observe_disk(disk, self.store.outbox_bytes());
+                Some(disk)
             }
-            Err(e) => warn!("cannot measure the store's disk use (outbox budget unchanged): {e}"),
-        }
+            Err(e) => {
+                warn!("cannot measure the store's disk use (outbox budget unchanged): {e}");
+                None
+            }
+        };
+        let gauges = self.gauges(disk, now);
         let taken = std::mem::take(&mut self.counters);
         let (gateway, epoch, per_batch) = (&self.gateway, self.epoch, self.max_windows_per_batch);
         let seal = |windows: &[wire::WindowSummary], counters: Counters, first_seq: u64| {
+            let extras = BatchExtras {
+                counters,
+                gauges: gauges.clone(),
+            };
             seal_batches(
                 gateway,
                 epoch,
                 first_seq..,
                 windows,
                 per_batch,
-                counters,
+                extras,
                 now_ms(),
             )
         };
@@ -448,6 +504,7 @@ impl Pipeline {
         commit.next_seq = self.next_seq;
         report.batches = commit.batches.len();
         self.store.commit_batches(&commit)?;
+        self.counters_sealed = now;
         // The cut alone may not fit: roll up the new batches too.
         self.enforce_budget()?;
         self.outbox_ready.notify_one();

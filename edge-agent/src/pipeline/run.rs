@@ -12,6 +12,7 @@ use wire::Counters;
 
 use super::{causes, now_ms, CutReport, Pipeline};
 use crate::disk_guard::Pressure;
+use crate::health::HealthCount;
 use crate::source::{Acker, Delivery};
 use crate::store::{CompactError, StoreError};
 
@@ -101,6 +102,7 @@ impl Pipeline {
             },
         };
         self.guard.pauses += 1;
+        self.health.add(HealthCount::IngestHolds, 1);
         let since = Instant::now();
         warn!(
             disk_bytes = disk,
@@ -158,10 +160,9 @@ impl Pipeline {
                 }
             }
         }
-        info!(
-            waited_ms = since.elapsed().as_millis() as u64,
-            "room under the outbox cap again: ingest resumes"
-        );
+        let waited_ms = since.elapsed().as_millis() as u64;
+        self.health.add(HealthCount::IngestHeldMs, waited_ms);
+        info!(waited_ms, "room under the outbox cap again: ingest resumes");
         Ok(())
     }
 
@@ -202,6 +203,7 @@ impl Pipeline {
         match self.store.compact(allowance) {
             Ok(done) => {
                 self.guard.compacted(done.disk_after, Instant::now());
+                self.health.add(HealthCount::Compactions, 1);
                 self.cap.restart_budget();
                 info!(
                     generation = done.generation,

@@ -201,6 +201,8 @@ struct OutboxShared {
     claimed: Mutex<Option<u64>>,
     /// Live bytes of all outbox batches (sum of envelope lengths).
     bytes: AtomicU64,
+    /// Number of outbox batches (kept with `bytes`, so reading it walks nothing).
+    batches: AtomicU64,
 }
 
 /// The outbox locked against the syncer claiming a new batch; see [`Store::lock_outbox`].
@@ -362,6 +364,9 @@ impl Store {
         }
         live.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
+        self.outbox
+            .batches
+            .fetch_add(commit.batches.len() as u64, Ordering::SeqCst);
         live.flush()?;
         self.write_witness(&live, commit.next_seq)?;
         Ok(())
@@ -437,7 +442,7 @@ impl Store {
 
     /// Number of batches waiting to be sent.
     pub fn outbox_len(&self) -> usize {
-        chunked::Records::new(&self.live().tree, b'o', 0).count()
+        usize::try_from(self.outbox.batches.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
     }
 
     /// Forgets a batch the sink confirmed it stored (durably).
@@ -449,6 +454,7 @@ impl Store {
             self.outbox
                 .bytes
                 .fetch_sub(old.len() as u64, Ordering::SeqCst);
+            self.outbox.batches.fetch_sub(1, Ordering::SeqCst);
         }
         live.flush()?;
         Ok(())
@@ -463,6 +469,7 @@ impl Store {
             batch.insert(&key(b'q', seq), v);
             live.tree.apply_batch(batch)?;
             self.outbox.bytes.fetch_sub(len, Ordering::SeqCst);
+            self.outbox.batches.fetch_sub(1, Ordering::SeqCst);
             live.flush()?;
         }
         Ok(())
@@ -498,11 +505,12 @@ impl OutboxLock<'_> {
     pub fn apply(&self, rewrite: &OutboxRewrite) -> Result<(), StoreError> {
         let store = self.store;
         let live = store.live();
-        let mut removed = 0u64;
+        let (mut removed, mut removed_batches) = (0u64, 0u64);
         let mut batch = sled::Batch::default();
         for seq in &rewrite.remove {
             if let Some(v) = chunked::remove(&live.tree, &mut batch, b'o', *seq)? {
                 removed += v.len() as u64;
+                removed_batches += 1;
             }
         }
         let mut added = 0u64;
@@ -518,6 +526,12 @@ impl OutboxLock<'_> {
         live.tree.apply_batch(batch)?;
         store.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         store.outbox.bytes.fetch_sub(removed, Ordering::SeqCst);
+        let inserted = rewrite.insert.len() as u64;
+        store.outbox.batches.fetch_add(inserted, Ordering::SeqCst);
+        store
+            .outbox
+            .batches
+            .fetch_sub(removed_batches, Ordering::SeqCst);
         live.flush()?;
         Ok(())
     }

@@ -117,6 +117,9 @@ impl Store {
             r.outbox_len += 1;
         }
         self.outbox.bytes.store(bytes, Ordering::SeqCst);
+        self.outbox
+            .batches
+            .store(r.outbox_len as u64, Ordering::SeqCst);
         if !bad.is_empty() || !bad_batches.is_empty() {
             // Start anyway: move what fails its checks aside, keep its bytes, count it.
             let mut batch = sled::Batch::default();
