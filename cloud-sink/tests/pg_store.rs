@@ -37,10 +37,12 @@ fn batches() -> Vec<wire::Envelope> {
     out
 }
 
-/// `/v1/gateways` without the sink-clock field.
+/// `/v1/gateways` without the sink-clock fields.
 fn without_last_seen(mut v: Value) -> Value {
     for g in v.as_array_mut().unwrap() {
-        g.as_object_mut().unwrap().remove("last_seen_ms");
+        let g = g.as_object_mut().unwrap();
+        g.remove("last_seen_ms");
+        assert!(g.remove("gauges_ms").unwrap().as_i64().unwrap() > 0);
     }
     v
 }
@@ -95,6 +97,10 @@ async fn postgres_answers_every_query_like_embedded() {
     assert_eq!(e, p);
     assert_eq!(e[0]["batches"], 8);
     assert_eq!(e[0]["windows"], 40);
+    // Health counts are summed like input counters; gauges are the newest
+    // that were sent (seq 3 of the second epoch: seq 4 carried none).
+    assert_eq!(e[0]["counters"]["agent.uplink_failures"], 8);
+    assert_eq!(e[0]["gauges"], serde_json::json!({"outbox_bytes": 300, "uptime_s": 3}));
     for q in QUERIES {
         let e = get(&client, &embedded.base, q).await;
         let p = get(&client, &pg.base, q).await;

@@ -16,6 +16,12 @@ const ESCALATIONS_FETCHED = 5000;
 const ESCALATIONS_SHOWN = 100;
 // Reject reasons summed as "Rejected"; the others have their own column.
 const OWN_COLUMN = ["late", "duplicate", "rolled_up", "outbox_full", "corrupt_record", "escalation_over_budget"];
+// The agent's own health counts arrive as counters under this prefix.
+const HEALTH = "agent.";
+// Health counts that mean something went wrong (starts, connects, compactions
+// and held milliseconds are shown on hover only).
+const FAULTS = ["mqtt_errors", "mqtt_tls_failures", "mqtt_subscribe_refused", "uplink_failures",
+  "uplink_unauthorized", "uplink_rate_limited", "uplink_conflicts", "ingest_holds"];
 const BAD_OUTCOMES = ["conflict", "unauthorized", "forbidden", "rate_limited", "too_large", "malformed", "store_error"];
 
 const state = {
@@ -50,6 +56,13 @@ function show(id, visible) { $(id).hidden = !visible; }
 // ---------- formatting ----------
 
 const int = (n) => (Number(n) || 0).toLocaleString("en-US");
+function bytes(n) {
+  n = Number(n) || 0;
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+}
 const pct = (part, whole) => (whole > 0 ? (100 * part / whole).toFixed(part / whole < 0.1 ? 2 : 1) + " %" : "—");
 function ago(ms) {
   if (!ms) return "never";
@@ -122,8 +135,10 @@ function renderFleet(gateways, devices, agreements) {
     const c = g.counters || {};
     let rejected = 0;
     const parts = [];
+    const health = {};
     for (const [k, v] of Object.entries(c)) {
-      if (!OWN_COLUMN.includes(k)) { rejected += v; parts.push(k + " " + v); }
+      if (k.startsWith(HEALTH)) health[k.slice(HEALTH.length)] = v;
+      else if (!OWN_COLUMN.includes(k)) { rejected += v; parts.push(k + " " + v); }
     }
     const mine = devices.filter((d) => d.gateway === g.id);
     const judged = mine.reduce((a, d) => a + d.judged, 0);
@@ -149,13 +164,39 @@ function renderFleet(gateways, devices, agreements) {
       cell(pct(escalated, judged), "num", int(escalated) + " of " + int(judged) + " rows judged"),
       cell(int(c.escalation_over_budget), "num"),
       cell(agr && agr.judged > 0 ? pct(agr.agree, agr.judged) : "—", "num",
-        agr ? int(agr.agree) + " agree, " + int(agr.disagree) + " disagree, " + int(agr.escalations - agr.judged) + " not judged" : ""));
+        agr ? int(agr.agree) + " agree, " + int(agr.disagree) + " disagree, " + int(agr.escalations - agr.judged) + " not judged" : ""),
+      backlogCell(g.gauges || {}, g.gauges_ms),
+      healthCell(health));
     tr.dataset.gateway = g.id;
     return tr;
   });
   $("fleet-table").tBodies[0].replaceChildren(...rows);
   show("fleet-empty", rows.length === 0);
   show("fleet-table", rows.length > 0);
+}
+
+// The gateway's outbox as its newest batch reported it: batches waiting, and
+// on hover bytes against the budget, disk against the cap, open windows, uptime.
+function backlogCell(gauges, at) {
+  if (gauges.outbox_batches === undefined) return cell("—", "num", "not reported by this agent");
+  const budget = gauges.outbox_budget_bytes || 0;
+  const full = budget > 0 ? gauges.outbox_bytes / budget : 0;
+  const title = [
+    bytes(gauges.outbox_bytes) + " of a " + bytes(budget) + " outbox budget",
+    gauges.store_disk_bytes !== undefined ? "store on disk " + bytes(gauges.store_disk_bytes) + " of " + bytes(gauges.store_cap_bytes) : null,
+    "open windows " + int(gauges.open_windows),
+    "agent up " + int(gauges.uptime_s) + " s",
+    "reported " + ago(at),
+  ].filter(Boolean).join("; ");
+  return cell(int(gauges.outbox_batches), full > 0.5 ? "num warn" : "num", title);
+}
+
+// Faults the agent counted about itself (MQTT, uplink, ingest holds); every
+// health count on hover.
+function healthCell(health) {
+  const faults = FAULTS.reduce((a, k) => a + (health[k] || 0), 0);
+  const title = Object.entries(health).map(([k, v]) => k + " " + int(v)).join(", ");
+  return cell(int(faults), faults > 0 ? "num warn" : "num", title || "nothing counted yet");
 }
 
 const keyOf = (d) => JSON.stringify([d.gateway, d.device]);

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_escalation_exemplar",
         sql: include_str!("../../migrations/0002_escalation_exemplar.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_gateway_gauges",
+        sql: include_str!("../../migrations/0003_gateway_gauges.sql"),
+    },
 ];
 
 /// Advisory lock class of cloud-sink migrations (the second key is the schema's hash).

@@ -232,14 +232,17 @@ impl PgStore {
         let upsert_gateway = tx.prepare_cached(rows::UPSERT_GATEWAY).await?;
         let counters = serde_json::to_value(&body.counters)
             .map_err(|e| PgError::Unstorable(format!("counters: {e}")))?;
+        let gauges = serde_json::to_value(&body.gauges)
+            .map_err(|e| PgError::Unstorable(format!("gauges: {e}")))?;
         let window_params = columns.params();
-        let gateway_params: [&(dyn ToSql + Sync); 6] = [
+        let gateway_params: [&(dyn ToSql + Sync); 7] = [
             &env.gateway,
             &windows,
             &received_ms,
             &epoch,
             &seq,
             &counters,
+            &gauges,
         ];
         let escalations = rows::escalation_rows(env, body, teacher);
         let insert_escalation = if escalations.is_empty() {

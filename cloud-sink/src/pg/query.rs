@@ -63,8 +63,8 @@ impl PgStore {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT id, batches, windows, last_seen_ms, last_epoch, last_seq, counters \
-                 FROM gateways ORDER BY id",
+                "SELECT id, batches, windows, last_seen_ms, last_epoch, last_seq, counters, \
+                 gauges, gauges_ms FROM gateways ORDER BY id",
                 &[],
             )
             .await?;
@@ -199,12 +199,16 @@ fn gateway_info(row: &Row) -> Result<GatewayInfo, PgError> {
     };
     let counters = serde_json::from_value(row.get(6))
         .map_err(|e| PgError::Corrupt(format!("gateways.counters of {id}: {e}")))?;
+    let gauges = serde_json::from_value(row.get(7))
+        .map_err(|e| PgError::Corrupt(format!("gateways.gauges of {id}: {e}")))?;
     Ok(GatewayInfo {
         batches: to_u64(row.get(1)),
         windows: to_u64(row.get(2)),
         last_seen_ms: row.get(3),
         last_batch,
         counters,
+        gauges,
+        gauges_ms: row.get(8),
         id,
     })
 }

@@ -57,17 +57,24 @@ pub(super) const INSERT_ESCALATION: &str = concat!(
 );
 
 /// The gateway's totals: created by its first batch, summed in after that
-/// (the row lock orders concurrent batches of one gateway).
+/// (the row lock orders concurrent batches of one gateway). Gauges are
+/// replaced, not summed, and only by a batch that carries some (`$7` is `{}`
+/// when it carries none).
 pub(super) const UPSERT_GATEWAY: &str = "INSERT INTO gateways \
-    (id, batches, windows, last_seen_ms, last_epoch, last_seq, counters) \
-    VALUES ($1, 1, $2, $3, $4, $5, merge_counters('{}'::jsonb, $6)) \
+    (id, batches, windows, last_seen_ms, last_epoch, last_seq, counters, gauges, gauges_ms) \
+    VALUES ($1, 1, $2, $3, $4, $5, merge_counters('{}'::jsonb, $6), $7, \
+      CASE WHEN $7 = '{}'::jsonb THEN 0 ELSE $3 END) \
     ON CONFLICT (id) DO UPDATE SET \
       batches = gateways.batches + 1, \
       windows = gateways.windows + EXCLUDED.windows, \
       last_seen_ms = EXCLUDED.last_seen_ms, \
       last_epoch = EXCLUDED.last_epoch, \
       last_seq = EXCLUDED.last_seq, \
-      counters = merge_counters(gateways.counters, EXCLUDED.counters)";
+      counters = merge_counters(gateways.counters, EXCLUDED.counters), \
+      gauges = CASE WHEN EXCLUDED.gauges = '{}'::jsonb THEN gateways.gauges \
+        ELSE EXCLUDED.gauges END, \
+      gauges_ms = CASE WHEN EXCLUDED.gauges = '{}'::jsonb THEN gateways.gauges_ms \
+        ELSE EXCLUDED.last_seen_ms END";
 
 /// A wire `u64` as stored in a bigint (two's complement; lossless both ways).
 pub(super) fn to_i64(v: u64) -> i64 {

@@ -4,7 +4,7 @@
 //! Plain data only: encoding happens in `store/mod.rs` via `wire::encode`.
 
 use serde::{Deserialize, Serialize};
-use wire::{BatchKey, Counters, Escalation, WindowSummary};
+use wire::{BatchKey, Counters, Escalation, Gauges, WindowSummary};
 
 /// Number of windows a series query returns when no limit is given.
 pub const DEFAULT_SERIES_LIMIT: usize = 100_000;
@@ -49,8 +49,17 @@ pub struct GatewayInfo {
     pub last_seen_ms: i64,
     /// Key of the last stored batch (arrival order).
     pub last_batch: Option<BatchKey>,
-    /// The gateway's input counters, summed over stored batches.
+    /// The gateway's input counters and the agent's health counts (keys
+    /// under `agent.`), summed over stored batches.
     pub counters: Counters,
+    /// The agent's state (outbox backlog, disk use, uptime, ...) as the newest
+    /// stored batch that carried any reported it; empty until one did.
+    #[serde(default)]
+    pub gauges: Gauges,
+    /// Sink time the batch carrying `gauges` was stored (ms since the Unix
+    /// epoch; 0 while `gauges` is empty).
+    #[serde(default)]
+    pub gauges_ms: i64,
 }
 
 impl GatewayInfo {
@@ -63,6 +72,8 @@ impl GatewayInfo {
             last_seen_ms: 0,
             last_batch: None,
             counters: Counters::default(),
+            gauges: Gauges::new(),
+            gauges_ms: 0,
         }
     }
 }

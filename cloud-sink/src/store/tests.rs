@@ -40,7 +40,11 @@ fn seal(
 ) -> (Envelope, Body) {
     let mut counters = Counters::default();
     counters.add(Reason::Late, late);
-    let body = Body { windows, counters };
+    let body = Body {
+        windows,
+        counters,
+        ..Body::default()
+    };
     let key = BatchKey {
         gateway: gw.into(),
         epoch,
@@ -343,4 +347,30 @@ fn teacher_judgements_are_stored_with_the_first_copy_only() {
         .for_each_escalation(None, Some("d2"), |_| only_d2 += 1)
         .unwrap();
     assert_eq!(only_d2, 1);
+}
+
+#[test]
+fn gauges_are_the_newest_sent_and_health_counts_are_summed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    for seq in 1..=3u64 {
+        let (_, mut body) = seal("gw", 1, seq, vec![window("d", "m", 0, 1.0)], 0);
+        body.counters.add_health("mqtt_errors", seq);
+        if seq < 3 {
+            body.gauges.insert("outbox_bytes".into(), 10 * seq);
+        }
+        let key = BatchKey {
+            gateway: "gw".into(),
+            epoch: 1,
+            seq,
+        };
+        let env = Envelope::seal(&key, 1, &body);
+        store.put_batch(&env, &body, &[], 100 + seq as i64).unwrap();
+    }
+    let gw = &store.gateways().unwrap()[0];
+    assert_eq!(gw.counters.health("mqtt_errors"), 6);
+    assert_eq!(gw.counters.total(), 0, "health counts are not rejected input");
+    // Seq 3 carried no gauges: seq 2's stay, with the time it was stored.
+    assert_eq!(gw.gauges.get("outbox_bytes"), Some(&20));
+    assert_eq!(gw.gauges_ms, 102);
 }

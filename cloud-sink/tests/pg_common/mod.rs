@@ -259,11 +259,22 @@ pub fn window(device: &str, metric: &str, start_ms: i64, base: f64, kind: u8) ->
 }
 
 /// A sealed batch of `windows` with a few counters.
+/// Counters: `late` = seq, one `malformed`, one `agent.uplink_failures`; odd
+/// seqs also carry gauges (`outbox_bytes` = 100 × seq, `uptime_s` = seq).
 pub fn batch(gateway: &str, epoch: u64, seq: u64, windows: Vec<WindowSummary>) -> Envelope {
     let mut counters = Counters::default();
     counters.add(Reason::Late, seq);
     counters.add(Reason::Malformed, 1);
-    let body = Body { windows, counters };
+    counters.add_health("uplink_failures", 1);
+    let mut body = Body {
+        windows,
+        counters,
+        ..Body::default()
+    };
+    if seq % 2 == 1 {
+        body.gauges.insert("outbox_bytes".into(), 100 * seq);
+        body.gauges.insert("uptime_s".into(), seq);
+    }
     let key = BatchKey {
         gateway: gateway.into(),
         epoch,
