@@ -252,6 +252,12 @@ async fn drive(
         json!((DEVICES + 1).to_string()),
         "devices column: {row}"
     );
+    // Backlog and agent faults come from the agent's own batches (gauges and
+    // `agent.*` counts): numbers, not the "—" of an agent that reports none.
+    for (column, name) in [(16, "backlog"), (17, "agent faults")] {
+        let text = row[column].as_str().unwrap_or_default().replace(',', "");
+        assert!(text.parse::<u64>().is_ok(), "{name} column: {row}");
+    }
 
     // The chart is the first device's first sensor series; its anomaly markers
     // must number the sink's anomalous judgement windows of that device.

@@ -475,8 +475,21 @@ async fn mosquitto_killed_and_restarted() {
     let (classified, _) = log_lines_classified(&sink.url).await;
     assert!(classified >= logs);
     let judged = common::assert_judgements_once(&sink.url).await;
+    // The agent counted both broker outages itself, and the counts reached the
+    // sink inside its batches (3 connections: the first and one per restart).
+    let health = common::wait_for(
+        "the agent's MQTT health counts at the sink",
+        Duration::from_secs(60),
+        || async {
+            let h = common::sink_health(&sink.url).await;
+            let n = |k: &str| h.get(k).copied().unwrap_or(0);
+            (n("mqtt_errors") >= 2 && n("mqtt_connects") >= 3).then_some(h)
+        },
+    )
+    .await;
     println!(
-        "counters {counters:?}; log lines {lines} (≥ {logs}); {judged} rows judged; {:.1} s wall",
+        "counters {counters:?}; agent health {health:?}; log lines {lines} (≥ {logs}); \
+         {judged} rows judged; {:.1} s wall",
         wall.elapsed().as_secs_f64()
     );
 }

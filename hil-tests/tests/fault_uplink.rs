@@ -220,9 +220,21 @@ async fn gateway_info(sink_url: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-/// The input counters the sink summed for our gateway.
+/// The input counters the sink summed for our gateway (the agent's health
+/// counts, `agent.*`, left out).
 async fn sink_counters(sink_url: &str) -> BTreeMap<String, u64> {
-    serde_json::from_value(gateway_info(sink_url).await["counters"].clone()).unwrap_or_default()
+    let mut counters: BTreeMap<String, u64> =
+        serde_json::from_value(gateway_info(sink_url).await["counters"].clone())
+            .unwrap_or_default();
+    counters.retain(|k, _| !k.starts_with(wire::HEALTH_PREFIX));
+    counters
+}
+
+/// The agent's health count `agent.<name>` as the sink summed it.
+async fn sink_health(sink_url: &str, name: &str) -> u64 {
+    gateway_info(sink_url).await["counters"][format!("{}{name}", wire::HEALTH_PREFIX)]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 /// Batches the sink stored for our gateway (re-sends not counted).
@@ -365,4 +377,13 @@ async fn sink_down_long_outage() {
     let drained = sink_outcome(&run.sink.url, "stored").await;
     assert!(drained >= 10, "only {drained} batches after the restart");
     println!("restarted sink stored {drained} batches from the outbox");
+    // The agent counted its failed sends during the outage, kept the count in
+    // its outbox with the data, and the sink got it after the restart.
+    let url = run.sink.url.clone();
+    let failures = wait_for("the agent's uplink failures at the sink", CHECK_LIMIT, || async {
+        let n = sink_health(&url, "uplink_failures").await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    println!("agent.uplink_failures at the sink: {failures}");
 }

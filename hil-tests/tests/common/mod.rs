@@ -581,12 +581,30 @@ pub async fn sink_gateway(sink_url: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
-/// Counters the sink summed for our gateway (empty before its first batch).
-pub async fn sink_counters(sink_url: &str) -> BTreeMap<String, u64> {
+/// Every counter the sink summed for our gateway (empty before its first batch).
+async fn all_sink_counters(sink_url: &str) -> BTreeMap<String, u64> {
     match sink_gateway(sink_url).await {
         Some(gw) => serde_json::from_value(gw["counters"].clone()).unwrap(),
         None => BTreeMap::new(),
     }
+}
+
+/// Input counters (rejects, drops, redactions) the sink summed for our gateway;
+/// the agent's own health counts (`agent.*`) are left out, see [`sink_health`].
+pub async fn sink_counters(sink_url: &str) -> BTreeMap<String, u64> {
+    let mut counters = all_sink_counters(sink_url).await;
+    counters.retain(|k, _| !k.starts_with(wire::HEALTH_PREFIX));
+    counters
+}
+
+/// The agent's health counts (`agent.mqtt_errors`, …) the sink summed for our
+/// gateway, without the `agent.` prefix.
+pub async fn sink_health(sink_url: &str) -> BTreeMap<String, u64> {
+    all_sink_counters(sink_url)
+        .await
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(wire::HEALTH_PREFIX)?.to_owned(), v)))
+        .collect()
 }
 
 /// The sink's ingest outcome counters (`stored`, `duplicate`, …) from `/v1/health`.
