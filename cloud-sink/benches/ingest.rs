@@ -97,6 +97,7 @@ fn batches(n: usize, w: usize) -> Vec<(Envelope, Body)> {
 
 fn config(store: StoreConfig, data_dir: std::path::PathBuf) -> SinkConfig {
     SinkConfig {
+        telemetry: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir,
         store,

@@ -35,6 +35,8 @@ use serde::Deserialize;
 /// [[teachers]]
 /// series = "anomaly"
 /// path = "../models/sensor/teacher.onnx"
+/// [telemetry]
+/// otlp_endpoint = "http://otel-collector:4318"
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +64,9 @@ pub struct SinkConfig {
     /// by default (escalations are then stored without a teacher verdict).
     #[serde(default)]
     pub teachers: Vec<TeacherConfig>,
+    /// OpenTelemetry export (OTLP/HTTP); off unless `otlp_endpoint` is set.
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 /// Limits applied before any parsing of untrusted input.
@@ -242,6 +247,9 @@ impl SinkConfig {
             ));
         }
         teachers::check(&self.teachers, &mut problems);
+        for p in self.telemetry.problems("telemetry") {
+            problems.push(ConfigProblem::new(p.key, p.message));
+        }
 
         if problems.is_empty() {
             Ok(())

@@ -38,6 +38,8 @@
 //!   `{"range":[0,to],"overall":A,"by_series":{S:A}}`, A = totals, agree /
 //!   disagree, the 2×2 local-vs-teacher table, per confidence bucket counts
 //!   and agreement rate (see [`agreement`]).
+//! * `GET /metrics` — Prometheus text (format 0.0.4) of the sink's instruments
+//!   (see [`metrics::SinkMetrics`]); the same values go to OTLP with `[telemetry]`.
 //! * `GET /` — the fleet dashboard (HTML; `/assets/app.js`, `/assets/style.css`),
 //!   embedded in the binary, drawn in the browser from the endpoints above.
 
@@ -47,6 +49,7 @@ pub mod calibrate;
 pub mod config;
 pub mod fleet;
 pub mod http;
+pub mod metrics;
 pub mod pg;
 pub mod rate;
 pub mod sink_store;
@@ -122,6 +125,15 @@ impl Server {
     /// Teacher models and the `[tls]` files are loaded first: a missing or
     /// wrong one stops start-up.
     pub async fn bind(config: &SinkConfig) -> Result<Server, ServerError> {
+        Server::bind_with_metrics(config, metrics::SinkMetrics::new()).await
+    }
+
+    /// [`Server::bind`] recording into `metrics`, e.g. a registry that
+    /// `telemetry::init` already exports over OTLP.
+    pub async fn bind_with_metrics(
+        config: &SinkConfig,
+        metrics: metrics::SinkMetrics,
+    ) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let teacher_configs = config.teachers.clone();
@@ -146,14 +158,15 @@ impl Server {
         let state = http::AppState {
             store,
             tokens: Arc::new(auth::TokenTable::new(&config.gateways)),
-            stats: Arc::new(stats::IngestStats::default()),
+            stats: metrics.ingest.clone(),
             max_body_bytes: config.limits.max_body_bytes,
             rate: Arc::new(rate::RateLimiter::new(
                 config.limits.batches_per_second,
                 config.limits.burst,
             )),
             teachers: Arc::new(teachers),
-            teacher_stats: Arc::new(stats::TeacherStats::default()),
+            teacher_stats: metrics.teacher.clone(),
+            metrics,
         };
         Ok(Server {
             listener,

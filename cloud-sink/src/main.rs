@@ -4,16 +4,16 @@
 //! calls and errors into exit codes (anyhow is used here and in the
 //! `calibrate` command's printer, nowhere in the library).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
+use cloud_sink::metrics::SinkMetrics;
 use cloud_sink::{ConfigError, Server, SinkConfig, Teachers};
 
 mod calibrate_cli;
-use tracing_subscriber::EnvFilter;
 
 const ABOUT: &str =
     "Receives CBOR batches from edge gateways, stores each exactly once, serves a JSON query API.";
@@ -43,6 +43,13 @@ HTTP endpoints:
                      verdict and the teacher's (`[[teachers]]`, judged at ingest)
   GET  /v1/escalations/agreement?gateway=&device=&series=&buckets=&to=
                      local vs. teacher: totals, 2x2 table, per confidence bucket
+  GET  /metrics      Prometheus text (format 0.0.4): cloud_sink_batches_total{outcome},
+                     windows, bytes, rejections by reason, the gateways' counters,
+                     sync lag per gateway, ingest and teacher latency histograms
+
+With [telemetry] otlp_endpoint = \"http://collector:4318\" the same metrics and one
+span per POST (ingest.batch, children teacher.judge and store.put) are pushed
+over OTLP/HTTP (protobuf) to that collector.
 
 On start it prints one line to stdout: `cloud-sink listening on http://ADDR`
 (https:// with [tls]).
@@ -232,21 +239,23 @@ fn hash_token() -> ExitCode {
 
 /// `cloud-sink --config FILE`: runs until SIGTERM or Ctrl-C.
 fn run(config_path: &Path) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
     let config = SinkConfig::load(config_path)?;
+    let metrics = SinkMetrics::new();
+    // Kept until the runtime (declared after it) is gone: dropping it
+    // flushes the last spans and metrics.
+    let _telemetry = telemetry::init(
+        "cloud-sink",
+        &config.telemetry,
+        &telemetry::LogOptions::default(),
+        &metrics.registry,
+    )
+    .context("setting up logging and telemetry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(&config).await?;
+        let server = Server::bind_with_metrics(&config, metrics).await?;
         // Handlers first: whoever reads the line below may signal at once.
         let shutdown = shutdown_signal()?;
         let addr = server.local_addr();
@@ -254,7 +263,7 @@ fn run(config_path: &Path) -> anyhow::Result<()> {
         writeln!(stdout, "cloud-sink listening on {}://{addr}", server.scheme())?;
         stdout.flush()?;
         drop(stdout);
-        tracing::info!(%addr, scheme = server.scheme(), mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()), store = %cloud_sink::SinkStore::describe(&config), gateways = config.gateways.len(), "cloud-sink started");
+        tracing::info!(%addr, scheme = server.scheme(), otlp = config.telemetry.otlp_endpoint.as_deref().unwrap_or("off"), mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()), store = %cloud_sink::SinkStore::describe(&config), gateways = config.gateways.len(), "cloud-sink started");
         server.run(shutdown).await?;
         tracing::info!("cloud-sink stopped");
         anyhow::Ok(())

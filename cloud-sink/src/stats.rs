@@ -1,12 +1,16 @@
 //! In-memory counters of every ingest outcome and rejection reason, and of
 //! the teacher's outcomes on stored escalations, shown in `GET /v1/health`.
 //!
-//! They restart at zero with the process; durable per-gateway totals live in
-//! the store. This module does no I/O.
+//! They are instruments of the sink's `telemetry::Metrics` registry, so
+//! `/v1/health`, `GET /metrics` and OTLP read the same atomics. They restart
+//! at zero with the process; durable per-gateway totals live in the store.
+//! This module does no I/O.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use telemetry::{Counter, Histogram, Metrics, LATENCY_BUCKETS};
 
 use crate::store::{TeacherJudgement, TeacherSkip};
 
@@ -63,21 +67,40 @@ impl Outcome {
     }
 }
 
-/// Lock-free counters, one per [`Outcome`].
-#[derive(Debug, Default)]
+/// Lock-free counters, one per [`Outcome`]: `batches_total{outcome}`.
+#[derive(Debug)]
 pub struct IngestStats {
-    counts: [AtomicU64; Outcome::ALL.len()],
+    counts: [Counter; Outcome::ALL.len()],
+}
+
+impl Default for IngestStats {
+    /// Counters in a registry of their own.
+    fn default() -> Self {
+        IngestStats::register(&Metrics::new("cloud_sink"))
+    }
 }
 
 impl IngestStats {
+    /// Registers `batches{outcome}` in `registry`, every outcome at 0.
+    pub fn register(registry: &Metrics) -> IngestStats {
+        let family = registry.counter_vec(
+            "batches",
+            "POST /v1/batches answers by outcome.",
+            &["outcome"],
+        );
+        IngestStats {
+            counts: Outcome::ALL.map(|o| family.with(&[o.as_str()])),
+        }
+    }
+
     /// Counts one occurrence of `outcome`.
     pub fn record(&self, outcome: Outcome) {
-        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.counts[outcome as usize].inc();
     }
 
     /// The current count of `outcome`.
     pub fn get(&self, outcome: Outcome) -> u64 {
-        self.counts[outcome as usize].load(Ordering::Relaxed)
+        self.counts[outcome as usize].get()
     }
 
     /// Every counter by name (zeros included, so dashboards see stable keys).
@@ -90,52 +113,83 @@ impl IngestStats {
 }
 
 /// Counters of the teacher's work on the escalations of stored batches
-/// (duplicates are not judged again, so they count nothing here).
-#[derive(Debug, Default)]
+/// (duplicates are not judged again, so they count nothing here):
+/// `teacher_judgements_total{result}` with result `agree`, `disagree` or
+/// `skipped_<reason>`, and `teacher_latency_seconds` per judged batch.
+#[derive(Debug)]
 pub struct TeacherStats {
-    judged: AtomicU64,
-    agree: AtomicU64,
-    disagree: AtomicU64,
-    skipped: [AtomicU64; TeacherSkip::ALL.len()],
+    agree: Counter,
+    disagree: Counter,
+    skipped: [Counter; TeacherSkip::ALL.len()],
+    latency: Histogram,
     judge_ns: AtomicU64,
 }
 
+impl Default for TeacherStats {
+    /// Counters in a registry of their own.
+    fn default() -> Self {
+        TeacherStats::register(&Metrics::new("cloud_sink"))
+    }
+}
+
 impl TeacherStats {
+    /// Registers the teacher's instruments in `registry`.
+    pub fn register(registry: &Metrics) -> TeacherStats {
+        let family = registry.counter_vec(
+            "teacher_judgements",
+            "Escalations of stored batches by the teacher's result: agree or disagree with the gateway, or skipped_<reason>.",
+            &["result"],
+        );
+        TeacherStats {
+            agree: family.with(&["agree"]),
+            disagree: family.with(&["disagree"]),
+            skipped: TeacherSkip::ALL
+                .map(|why| family.with(&[&format!("skipped_{}", why.as_str())])),
+            latency: registry.histogram(
+                "teacher_latency_seconds",
+                "Time the teacher models spent on one stored batch's escalations.",
+                LATENCY_BUCKETS,
+            ),
+            judge_ns: AtomicU64::new(0),
+        }
+    }
+
     /// Counts one stored escalation's judgement against its local verdict.
     pub fn record(&self, judgement: &TeacherJudgement, local_alarm: bool) {
         match judgement {
             TeacherJudgement::Judged(v) => {
-                self.judged.fetch_add(1, Ordering::Relaxed);
                 let cell = if v.alarm == local_alarm {
                     &self.agree
                 } else {
                     &self.disagree
                 };
-                cell.fetch_add(1, Ordering::Relaxed);
+                cell.inc();
             }
             TeacherJudgement::Skipped(why) => {
-                self.skipped[*why as usize].fetch_add(1, Ordering::Relaxed);
+                self.skipped[*why as usize].inc();
             }
         }
     }
 
-    /// Adds time spent in teacher models.
+    /// Adds time spent in teacher models on one batch.
     pub fn record_time(&self, spent: Duration) {
         let ns = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
         self.judge_ns.fetch_add(ns, Ordering::Relaxed);
+        self.latency.observe(spent.as_secs_f64());
     }
 
     /// `judged`, `agree`, `disagree`, each skip reason as `skipped_<reason>`,
     /// `judge_us_total` and `judge_us_mean` (0 before the first judgement).
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        let judged = self.judged.load(Ordering::Relaxed);
+        let (agree, disagree) = (self.agree.get(), self.disagree.get());
+        let judged = agree + disagree;
         let us = self.judge_ns.load(Ordering::Relaxed) / 1000;
         let mut out = BTreeMap::new();
         out.insert("judged".to_owned(), judged);
-        out.insert("agree".to_owned(), self.agree.load(Ordering::Relaxed));
-        out.insert("disagree".to_owned(), self.disagree.load(Ordering::Relaxed));
+        out.insert("agree".to_owned(), agree);
+        out.insert("disagree".to_owned(), disagree);
         for why in TeacherSkip::ALL {
-            let n = self.skipped[why as usize].load(Ordering::Relaxed);
+            let n = self.skipped[why as usize].get();
             out.insert(format!("skipped_{}", why.as_str()), n);
         }
         out.insert("judge_us_total".to_owned(), us);

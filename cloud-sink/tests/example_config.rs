@@ -56,3 +56,28 @@ fn postgres_example_config_loads_and_validates() {
     let teachers = Teachers::load(&config.teachers).expect("example teachers load");
     assert_eq!(teachers.series().count(), 2);
 }
+
+/// The commented `[telemetry]` example, uncommented, is a valid section.
+#[test]
+fn commented_telemetry_examples_are_valid_when_uncommented() {
+    for file in ["cloud-sink.example.toml", "cloud-sink.postgres.toml"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "# [telemetry]")
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| &l[2..])
+            .collect();
+        assert!(block.len() >= 3, "{file}: no commented [telemetry] example");
+        let config = format!("{text}\n{}\n", block.join("\n"));
+        let config = SinkConfig::parse(&path, &config).expect("example parses");
+        assert!(config.telemetry.otlp_endpoint.is_some(), "{file}");
+        config
+            .telemetry
+            .validate("telemetry")
+            .expect("example is valid");
+    }
+}

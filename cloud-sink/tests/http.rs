@@ -24,6 +24,7 @@ struct Running {
 impl Running {
     async fn start(data_dir: &Path) -> Running {
         let config = SinkConfig {
+            telemetry: Default::default(),
             listen: "127.0.0.1:0".into(),
             data_dir: data_dir.to_owned(),
             store: Default::default(),

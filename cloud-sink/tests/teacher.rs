@@ -182,6 +182,7 @@ fn missing_or_wrong_models_are_clear_load_errors() {
 async fn the_server_does_not_start_with_a_missing_teacher() {
     let dir = tempfile::tempdir().unwrap();
     let config = SinkConfig {
+        telemetry: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("store"),
         store: Default::default(),

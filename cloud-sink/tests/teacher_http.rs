@@ -94,6 +94,7 @@ async fn start(
     tokio::task::JoinHandle<()>,
 ) {
     let config = SinkConfig {
+        telemetry: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_owned(),
         store: Default::default(),

@@ -144,9 +144,11 @@ impl Metrics {
         }
     }
 
-    /// A histogram without labels.
+    /// A histogram without labels (exported with zero observations from now on).
     pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-        Histogram(self.histogram_vec(name, help, &[], buckets))
+        let vec = self.histogram_vec(name, help, &[], buckets);
+        drop(vec.family.get_or_create(&Vec::new()));
+        Histogram(vec)
     }
 
     fn register(

@@ -6,6 +6,7 @@ const HASH: &str = "2e9e6e4d3bd1cd4a3ec5a3cd2a61a5a2eaf3e6b4c5f9d6f0b6c1b2c3d4e5
 
 fn good() -> SinkConfig {
     SinkConfig {
+        telemetry: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir: "var/x".into(),
         store: Default::default(),

@@ -3,9 +3,11 @@
 //!
 //! Check order is cheapest-first and nothing untrusted is decoded before the
 //! caller is authenticated and the size is known to be within the limit.
+//! Each authenticated POST is one `ingest.batch` span (children
+//! `teacher.judge` and `store.put`) and is measured (`crate::metrics`).
 //! Queries are not here (see `query.rs`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,9 +20,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use tracing::field::Empty;
+use tracing::Instrument;
 use wire::Envelope;
 
 use super::{blocking, ApiError, AppState};
+use crate::metrics::{Rejection, StoredBatch};
 use crate::stats::Outcome;
 use crate::store::PutOutcome;
 use crate::tls::Peer;
@@ -78,43 +83,88 @@ pub(crate) async fn post_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "ingest.batch",
+        otel.kind = "server",
+        gateway = %caller,
+        epoch = Empty,
+        seq = Empty,
+        windows = Empty,
+        outcome = Empty,
+        reason = Empty,
+    );
     let encoding = headers
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    match ingest(&state, caller, encoding, body).await {
-        Ok(response) => response,
-        Err((outcome, error)) => {
-            state.stats.record(outcome);
-            error.into_response()
+    let result = ingest(&state, caller, encoding, body)
+        .instrument(span.clone())
+        .await;
+    let (outcome, response) = match result {
+        Ok(done) => done,
+        Err(rejected) => {
+            if let Some(reason) = rejected.reason {
+                state.metrics.rejected.with(&[reason.as_str()]).inc();
+                span.record("reason", reason.as_str());
+            }
+            (rejected.outcome, rejected.error.into_response())
         }
+    };
+    state.stats.record(outcome);
+    span.record("outcome", outcome.as_str());
+    state.metrics.record_latency(started.elapsed());
+    response
+}
+
+/// Why a batch was not stored: the outcome to count, the rejection reason
+/// (none for a store failure) and the answer to give.
+struct Rejected {
+    outcome: Outcome,
+    reason: Option<Rejection>,
+    error: ApiError,
+}
+
+fn rejected(outcome: Outcome, reason: Rejection, status: StatusCode, message: String) -> Rejected {
+    Rejected {
+        outcome,
+        reason: Some(reason),
+        error: ApiError::new(status, message),
     }
 }
 
-/// The ingest steps; an `Err` names the counter to bump and the answer to give.
+/// The ingest steps; `Ok` is the outcome and the answer, `Err` why not.
 async fn ingest(
     state: &AppState,
     caller: String,
     encoding: Option<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, (Outcome, ApiError)> {
+) -> Result<(Outcome, Response), Rejected> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             let message = format!(
                 "body exceeds the {}-byte limit (limits.max_body_bytes)",
                 state.max_body_bytes
             );
-            (
+            rejected(
                 Outcome::TooLarge,
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+                Rejection::TooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                message,
             )
         } else {
             let message = format!("could not read body: {}", rejection.body_text());
-            (
+            rejected(
                 Outcome::Malformed,
-                ApiError::new(StatusCode::BAD_REQUEST, message),
+                Rejection::ReadBody,
+                StatusCode::BAD_REQUEST,
+                message,
             )
         }
     })?;
+    state
+        .metrics
+        .bytes_received
+        .inc_by(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
 
     let gzipped = match encoding.as_deref() {
         None | Some("identity") => false,
@@ -122,9 +172,11 @@ async fn ingest(
         Some(other) => {
             let message =
                 format!("unsupported Content-Encoding {other:?} (send gzip or no encoding)");
-            return Err((
+            return Err(rejected(
                 Outcome::Malformed,
-                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
+                Rejection::UnsupportedEncoding,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message,
             ));
         }
     };
@@ -143,43 +195,57 @@ async fn ingest(
         Ok(Ok(Ok(v))) => v,
         Ok(Err(wire::transport::InflateError::TooLarge { cap })) => {
             let message = format!("gzip body inflates beyond the {cap}-byte envelope cap");
-            return Err((
+            return Err(rejected(
                 Outcome::TooLarge,
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+                Rejection::InflatesTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                message,
             ));
         }
         Ok(Err(e)) => {
             let message = format!("invalid gzip body: {e}");
-            return Err((
+            return Err(rejected(
                 Outcome::Malformed,
-                ApiError::new(StatusCode::BAD_REQUEST, message),
+                Rejection::BadGzip,
+                StatusCode::BAD_REQUEST,
+                message,
             ));
         }
         Ok(Ok(Err(e))) => {
             let message = format!("invalid envelope: {e}");
-            return Err((
+            return Err(rejected(
                 Outcome::Malformed,
-                ApiError::new(StatusCode::BAD_REQUEST, message),
+                Rejection::of_open_error(&e),
+                StatusCode::BAD_REQUEST,
+                message,
             ));
         }
         Err(e) => {
             let message = format!("decoder task failed: {e}");
-            return Err((
+            return Err(rejected(
                 Outcome::Malformed,
-                ApiError::new(StatusCode::BAD_REQUEST, message),
+                Rejection::DecoderTask,
+                StatusCode::BAD_REQUEST,
+                message,
             ));
         }
     };
 
+    let span = tracing::Span::current();
+    span.record("epoch", env.epoch);
+    span.record("seq", env.seq);
+    span.record("windows", body.windows.len());
     if env.gateway != caller {
         let message = format!(
             "token belongs to gateway {caller:?}, envelope is from {:?}",
             env.gateway
         );
         tracing::warn!(%caller, envelope_gateway = %env.gateway, "rejected batch for another gateway");
-        return Err((
+        return Err(rejected(
             Outcome::Forbidden,
-            ApiError::new(StatusCode::FORBIDDEN, message),
+            Rejection::WrongGateway,
+            StatusCode::FORBIDDEN,
+            message,
         ));
     }
 
@@ -188,12 +254,23 @@ async fn ingest(
     // The teacher judges before the store is asked (outside the embedded
     // store's writer lock, outside any PostgreSQL transaction); only the
     // first stored copy of a batch keeps (and counts) its judgements.
+    let escalations = body
+        .windows
+        .iter()
+        .map(|w| w.escalations.len())
+        .sum::<usize>();
+    let judge_span = tracing::info_span!("teacher.judge", escalations);
     let (body, judged) = blocking(move || {
+        let _entered = judge_span.enter();
         let judged = teachers.judge_body(&body);
         Ok::<_, std::convert::Infallible>((body, judged))
     })
     .await
-    .map_err(|e| (Outcome::StoreError, e))?;
+    .map_err(|error| Rejected {
+        outcome: Outcome::StoreError,
+        reason: None,
+        error,
+    })?;
     let locals = body.windows.iter().flat_map(|w| &w.escalations);
     let pairs: Vec<_> = judged
         .iter()
@@ -201,37 +278,57 @@ async fn ingest(
         .zip(locals.map(|e| e.alarm))
         .collect();
     let judge_time = judged.elapsed;
+    let windows = body.windows.len();
+    let counters = body.counters.clone();
     let outcome = state
         .store
         .put_batch(env.clone(), body, judged.per_window, received_ms)
+        .instrument(tracing::info_span!("store.put", windows))
         .await
         .map_err(|e| {
             tracing::warn!(gateway = %env.gateway, epoch = env.epoch, seq = env.seq, error = %super::error_chain(&e), "store failed");
-            (Outcome::StoreError, super::store_error(&e))
+            Rejected {
+                outcome: Outcome::StoreError,
+                reason: None,
+                error: super::store_error(&e),
+            }
         })?;
     let judgements = pairs;
 
     let (gateway, epoch, seq) = (&env.gateway, env.epoch, env.seq);
     let response = match outcome {
         PutOutcome::Stored => {
-            state.stats.record(Outcome::Stored);
             for (judgement, local_alarm) in &judgements {
                 state.teacher_stats.record(judgement, *local_alarm);
             }
-            state.teacher_stats.record_time(judge_time);
+            if !judgements.is_empty() {
+                state.teacher_stats.record_time(judge_time);
+            }
+            state.metrics.record_stored(&StoredBatch {
+                gateway,
+                windows: u64::try_from(windows).unwrap_or(u64::MAX),
+                escalations: u64::try_from(escalations).unwrap_or(u64::MAX),
+                counters: &counters,
+                created_ms: env.created_ms,
+                received_ms,
+            });
             tracing::debug!(%gateway, epoch, seq, "stored batch");
             let body = json!({"status": "stored", "gateway": gateway, "epoch": epoch, "seq": seq});
-            (StatusCode::OK, Json(body)).into_response()
+            (
+                Outcome::Stored,
+                (StatusCode::OK, Json(body)).into_response(),
+            )
         }
         PutOutcome::Duplicate => {
-            state.stats.record(Outcome::Duplicate);
             tracing::info!(%gateway, epoch, seq, "duplicate batch acknowledged");
             let body =
                 json!({"status": "duplicate", "gateway": gateway, "epoch": epoch, "seq": seq});
-            (StatusCode::OK, Json(body)).into_response()
+            (
+                Outcome::Duplicate,
+                (StatusCode::OK, Json(body)).into_response(),
+            )
         }
         PutOutcome::Conflict { stored_hash } => {
-            state.stats.record(Outcome::Conflict);
             let received_hash = env.body_hash_hex();
             tracing::error!(
                 %gateway, epoch, seq, %stored_hash, %received_hash,
@@ -241,7 +338,10 @@ async fn ingest(
                 "status": "conflict", "gateway": gateway, "epoch": epoch, "seq": seq,
                 "stored_hash": stored_hash, "received_hash": received_hash,
             });
-            (StatusCode::CONFLICT, Json(body)).into_response()
+            (
+                Outcome::Conflict,
+                (StatusCode::CONFLICT, Json(body)).into_response(),
+            )
         }
     };
     Ok(response)

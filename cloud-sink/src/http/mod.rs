@@ -1,7 +1,8 @@
 //! The HTTP API: the router, its shared state and the JSON error shape.
 //!
 //! Handlers live in `ingest.rs` (POST /v1/batches) and `query.rs` (GETs);
-//! `dashboard.rs` serves the fleet dashboard's static files at `/`.
+//! `dashboard.rs` serves the fleet dashboard's static files at `/`; `GET
+//! /metrics` (Prometheus text) is the one-line `metrics` handler below.
 //! This module binds no socket; `Server` in `lib.rs` does that.
 
 mod dashboard;
@@ -13,12 +14,14 @@ pub use dashboard::CONTENT_SECURITY_POLICY;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::auth::TokenTable;
+use crate::metrics::SinkMetrics;
 use crate::sink_store::{SinkStore, SinkStoreError};
 use crate::stats::{IngestStats, TeacherStats};
 use crate::teacher::Teachers;
@@ -40,6 +43,9 @@ pub struct AppState {
     pub teachers: Arc<Teachers>,
     /// Teacher outcome counters shown in `/v1/health`.
     pub teacher_stats: Arc<TeacherStats>,
+    /// Every instrument (`GET /metrics`, OTLP); `stats` and `teacher_stats`
+    /// are its `ingest` and `teacher`.
+    pub metrics: SinkMetrics,
 }
 
 /// Builds the router:
@@ -53,6 +59,7 @@ pub struct AppState {
 ///   the gateway's and the teacher's verdicts;
 /// * `GET /v1/escalations/agreement?gateway=&device=&series=&buckets=&to=` —
 ///   local-vs-teacher agreement statistics;
+/// * `GET /metrics` — Prometheus text exposition (format 0.0.4);
 /// * `GET /`, `/assets/app.js`, `/assets/style.css` — the fleet dashboard.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
@@ -67,8 +74,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/series", get(query::series))
         .route("/v1/escalations", get(query::escalations))
         .route("/v1/escalations/agreement", get(query::agreement))
+        .route("/metrics", get(metrics))
         .merge(dashboard::routes())
         .with_state(state)
+}
+
+/// `GET /metrics`: every instrument of the sink's registry as Prometheus text.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let text = state.metrics.registry.encode_prometheus();
+    ([(CONTENT_TYPE, telemetry::PROMETHEUS_CONTENT_TYPE)], text).into_response()
 }
 
 /// An error answer: `status` with body `{"error": message}`.

@@ -139,6 +139,7 @@ pub fn pg_config(schema: &str, url: Option<String>) -> SinkConfig {
         None => (Some(DEFAULT_PG_URL.to_owned()), None),
     };
     SinkConfig {
+        telemetry: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir: Default::default(),
         store: StoreConfig {
@@ -159,6 +160,7 @@ pub fn pg_config(schema: &str, url: Option<String>) -> SinkConfig {
 /// A sink config on the embedded store in `dir`.
 pub fn embedded_config(dir: &Path) -> SinkConfig {
     SinkConfig {
+        telemetry: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_owned(),
         store: StoreConfig::default(),

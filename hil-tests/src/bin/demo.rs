@@ -170,6 +170,7 @@ async fn print_log_summaries(sink_url: &str) -> Result<()> {
 
 async fn start_sink(dir: &Path, listen: &str) -> Result<(String, tokio::task::JoinHandle<()>)> {
     let mut config = cloud_sink::SinkConfig {
+        telemetry: Default::default(),
         listen: listen.to_owned(),
         data_dir: dir.join("sink"),
         store: Default::default(),

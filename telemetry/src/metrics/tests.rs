@@ -65,10 +65,11 @@ fn counters_gauges_and_histograms_encode_as_prometheus_text() {
 }
 
 #[test]
-fn unlabelled_instruments_have_no_braces_and_start_at_zero() {
+fn unlabelled_instruments_have_no_braces_and_are_exported_from_zero() {
     let m = Metrics::new("a");
     let windows = m.counter("windows_stored", "Windows stored.");
     let _bytes = m.counter("bytes_received", "Bytes received.");
+    let _took = m.histogram("took_seconds", "Time taken.", &[1.0]);
     windows.inc_by(40);
     let text = m.encode_prometheus();
     assert!(
@@ -76,6 +77,11 @@ fn unlabelled_instruments_have_no_braces_and_start_at_zero() {
         "{text}"
     );
     assert!(lines(&text).contains(&"a_bytes_received_total 0"), "{text}");
+    assert!(lines(&text).contains(&"a_took_seconds_count 0"), "{text}");
+    assert!(
+        lines(&text).contains(&"a_took_seconds_bucket{le=\"+Inf\"} 0"),
+        "{text}"
+    );
 }
 
 #[test]
