@@ -31,8 +31,10 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How the terminal log lines look.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
-    /// The filter when `RUST_LOG` is unset, e.g. `info`.
+    /// The filter when `RUST_LOG` is unset (or not read), e.g. `info`.
     pub default_filter: String,
+    /// Read `RUST_LOG` (else `default_filter` always applies, as tests want).
+    pub from_env: bool,
     /// Write to stderr (else stdout).
     pub stderr: bool,
     /// Show each event's target (module path).
@@ -43,6 +45,7 @@ impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             default_filter: "info".to_owned(),
+            from_env: true,
             stderr: true,
             with_target: true,
         }
@@ -137,8 +140,11 @@ pub fn init(
         }
         _ => None,
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.default_filter));
+    let from_env = log
+        .from_env
+        .then(EnvFilter::try_from_default_env)
+        .and_then(Result::ok);
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&log.default_filter));
     let writer = if log.stderr {
         BoxMakeWriter::new(std::io::stderr)
     } else {

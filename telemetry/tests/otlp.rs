@@ -21,8 +21,17 @@ async fn spans_and_metrics_arrive_at_an_otlp_http_receiver() {
         resource: [("deployment.environment".to_owned(), "test".to_owned())].into(),
         ..TelemetryConfig::default()
     };
-    let guard = telemetry::init("demo-service", &config, &LogOptions::default(), &metrics)
-        .expect("telemetry starts");
+    let guard = telemetry::init(
+        "demo-service",
+        &config,
+        &LogOptions {
+            // Spans at info are exported whatever RUST_LOG says.
+            from_env: false,
+            ..LogOptions::default()
+        },
+        &metrics,
+    )
+    .expect("telemetry starts");
     assert!(guard.exporting());
     // Registered after init: bridged at once.
     let depth = metrics.gauge("queue_depth", "Queue depth.");
