@@ -63,6 +63,7 @@ async fn metrics_endpoint_counts_what_was_posted() {
     let body = Body {
         windows: vec![window(0), window(10_000), window(20_000)],
         counters,
+        ..Body::default()
     };
     let key = BatchKey {
         gateway: "gw-a".into(),

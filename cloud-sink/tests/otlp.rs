@@ -99,6 +99,7 @@ async fn an_ingested_batch_arrives_as_spans_and_metrics_over_otlp() {
     let body = Body {
         windows: vec![window(1_000_000), window(1_010_000)],
         counters,
+        ..Body::default()
     };
     let key = BatchKey {
         gateway: "gw-a".into(),

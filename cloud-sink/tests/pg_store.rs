@@ -100,7 +100,10 @@ async fn postgres_answers_every_query_like_embedded() {
     // Health counts are summed like input counters; gauges are the newest
     // that were sent (seq 3 of the second epoch: seq 4 carried none).
     assert_eq!(e[0]["counters"]["agent.uplink_failures"], 8);
-    assert_eq!(e[0]["gauges"], serde_json::json!({"outbox_bytes": 300, "uptime_s": 3}));
+    assert_eq!(
+        e[0]["gauges"],
+        serde_json::json!({"outbox_bytes": 300, "uptime_s": 3})
+    );
     for q in QUERIES {
         let e = get(&client, &embedded.base, q).await;
         let p = get(&client, &pg.base, q).await;
@@ -155,8 +158,8 @@ async fn conflict_keeps_the_first_body_and_migrations_run_once() {
         );
         sink.stop().await;
     }
-    // 0001_init and 0002_escalation_exemplar, each once.
-    assert_eq!(schema.count("schema_migrations", "").await, 2);
+    // 0001_init, 0002_escalation_exemplar and 0003_gateway_gauges, each once.
+    assert_eq!(schema.count("schema_migrations", "").await, 3);
     assert_eq!(schema.count("windows", "").await, 1);
 
     // A schema newer than the binary is refused.

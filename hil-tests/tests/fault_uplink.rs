@@ -380,10 +380,14 @@ async fn sink_down_long_outage() {
     // The agent counted its failed sends during the outage, kept the count in
     // its outbox with the data, and the sink got it after the restart.
     let url = run.sink.url.clone();
-    let failures = wait_for("the agent's uplink failures at the sink", CHECK_LIMIT, || async {
-        let n = sink_health(&url, "uplink_failures").await;
-        (n > 0).then_some(n)
-    })
+    let failures = wait_for(
+        "the agent's uplink failures at the sink",
+        CHECK_LIMIT,
+        || async {
+            let n = sink_health(&url, "uplink_failures").await;
+            (n > 0).then_some(n)
+        },
+    )
     .await;
     println!("agent.uplink_failures at the sink: {failures}");
 }

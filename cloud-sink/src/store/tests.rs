@@ -369,7 +369,11 @@ fn gauges_are_the_newest_sent_and_health_counts_are_summed() {
     }
     let gw = &store.gateways().unwrap()[0];
     assert_eq!(gw.counters.health("mqtt_errors"), 6);
-    assert_eq!(gw.counters.total(), 0, "health counts are not rejected input");
+    assert_eq!(
+        gw.counters.total(),
+        0,
+        "health counts are not rejected input"
+    );
     // Seq 3 carried no gauges: seq 2's stay, with the time it was stored.
     assert_eq!(gw.gauges.get("outbox_bytes"), Some(&20));
     assert_eq!(gw.gauges_ms, 102);
