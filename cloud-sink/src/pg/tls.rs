@@ -205,3 +205,59 @@ fn explain_server_message(message: &str) -> Option<&'static str> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem_pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn builds_each_mode_and_names_the_key_of_a_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pem_pair();
+        let (_, other_key) = pem_pair();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let mut tls = PgTlsConfig {
+            mode: PgTlsMode::VerifyFull,
+            ca_file: Some(write("ca.pem", &cert)),
+            client_cert_file: None,
+            client_key_file: None,
+        };
+        assert!(!client_config(&tls)
+            .unwrap()
+            .client_auth_cert_resolver
+            .has_certs());
+        tls.mode = PgTlsMode::VerifyCa;
+        tls.client_cert_file = Some(write("c.pem", &cert));
+        tls.client_key_file = Some(write("c.key", &key));
+        assert!(client_config(&tls)
+            .unwrap()
+            .client_auth_cert_resolver
+            .has_certs());
+
+        tls.client_key_file = Some(write("other.key", &other_key));
+        let err = client_config(&tls).unwrap_err().to_string();
+        assert!(
+            err.starts_with("store.tls.client_cert_file / store.tls.client_key_file"),
+            "{err}"
+        );
+        tls.client_key_file = Some(write("empty.key", ""));
+        let err = client_config(&tls).unwrap_err().to_string();
+        assert!(err.starts_with("store.tls.client_key_file"), "{err}");
+        tls.ca_file = Some(write("garbled.pem", "-----BEGIN CERTIFICATE-----\n!!\n"));
+        let err = client_config(&tls).unwrap_err().to_string();
+        assert!(err.starts_with("store.tls.ca_file"), "{err}");
+    }
+}
