@@ -6,11 +6,13 @@
 
 mod gateways;
 mod store;
+mod store_tls;
 mod teachers;
 mod tls;
 
 pub use gateways::{is_valid_gateway_id, parse_sha256_hex, GatewayConfig, Hashes};
 pub use store::{is_identifier, redact_url, Backend, PgSettings, StoreConfig};
+pub use store_tls::{PgTlsConfig, PgTlsMode};
 pub use teachers::TeacherConfig;
 pub use tls::SinkTlsConfig;
 
@@ -180,6 +182,9 @@ impl SinkConfig {
         if let Some(tls) = &mut config.tls {
             tls.resolve_paths(base);
         }
+        if let Some(tls) = &mut config.store.tls {
+            tls.resolve_paths(base);
+        }
         config.validate().map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,
@@ -272,5 +277,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+#[cfg(test)]
+mod store_tls_tests;
 #[cfg(test)]
 mod tests;

@@ -65,8 +65,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use config::{
-    Backend, ConfigError, ConfigProblem, GatewayConfig, Hashes, Limits, SinkConfig, SinkTlsConfig,
-    StoreConfig, TeacherConfig,
+    Backend, ConfigError, ConfigProblem, GatewayConfig, Hashes, Limits, PgTlsConfig, PgTlsMode,
+    SinkConfig, SinkTlsConfig, StoreConfig, TeacherConfig,
 };
 pub use pg::{PgError, PgStore};
 pub use sink_store::{SinkStore, SinkStoreError};

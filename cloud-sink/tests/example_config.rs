@@ -81,3 +81,38 @@ fn commented_telemetry_examples_are_valid_when_uncommented() {
             .expect("example is valid");
     }
 }
+
+/// The commented `[store.tls]` example, uncommented, parses; only its
+/// (made-up) files are missing.
+#[test]
+fn commented_store_tls_example_is_valid_but_for_its_files() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/cloud-sink.postgres.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "# [store.tls]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| &l[2..])
+        .collect();
+    assert!(block.len() >= 4, "no commented [store.tls] example");
+    let config = SinkConfig::parse(&path, &format!("{text}\n{}\n", block.join("\n")))
+        .expect("example parses");
+    let tls = config.store.tls.as_ref().expect("[store.tls]");
+    assert_eq!(tls.mode, cloud_sink::PgTlsMode::VerifyFull);
+    assert!(tls.client_cert_file.is_some() && tls.client_key_file.is_some());
+    let problems = config.validate().unwrap_err();
+    let keys: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "store.tls.ca_file",
+            "store.tls.client_cert_file",
+            "store.tls.client_key_file"
+        ],
+        "{problems:?}"
+    );
+    assert!(problems
+        .iter()
+        .all(|p| p.message.contains("not a readable file")));
+}

@@ -158,8 +158,8 @@ async fn conflict_keeps_the_first_body_and_migrations_run_once() {
         );
         sink.stop().await;
     }
-    // 0001_init and 0002_escalation_exemplar, each once.
-    assert_eq!(schema.count("schema_migrations", "").await, 2);
+    // 0001_init, 0002_escalation_exemplar and 0003_gateway_gauges, each once.
+    assert_eq!(schema.count("schema_migrations", "").await, 3);
     assert_eq!(schema.count("windows", "").await, 1);
 
     // A schema newer than the binary is refused.

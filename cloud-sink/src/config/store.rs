@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ConfigProblem;
+use super::store_tls::{url_parse_hint, url_problem};
+use super::{ConfigProblem, PgTlsConfig};
 
 /// Which store keeps the batches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -44,6 +45,9 @@ pub struct StoreConfig {
     /// Connection attempts at start-up before giving up (backoff 0.5 s doubling to 8 s).
     #[serde(default = "default_connect_attempts")]
     pub connect_attempts: u32,
+    /// `[store.tls]`: TLS to PostgreSQL. Absent: no TLS (plain TCP or a Unix socket).
+    #[serde(default)]
+    pub tls: Option<PgTlsConfig>,
 }
 
 fn default_pool_size() -> usize {
@@ -63,6 +67,7 @@ impl Default for StoreConfig {
             schema: None,
             pool_size: default_pool_size(),
             connect_attempts: default_connect_attempts(),
+            tls: None,
         }
     }
 }
@@ -76,6 +81,7 @@ impl fmt::Debug for StoreConfig {
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("connect_attempts", &self.connect_attempts)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -92,6 +98,8 @@ pub struct PgSettings {
     pub connect_attempts: u32,
     /// Delay before the second attempt; doubles up to 8 s.
     pub first_backoff: Duration,
+    /// TLS to the server; `None` without `[store.tls]` or with `mode = "disable"`.
+    pub tls: Option<PgTlsConfig>,
 }
 
 impl fmt::Debug for PgSettings {
@@ -100,6 +108,7 @@ impl fmt::Debug for PgSettings {
             .field("url", &self.display)
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls.as_ref().map(|t| t.mode))
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +129,7 @@ impl StoreConfig {
                     ("url", self.url.is_some()),
                     ("url_env", self.url_env.is_some()),
                     ("schema", self.schema.is_some()),
+                    ("tls", self.tls.is_some()),
                 ] {
                     if given {
                         problems.push(ConfigProblem::new(
@@ -152,14 +162,14 @@ impl StoreConfig {
             (Some(url), None) => match tokio_postgres::Config::from_str(url) {
                 Err(e) => problems.push(ConfigProblem::new(
                     "store.url",
-                    format!("not a PostgreSQL URL ({e})"),
+                    format!("not a PostgreSQL URL ({e}){}", url_parse_hint(url)),
                 )),
                 Ok(c) if c.get_password().is_some() => problems.push(ConfigProblem::new(
                     "store.url",
                     "holds a password: keep secrets out of config files, put the URL in the \
                      environment variable named by url_env",
                 )),
-                Ok(_) => {}
+                Ok(c) => problems.extend(url_problem("store.url", &c, self.tls.as_ref())),
             },
             (None, Some(name)) => {
                 let ok = !name.is_empty()
@@ -198,6 +208,9 @@ impl StoreConfig {
                 format!("must be between 1 and 100, got {}", self.connect_attempts),
             ));
         }
+        if let Some(tls) = &self.tls {
+            tls.check(problems);
+        }
     }
 
     /// The PostgreSQL settings, reading `url_env` now; `None` for the
@@ -219,12 +232,24 @@ impl StoreConfig {
                 return Err(ConfigProblem::new("store", "url or url_env is required"));
             }
         };
+        let key = if self.url.is_some() {
+            "store.url"
+        } else {
+            "store.url_env"
+        };
         let config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             ConfigProblem::new(
-                "store.url",
-                format!("{}: not a PostgreSQL URL ({e})", redact_url(&url)),
+                key,
+                format!(
+                    "{}: not a PostgreSQL URL ({e}){}",
+                    redact_url(&url),
+                    url_parse_hint(&url)
+                ),
             )
         })?;
+        if let Some(problem) = url_problem(key, &config, self.tls.as_ref()) {
+            return Err(problem);
+        }
         Ok(Some(PgSettings {
             config,
             display: redact_url(&url),
@@ -232,6 +257,7 @@ impl StoreConfig {
             pool_size: self.pool_size,
             connect_attempts: self.connect_attempts,
             first_backoff: Duration::from_millis(500),
+            tls: self.tls.clone().filter(PgTlsConfig::enabled),
         }))
     }
 }

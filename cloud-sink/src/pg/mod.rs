@@ -9,17 +9,22 @@
 //! commit or rollback, so it then sees the stored hash (duplicate or conflict)
 //! or stores the batch itself. Answers come only after COMMIT, with
 //! `synchronous_commit = on` forced per connection. Reads are in `query.rs`,
-//! row layouts in `rows.rs`, schema set-up in `migrate.rs`; no HTTP here.
+//! row layouts in `rows.rs`, schema set-up in `migrate.rs`, TLS to the server
+//! in `tls.rs`; no HTTP here.
 
 mod migrate;
 mod query;
 mod rows;
+pub mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use wire::{Body, Envelope};
 
 use crate::config::PgSettings;
@@ -31,15 +36,26 @@ pub use migrate::MIGRATIONS;
 /// `Corrupt` are worth a retry.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    /// Start-up could not reach the database.
-    #[error("cannot connect to PostgreSQL at {url} (schema {schema}) after {attempts} attempt(s)")]
+    /// Start-up could not reach the database. `hint` says what a TLS or
+    /// certificate failure most likely means.
+    #[error(
+        "cannot connect to PostgreSQL at {url} (schema {schema}, {transport}) after {attempts} attempt(s){}",
+        .hint.map(|h| format!(": {h}")).unwrap_or_default()
+    )]
     Connect {
         url: String,
         schema: String,
+        /// `TLS verify-full`, `TLS verify-ca` or `no TLS`.
+        transport: String,
         attempts: u32,
+        hint: Option<&'static str>,
         #[source]
         source: tokio_postgres::Error,
     },
+    /// `[store.tls]` could not be turned into a TLS client (a file, the CA,
+    /// the client key pair).
+    #[error(transparent)]
+    Tls(#[from] tls::PgTlsError),
     /// No connection could be had from the pool (database down, timeout).
     #[error("PostgreSQL connection pool")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -94,10 +110,36 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 impl PgStore {
-    /// Connects (retrying with backoff), applies pending migrations under an
-    /// advisory lock and builds the pool. The error names the redacted URL.
+    /// Connects (retrying with backoff), over TLS with `[store.tls]`, applies
+    /// pending migrations under an advisory lock and builds the pool. The
+    /// error names the redacted URL and, for TLS failures, the likely cause.
     pub async fn connect(settings: &PgSettings) -> Result<PgStore, PgError> {
+        match &settings.tls {
+            None => Self::connect_with(settings, NoTls, "no TLS".into()).await,
+            Some(tls) => {
+                let client = tls::client_config(tls)?;
+                let transport = format!("TLS {}", tls.mode.as_str());
+                Self::connect_with(settings, MakeRustlsConnect::new(client), transport).await
+            }
+        }
+    }
+
+    async fn connect_with<T>(
+        settings: &PgSettings,
+        connector: T,
+        transport: String,
+    ) -> Result<PgStore, PgError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + Sync + 'static,
+        T::TlsConnect: Send + Sync,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let mut config = settings.config.clone();
+        if settings.tls.is_some() {
+            // Never fall back to plain text (the driver's default is "prefer").
+            config.ssl_mode(SslMode::Require);
+        }
         // Every session: our schema, durable commits, and bounds so that a
         // stuck statement or a sink that vanished mid-transaction cannot hold
         // a batch key's lock (and so its retries) for long.
@@ -118,18 +160,21 @@ impl PgStore {
         let mut backoff = settings.first_backoff;
         let mut attempt = 1;
         let (mut client, connection) = loop {
-            match config.connect(NoTls).await {
+            match config.connect(connector.clone()).await {
                 Ok(pair) => break pair,
                 Err(source) if attempt >= settings.connect_attempts => {
                     return Err(PgError::Connect {
                         url: settings.display.clone(),
                         schema: settings.schema.clone(),
+                        transport,
                         attempts: attempt,
+                        hint: tls::explain(&source),
                         source,
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(url = %settings.display, attempt, error = %crate::http::error_chain(&e),
+                    tracing::warn!(url = %settings.display, attempt, %transport,
+                        hint = tls::explain(&e).unwrap_or(""), error = %crate::http::error_chain(&e),
                         "PostgreSQL not reachable; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -145,7 +190,7 @@ impl PgStore {
 
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -63,7 +63,7 @@ pub(super) const INSERT_ESCALATION: &str = concat!(
 pub(super) const UPSERT_GATEWAY: &str = "INSERT INTO gateways \
     (id, batches, windows, last_seen_ms, last_epoch, last_seq, counters, gauges, gauges_ms) \
     VALUES ($1, 1, $2, $3, $4, $5, merge_counters('{}'::jsonb, $6), $7, \
-      CASE WHEN $7 = '{}'::jsonb THEN 0 ELSE $3 END) \
+      CASE WHEN $7 = '{}'::jsonb THEN 0::bigint ELSE $3 END) \
     ON CONFLICT (id) DO UPDATE SET \
       batches = gateways.batches + 1, \
       windows = gateways.windows + EXCLUDED.windows, \

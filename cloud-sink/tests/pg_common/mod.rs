@@ -149,6 +149,7 @@ pub fn pg_config(schema: &str, url: Option<String>) -> SinkConfig {
             schema: Some(schema.into()),
             pool_size: 4,
             connect_attempts: 2,
+            tls: None,
         },
         limits: Limits::default(),
         tls: None,
