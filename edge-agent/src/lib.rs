@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod journal_record;
 pub mod logmine;
+pub mod metrics;
 pub mod model;
 pub mod outbox;
 pub mod pipeline;
