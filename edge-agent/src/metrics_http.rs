@@ -21,7 +21,7 @@ use crate::store::Store;
 
 /// `metrics_listen` could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("metrics_listen = \"{addr}\": cannot listen there: {source}")]
+#[error("metrics_listen = \"{addr}\": cannot listen there")]
 pub struct MetricsListenError {
     /// The configured address.
     pub addr: SocketAddr,
