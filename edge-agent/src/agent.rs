@@ -5,6 +5,8 @@
 //! Shutdown: stop forwarding new messages, let the pipeline drain and commit
 //! what it has (acking it), then stop the syncer; whatever is not acked stays
 //! at the broker, whatever is not synced stays in the outbox.
+//! With `metrics_listen`, `GET /metrics` is served beside them (bound before
+//! anything else starts, so a taken address fails the start).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use tracing::{error, info};
 use crate::classify::templates::TemplateStage;
 use crate::classify::{ClassifyError, ClassifyStage};
 use crate::config::Settings;
+use crate::metrics::AgentMetrics;
+use crate::metrics_http::{MetricsEndpoint, MetricsListenError};
 use crate::pipeline::Pipeline;
 use crate::source::{self, SourceError};
 use crate::store::StoreError;
@@ -33,6 +37,8 @@ pub enum AgentError {
     Classify(#[from] ClassifyError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    MetricsListen(#[from] MetricsListenError),
     #[error("the {0} panicked")]
     Panicked(&'static str),
 }
@@ -81,9 +87,24 @@ pub fn classify_stage(settings: &Settings) -> Result<ClassifyStage, ClassifyErro
     Ok(classify)
 }
 
-/// Runs the agent until `shutdown` completes (or a stage fails).
+/// Runs the agent until `shutdown` completes (or a stage fails), with its
+/// metrics in a registry of its own.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    run_with_metrics(settings, AgentMetrics::new(), shutdown).await
+}
+
+/// [`run`], recording into `metrics` (the registry `telemetry::init`
+/// exports) and serving it on `metrics_listen` if set.
+pub async fn run_with_metrics(
+    settings: Settings,
+    metrics: AgentMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let token = read_token(&settings)?;
+    let endpoint = match settings.metrics_listen {
+        Some(addr) => Some(MetricsEndpoint::bind(addr).await?),
+        None => None,
+    };
     let outbox_ready = Arc::new(Notify::new());
     let classify = classify_stage(&settings)?;
     if settings.templates.enabled {
@@ -99,9 +120,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let pipeline = {
         let settings = settings.clone();
         let ready = outbox_ready.clone();
-        tokio::task::spawn_blocking(move || Pipeline::open(&settings, classify, ready))
-            .await
-            .map_err(|_| AgentError::Panicked("store start-up"))??
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            Pipeline::open_with_metrics(&settings, classify, ready, metrics)
+        })
+        .await
+        .map_err(|_| AgentError::Panicked("store start-up"))??
     };
     let store = pipeline.store().clone();
     let health = pipeline.health();
@@ -120,7 +144,17 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         })
         .expect("spawning the pipeline thread");
     let mut source_task = tokio::spawn(source.run(tx, stop_rx.clone(), done_rx));
-    let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready)?.with_health(health);
+    let metrics_task = endpoint.map(|endpoint| {
+        info!(addr = %endpoint.local_addr(), "serving GET /metrics");
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::spawn(endpoint.serve(metrics.clone(), store.clone(), stopped))
+    });
+    let syncer = Syncer::new(store, &settings.uplink, token, outbox_ready)?
+        .with_health(health)
+        .with_metrics(metrics);
     let mut syncer_task = tokio::spawn(syncer.run(stop_rx));
     info!(gateway = %settings.gateway_id, broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port), sink = %settings.uplink.url, "edge-agent running");
 
@@ -157,6 +191,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         _ => syncer_task.await,
     };
     syncer_result.map_err(|_| AgentError::Panicked("syncer"))??;
+    if let Some(task) = metrics_task {
+        if let Ok(Err(e)) = task.await {
+            error!("the metrics endpoint failed: {e}");
+        }
+    }
     info!("stopped cleanly");
     Ok(())
 }

@@ -9,6 +9,8 @@
 //! are carried through roll-ups and drops like the input counters, and reach
 //! the sink once, in order. Counts not yet moved are lost with the process
 //! (at most the last group's worth); `starts` says how often that happened.
+//! A `Health` made [`Health::mirrored`] also adds every count to cumulative
+//! metrics counters (`edge_agent_health_total`), which are never drained.
 //! This module does no I/O.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,12 +87,27 @@ impl HealthCount {
 #[derive(Debug, Default)]
 pub struct Health {
     counts: [AtomicU64; HealthCount::ALL.len()],
+    /// Cumulative copies, one per kind in `HealthCount::ALL` order (or none).
+    mirror: Vec<telemetry::Counter>,
 }
 
 impl Health {
+    /// Health counts that are also added to `mirror` (one counter per kind,
+    /// in `HealthCount::ALL` order; see `AgentMetrics::health_counters`).
+    pub fn mirrored(mirror: Vec<telemetry::Counter>) -> Health {
+        debug_assert_eq!(mirror.len(), HealthCount::ALL.len());
+        Health {
+            mirror,
+            ..Health::default()
+        }
+    }
+
     /// Counts `n` events of `kind`.
     pub fn add(&self, kind: HealthCount, n: u64) {
         self.counts[kind as usize].fetch_add(n, Ordering::Relaxed);
+        if let Some(c) = self.mirror.get(kind as usize) {
+            c.inc_by(n);
+        }
     }
 
     /// Moves every count into `counters` (as `agent.<name>`) and zeroes it
@@ -123,6 +140,19 @@ mod tests {
         assert_eq!(counters.total(), 0, "health is not rejected input");
         assert!(!health.drain_into(&mut counters), "moved once");
         assert_eq!(counters.health("uplink_failures"), 3);
+    }
+
+    #[test]
+    fn a_mirror_keeps_counting_after_a_drain() {
+        let metrics = crate::metrics::AgentMetrics::new();
+        let health = Health::mirrored(metrics.health_counters());
+        health.add(HealthCount::MqttErrors, 2);
+        health.drain_into(&mut Counters::default());
+        health.add(HealthCount::MqttErrors, 1);
+        assert_eq!(metrics.health(HealthCount::MqttErrors).get(), 3);
+        let mut counters = Counters::default();
+        health.drain_into(&mut counters);
+        assert_eq!(counters.health("mqtt_errors"), 1, "drained as before");
     }
 
     #[test]

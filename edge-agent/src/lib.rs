@@ -17,6 +17,8 @@ pub mod fuzzing;
 pub mod health;
 pub mod journal_record;
 pub mod logmine;
+pub mod metrics;
+pub mod metrics_http;
 pub mod model;
 pub mod outbox;
 pub mod pipeline;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edge_agent::config::{AgentConfig, ConfigError};
+use edge_agent::metrics::AgentMetrics;
 
 /// Edge agent for industrial IoT gateways.
 ///
@@ -24,6 +25,10 @@ use edge_agent::config::{AgentConfig, ConfigError};
 ///
 /// Logging: RUST_LOG=debug (default info). The bearer token for the sink is read
 /// from the environment variable or file named in [uplink], never from the config.
+///
+/// Metrics: with metrics_listen = "127.0.0.1:9464" the agent answers GET /metrics
+/// (Prometheus text); with [telemetry] otlp_endpoint = "http://collector:4318" the
+/// same metrics and its spans (pipeline.commit, sync.batch) go out over OTLP/HTTP.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, subcommand_negates_reqs = true)]
 struct Cli {
@@ -45,15 +50,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let result = match (cli.command, cli.config) {
-        (Some(Command::CheckConfig { file }), _) => return check_config(&file),
+        (Some(Command::CheckConfig { file }), _) => {
+            // Logs only (a config's warnings); nothing is exported.
+            let metrics = AgentMetrics::new();
+            return match init_telemetry(&telemetry::TelemetryConfig::default(), &metrics) {
+                Ok(_log) => check_config(&file),
+                Err(e) => {
+                    eprintln!("edge-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         (None, Some(config)) => run(&config),
         (None, None) => unreachable!("clap requires --config without a subcommand"),
     };
@@ -86,8 +94,35 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Logging to stdout (RUST_LOG, default info) and, with `otlp_endpoint`,
+/// OTLP export of spans and `metrics`; the guard flushes them when dropped.
+fn init_telemetry(
+    config: &telemetry::TelemetryConfig,
+    metrics: &AgentMetrics,
+) -> anyhow::Result<telemetry::TelemetryGuard> {
+    let log = telemetry::LogOptions {
+        stderr: false,
+        with_target: false,
+        ..telemetry::LogOptions::default()
+    };
+    telemetry::init("edge-agent", config, &log, &metrics.registry)
+        .context("setting up logging and telemetry")
+}
+
 fn run(config: &std::path::Path) -> anyhow::Result<()> {
-    let settings = AgentConfig::load(config)?;
+    let file = AgentConfig::read(config)?;
+    let metrics = AgentMetrics::new();
+    // Logging is up before validation so its warnings show; a bad [telemetry]
+    // section is reported below with every other problem.
+    let telemetry = if file.telemetry.problems("telemetry").is_empty() {
+        file.telemetry.clone()
+    } else {
+        telemetry::TelemetryConfig::default()
+    };
+    // Kept until the runtime (declared after it) is gone: dropping it
+    // flushes the last spans and metrics.
+    let _telemetry = init_telemetry(&telemetry, &metrics)?;
+    let settings = file.settle(config)?;
     rustls::crypto::ring::default_provider()
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
@@ -96,7 +131,11 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(edge_agent::agent::run(settings, shutdown_signal()))?;
+    runtime.block_on(edge_agent::agent::run_with_metrics(
+        settings,
+        metrics,
+        shutdown_signal(),
+    ))?;
     Ok(())
 }
 

@@ -78,6 +78,8 @@ pub struct OutboxCap {
     epoch: u64,
     /// Batches at or below this seq are already as coarse as allowed.
     coarse_until: u64,
+    /// Where the windows it rolls up and drops are counted, if anywhere.
+    metrics: Option<crate::metrics::AgentMetrics>,
 }
 
 impl OutboxCap {
@@ -100,6 +102,20 @@ impl OutboxCap {
             gateway: gateway.to_owned(),
             epoch,
             coarse_until: 0,
+            metrics: None,
+        }
+    }
+
+    /// Also counts what it rolls up and drops into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::AgentMetrics) -> OutboxCap {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts a loss of its own making (not the counters a batch carried).
+    fn count(&self, reason: Reason, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.count(reason, n);
         }
     }
 
@@ -288,10 +304,9 @@ impl OutboxCap {
                 (pass_merged, widen) = (true, false);
                 loss.add(Reason::RolledUp, merged);
                 // A merged window keeps at most its room of escalations.
-                loss.add(
-                    Reason::EscalationOverBudget,
-                    escalations_before - escalations_in(&rolled),
-                );
+                let refused = escalations_before - escalations_in(&rolled);
+                loss.add(Reason::EscalationOverBudget, refused);
+                self.count(Reason::EscalationOverBudget, refused);
                 // Never more batches than it replaces: a roll-up has fewer windows.
                 let insert = seal_batches(
                     &self.gateway,
@@ -313,6 +328,8 @@ impl OutboxCap {
                 (rewrite, merged, 0)
             };
             lock.apply(&rewrite)?;
+            self.count(Reason::RolledUp, merged);
+            self.count(Reason::OutboxFull, dropped);
             done.rolled_up += merged;
             done.dropped += dropped;
         }

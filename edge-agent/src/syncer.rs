@@ -14,16 +14,20 @@
 //! (mTLS). A 401 (token refused) is logged as an error naming what to fix; a
 //! 429 (rate limit) waits at least the sink's `Retry-After`. Both keep the
 //! batch: nothing leaves the outbox without a 2xx.
+//! Each POST is a `sync.batch` span (epoch, seq, bytes, outcome) and counted
+//! in `edge_agent_batches_sent_total{outcome}`; the batch it claims, always
+//! the oldest, sets the sync lag (see `crate::metrics`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, field, info, info_span, warn, Instrument};
 
 use crate::backoff::Backoff;
 use crate::config::{Compression, UplinkConfig};
 use crate::health::{Health, HealthCount};
+use crate::metrics::{AgentMetrics, SendOutcome};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 
@@ -90,6 +94,22 @@ pub struct Syncer {
     unauthorized: u64,
     /// Failures and refusals, shipped in batches (see `crate::health`).
     health: Arc<Health>,
+    metrics: AgentMetrics,
+}
+
+/// The envelope fields the syncer reports (CBOR map keys; the body is skipped).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+struct Header {
+    epoch: u64,
+    created_ms: i64,
+}
+
+impl Header {
+    /// The header of sealed bytes; `None` if they do not decode (the sink
+    /// will say so).
+    fn of(bytes: &[u8]) -> Option<Header> {
+        wire::decode_capped(bytes, usize::MAX).ok()
+    }
 }
 
 impl Syncer {
@@ -113,7 +133,14 @@ impl Syncer {
             compression: uplink.compression,
             unauthorized: 0,
             health: Arc::default(),
+            metrics: AgentMetrics::new(),
         })
+    }
+
+    /// Records each POST and the sync lag into `metrics`.
+    pub fn with_metrics(mut self, metrics: AgentMetrics) -> Syncer {
+        self.metrics = metrics;
+        self
     }
 
     /// Counts uplink failures into `health` (the pipeline's; see `crate::health`).
@@ -187,6 +214,8 @@ impl Syncer {
                 return Ok(());
             }
             let Some((seq, bytes)) = self.store.outbox_claim_first()? else {
+                self.metrics.set_oldest_unsent(None);
+                self.metrics.observe_store(&self.store);
                 if delivered > 0 {
                     info!(batches = delivered, "outbox drained");
                     delivered = 0;
@@ -199,17 +228,44 @@ impl Syncer {
                 continue;
             };
             let len = bytes.len();
-            match self.send(bytes).await {
+            let header = Header::of(&bytes);
+            self.metrics.set_oldest_unsent(header.map(|h| h.created_ms));
+            self.metrics.observe_store(&self.store);
+            let span = info_span!(
+                "sync.batch",
+                otel.kind = "client",
+                epoch = header.map(|h| h.epoch),
+                seq,
+                bytes = len,
+                outcome = field::Empty,
+            );
+            let answer = self.send(bytes).instrument(span.clone()).await;
+            let outcome = match &answer {
+                Answer::Stored => SendOutcome::Stored,
+                Answer::Conflict => SendOutcome::Conflict,
+                Answer::Unauthorized(_) => SendOutcome::Unauthorized,
+                Answer::Retry {
+                    rate_limited: true, ..
+                } => SendOutcome::RateLimited,
+                Answer::Retry { .. } => SendOutcome::Failed,
+            };
+            span.record("outcome", outcome.as_str());
+            self.metrics.sent(outcome);
+            match answer {
                 Answer::Stored => {
                     let store = self.store.clone();
                     tokio::task::spawn_blocking(move || store.outbox_remove(seq))
+                        .instrument(span)
                         .await
                         .expect("outbox removal does not panic")?;
+                    self.metrics.set_oldest_unsent(None);
+                    self.metrics.observe_store(&self.store);
                     self.backoff.reset();
                     delivered += 1;
                     debug!(seq, bytes = len, "batch delivered");
                 }
                 Answer::Conflict => {
+                    drop(span);
                     self.health.add(HealthCount::UplinkConflicts, 1);
                     error!(
                         seq,
@@ -217,8 +273,11 @@ impl Syncer {
                          batch moved to quarantine in the outbox store"
                     );
                     self.store.outbox_quarantine(seq)?;
+                    self.metrics.set_oldest_unsent(None);
+                    self.metrics.observe_store(&self.store);
                 }
                 Answer::Unauthorized(reason) => {
+                    drop(span);
                     let delay = self.backoff.next_delay();
                     self.unauthorized += 1;
                     self.health.add(HealthCount::UplinkUnauthorized, 1);
@@ -239,6 +298,7 @@ impl Syncer {
                     after,
                     rate_limited,
                 } => {
+                    drop(span);
                     let kind = if rate_limited {
                         HealthCount::UplinkRateLimited
                     } else {

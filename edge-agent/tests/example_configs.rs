@@ -35,6 +35,37 @@ fn every_agent_example_config_validates() {
     );
 }
 
+/// The commented `metrics_listen` and `[telemetry]` examples, uncommented,
+/// validate with the rest of their file.
+#[test]
+fn commented_observability_examples_are_valid_when_uncommented() {
+    for file in ["gateway.example.toml", "demo.toml"] {
+        let text = std::fs::read_to_string(configs_dir().join(file)).unwrap();
+        let listen = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# metrics_listen = "))
+            .unwrap_or_else(|| panic!("{file}: no commented metrics_listen"));
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "# [telemetry]")
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| &l[2..])
+            .collect();
+        assert!(block.len() >= 2, "{file}: no commented [telemetry] example");
+        let config = format!("metrics_listen = {listen}\n{text}\n{}\n", block.join("\n"));
+        let settings = AgentConfig::parse(&config)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .validate()
+            .unwrap_or_else(|problems| panic!("{file}: {problems:?}"));
+        assert_eq!(
+            settings.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap()),
+            "{file}"
+        );
+        assert!(settings.telemetry.otlp_endpoint.is_some(), "{file}");
+    }
+}
+
 #[test]
 fn check_config_lists_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();

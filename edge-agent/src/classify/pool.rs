@@ -3,11 +3,12 @@
 //! tract runs here, never on the pipeline thread's stack directly: each model
 //! gets its own worker threads, and a caller hands a whole batch over and waits
 //! for the scores (large batches are split across the workers). Every call's
-//! wall time is recorded per row in a [`LatencyHistogram`]. It knows nothing
-//! about features or verdicts.
+//! wall time is recorded per row in a [`LatencyHistogram`] and, once
+//! [`InferencePool::observe_into`] is called, per call in a metrics histogram.
+//! It knows nothing about features or verdicts.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Instant;
 
@@ -81,6 +82,8 @@ pub struct InferencePool {
     width: usize,
     outputs: usize,
     latency: Mutex<LatencyHistogram>,
+    /// `edge_agent_inference_seconds` and this pool's `model` label.
+    observer: OnceLock<(telemetry::HistogramVec, String)>,
 }
 
 impl std::fmt::Debug for InferencePool {
@@ -124,7 +127,14 @@ impl InferencePool {
             outputs: model.outputs(),
             workers,
             latency: Mutex::new(LatencyHistogram::default()),
+            observer: OnceLock::new(),
         })
+    }
+
+    /// Records each call's wall time (seconds) into `histogram` with label
+    /// `model`; a second call keeps the first histogram.
+    pub fn observe_into(&self, histogram: telemetry::HistogramVec, model: &str) {
+        let _ = self.observer.set((histogram, model.to_owned()));
     }
 
     /// Features per row.
@@ -177,9 +187,12 @@ impl InferencePool {
                 }
             }
         }
-        let micros = started.elapsed().as_secs_f64() * 1e6;
+        let seconds = started.elapsed().as_secs_f64();
         if let Ok(mut h) = self.latency.lock() {
-            h.record(n, micros);
+            h.record(n, seconds * 1e6);
+        }
+        if let Some((histogram, model)) = self.observer.get() {
+            histogram.observe(&[model], seconds);
         }
         Ok(out)
     }

@@ -368,6 +368,19 @@ impl ClassifyStage {
             .collect()
     }
 
+    /// Records every model call's wall time into `metrics.inference`, labelled
+    /// with the model's series (`log` for the log model).
+    pub fn attach_metrics(&self, metrics: &crate::metrics::AgentMetrics) {
+        for s in &self.sensors {
+            s.classifier
+                .pool()
+                .observe_into(metrics.inference.clone(), &s.series);
+        }
+        if let Some(log) = &self.log {
+            log.pool().observe_into(metrics.inference.clone(), "log");
+        }
+    }
+
     /// Inference latency per model series.
     pub fn latency(&self) -> Vec<(String, LatencySnapshot)> {
         let mut out: Vec<_> = self

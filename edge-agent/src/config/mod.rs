@@ -44,6 +44,14 @@ pub struct AgentConfig {
     /// Template mining of log lines (off by default).
     #[serde(default)]
     pub templates: TemplatesConfig,
+    /// Where to serve Prometheus text on `GET /metrics` (`ip:port`, e.g.
+    /// `127.0.0.1:9464`); off when absent. A top-level key: the shared
+    /// `[telemetry]` section rejects keys the sink does not use.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// OpenTelemetry export (OTLP/HTTP); off unless `otlp_endpoint` is set.
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,15 +261,25 @@ impl AgentConfig {
 
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        AgentConfig::read(path)?.settle(path)
+    }
+
+    /// Reads and parses a config file (syntax and types only).
+    pub fn read(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let config = AgentConfig::parse(&text).map_err(|message| ConfigError::Parse {
+        AgentConfig::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,
-        })?;
-        let mut settings = config.validate().map_err(|problems| ConfigError::Invalid {
+        })
+    }
+
+    /// Validates a config read from `path` and resolves its paths against
+    /// the file's directory.
+    pub fn settle(&self, path: &Path) -> Result<Settings, ConfigError> {
+        let mut settings = self.validate().map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,
         })?;

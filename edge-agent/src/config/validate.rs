@@ -5,6 +5,7 @@
 //! what can be checked offline; whether the broker or the sink answers is the
 //! runtime's business.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ pub struct Settings {
     pub outbox: OutboxConfig,
     pub models: ModelsConfig,
     pub templates: TemplatesConfig,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 pub(super) struct Checker(Vec<Problem>);
@@ -179,6 +183,10 @@ impl AgentConfig {
                 wire::MAX_ENVELOPE_BYTES
             ),
         );
+        let metrics_listen = self.check_metrics_listen(&mut c);
+        for p in self.telemetry.problems("telemetry") {
+            c.require(false, p.key, p.message);
+        }
         for p in self.gateway_time_problems() {
             // A warning, not (yet) a refusal: see `gateway_time_problems`.
             tracing::warn!("config {p}");
@@ -208,7 +216,20 @@ impl AgentConfig {
             outbox: self.outbox.clone(),
             models: self.models.clone(),
             templates: self.templates.clone(),
+            metrics_listen,
+            telemetry: self.telemetry.clone(),
         })
+    }
+
+    fn check_metrics_listen(&self, c: &mut Checker) -> Option<SocketAddr> {
+        let text = self.metrics_listen.as_deref()?;
+        let addr = text.parse::<SocketAddr>().ok();
+        c.require(
+            addr.is_some(),
+            "metrics_listen",
+            format!("must be an ip:port socket address like 127.0.0.1:9464, got {text:?}"),
+        );
+        addr
     }
 
     /// Problems of routes whose readings take their event time from the gateway
@@ -541,6 +562,32 @@ mod tests {
         ] {
             assert_eq!(fine.gateway_time_problems(), Vec::new());
         }
+    }
+
+    #[test]
+    fn metrics_listen_and_telemetry_are_checked_with_the_rest() {
+        let s = AgentConfig::parse(&format!("metrics_listen = \"127.0.0.1:9464\"\n{MINIMAL}"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(s.telemetry, telemetry::TelemetryConfig::default());
+        let bad = format!(
+            "metrics_listen = \"localhost\"\n{}\n[telemetry]\notlp_endpoint = \"ftp://x\"\n",
+            MINIMAL.replace("gw-1", "gw 1")
+        );
+        let problems = AgentConfig::parse(&bad).unwrap().validate().unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["gateway_id", "metrics_listen", "telemetry.otlp_endpoint"]
+        );
+        assert!(
+            problems[1].message.contains("127.0.0.1:9464"),
+            "{problems:?}"
+        );
+        let none = AgentConfig::parse(MINIMAL).unwrap().validate().unwrap();
+        assert_eq!(none.metrics_listen, None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, field, info, info_span, warn};
 use wire::{Counters, Reason};
 
 use crate::classify::router::Escalated;
@@ -27,6 +27,7 @@ use crate::decode::{self, DecodeLimits, Format};
 use crate::disk_guard::DiskGuard;
 use crate::health::{Health, HealthCount};
 use crate::journal_record::JournalRecord;
+use crate::metrics::AgentMetrics;
 use crate::outbox::{seal_batches, BatchExtras, OutboxCap};
 use crate::rollup;
 use crate::source::Delivery;
@@ -83,6 +84,7 @@ pub struct Pipeline {
     /// When a batch last carried the counters (health counts included).
     counters_sealed: Instant,
     started: Instant,
+    metrics: AgentMetrics,
 }
 
 /// An error and its sources, `: `-joined (thiserror's Display shows only the top).
@@ -105,13 +107,27 @@ pub fn now_ms() -> i64 {
 }
 
 impl Pipeline {
-    /// Opens the store, restores classifier state and replays the journal.
+    /// Opens the store, restores classifier state and replays the journal
+    /// (its metrics in a registry of its own; see [`Pipeline::open_with_metrics`]).
     pub fn open(
+        settings: &Settings,
+        classify: ClassifyStage,
+        outbox_ready: Arc<Notify>,
+    ) -> Result<Pipeline, StoreError> {
+        Pipeline::open_with_metrics(settings, classify, outbox_ready, AgentMetrics::new())
+    }
+
+    /// [`Pipeline::open`], recording into `metrics` (and the classify stage's
+    /// model calls, the outbox cap's losses and the health counts too).
+    pub fn open_with_metrics(
         settings: &Settings,
         mut classify: ClassifyStage,
         outbox_ready: Arc<Notify>,
+        metrics: AgentMetrics,
     ) -> Result<Pipeline, StoreError> {
+        classify.attach_metrics(&metrics);
         let (store, mut recovered) = Store::open_or_set_aside(&settings.data_dir, now_ms())?;
+        metrics.count(Reason::CorruptRecord, recovered.quarantined);
         if recovered.quarantined > 0 {
             recovered
                 .counters
@@ -152,8 +168,9 @@ impl Pipeline {
             "store recovered"
         );
         let outbox_live = store.outbox_bytes();
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::mirrored(metrics.health_counters()));
         health.add(HealthCount::Starts, 1);
+        metrics.observe_store(&store);
         Ok(Pipeline {
             gateway: settings.gateway_id.clone(),
             routes: settings.routes.clone(),
@@ -180,11 +197,13 @@ impl Pipeline {
                 &settings.gateway_id,
                 recovered.epoch,
                 outbox_live,
-            ),
+            )
+            .with_metrics(metrics.clone()),
             guard: DiskGuard::new(settings.outbox.max_bytes),
             health,
             counters_sealed: now,
             started: now,
+            metrics,
         })
     }
 
@@ -232,12 +251,20 @@ impl Pipeline {
         now: Instant,
         clock: i64,
     ) -> Result<(), StoreError> {
+        let span = info_span!(
+            "pipeline.commit",
+            messages = deliveries.len(),
+            accepted = field::Empty,
+            readings = field::Empty,
+        );
+        let _entered = span.enter();
         let mut commit = IngestCommit::default();
         let before = self.counters.clone();
         // Persisted with this group (the counters changed), shipped with the next cut.
         self.health.drain_into(&mut self.counters);
         let mut seq_updates = BTreeSet::new();
         let mut accepted = Vec::with_capacity(deliveries.len());
+        let mut landed = 0u64;
         for delivery in deliveries {
             self.bytes_in += delivery.payload.len() as u64;
             let Some(route) = self
@@ -281,6 +308,7 @@ impl Pipeline {
                 escalations: Vec::new(),
             });
         }
+        let accepted_messages = accepted.len();
         if !self.classify.is_empty() {
             commit.classifier = self.classify.apply(&mut accepted);
         }
@@ -295,6 +323,7 @@ impl Pipeline {
             let id = self.next_message;
             self.next_message += 1;
             let mut outcome = self.windower.ingest(&device, &mut readings, id, now, false);
+            landed += outcome.accepted + outcome.too_many_series;
             let exemplars = match self.classify.templates() {
                 Some(t) if !exemplars.is_empty() => {
                     // Kept exemplars, and their redaction counts as readings of this message.
@@ -371,7 +400,19 @@ impl Pipeline {
         if self.counters != before {
             commit.counters = Some(self.counters.clone());
         }
-        self.store.commit_ingest(&commit)
+        self.store.commit_ingest(&commit)?;
+        // Counted once durable; a group whose commit failed stops the agent.
+        let n = accepted_messages as u64;
+        self.metrics.messages_accepted.inc_by(n);
+        self.metrics
+            .messages_rejected
+            .inc_by(deliveries.len() as u64 - n);
+        self.metrics.readings.inc_by(landed);
+        self.metrics.count_growth(&before, &self.counters);
+        self.metrics.observe_store(&self.store);
+        span.record("accepted", n);
+        span.record("readings", landed);
+        Ok(())
     }
 
     /// Closes due windows and seals them into outbox batches, at most once per
@@ -394,6 +435,9 @@ impl Pipeline {
             released: pass.released,
             ..BatchCommit::default()
         };
+        if let Some(end) = pass.closed.iter().map(|c| c.summary.end_ms).max() {
+            self.metrics.observe_closed(end);
+        }
         let mut windows = Vec::with_capacity(pass.closed.len());
         let mut horizons: HashMap<(String, String), i64> = HashMap::new();
         for c in pass.closed {
@@ -484,7 +528,10 @@ impl Pipeline {
             windows = rolled;
             loss.add(Reason::RolledUp, merged);
             // A merged window keeps at most its room of escalations.
-            loss.add(Reason::EscalationOverBudget, before - escalations(&windows));
+            let refused = before - escalations(&windows);
+            loss.add(Reason::EscalationOverBudget, refused);
+            self.metrics.count(Reason::RolledUp, merged);
+            self.metrics.count(Reason::EscalationOverBudget, refused);
             if merged > 0 {
                 debug!(
                     merged,
@@ -507,6 +554,7 @@ impl Pipeline {
         self.counters_sealed = now;
         // The cut alone may not fit: roll up the new batches too.
         self.enforce_budget()?;
+        self.metrics.observe_store(&self.store);
         self.outbox_ready.notify_one();
         Ok(Some(report))
     }
