@@ -64,7 +64,7 @@ impl PgStore {
         let rows = client
             .query(
                 "SELECT id, batches, windows, last_seen_ms, last_epoch, last_seq, counters, \
-                 gauges, gauges_ms FROM gateways ORDER BY id",
+                 gauges, gauges_ms, gauges_epoch, gauges_seq FROM gateways ORDER BY id",
                 &[],
             )
             .await?;
@@ -209,6 +209,7 @@ fn gateway_info(row: &Row) -> Result<GatewayInfo, PgError> {
         counters,
         gauges,
         gauges_ms: row.get(8),
+        gauges_batch: (to_u64(row.get(9)), to_u64(row.get(10))),
         id,
     })
 }

@@ -59,10 +59,23 @@ pub(super) const INSERT_ESCALATION: &str = concat!(
 /// The gateway's totals: created by its first batch, summed in after that
 /// (the row lock orders concurrent batches of one gateway). Gauges are
 /// replaced, not summed, and only by a batch that carries some (`$7` is `{}`
-/// when it carries none).
-pub(super) const UPSERT_GATEWAY: &str = "INSERT INTO gateways \
-    (id, batches, windows, last_seen_ms, last_epoch, last_seq, counters, gauges, gauges_ms) \
+/// when it carries none) with a higher (epoch, seq) than theirs, as in the
+/// embedded store (`$4`, `$5` are bigints; epochs and seqs stay below 2^63).
+/// The condition under which a batch's gauges replace the stored ones.
+macro_rules! newer_gauges {
+    () => {
+        "EXCLUDED.gauges <> '{}'::jsonb AND \
+         (EXCLUDED.last_epoch, EXCLUDED.last_seq) > (gateways.gauges_epoch, gateways.gauges_seq)"
+    };
+}
+
+pub(super) const UPSERT_GATEWAY: &str = concat!(
+    "INSERT INTO gateways \
+    (id, batches, windows, last_seen_ms, last_epoch, last_seq, counters, \
+     gauges, gauges_epoch, gauges_seq, gauges_ms) \
     VALUES ($1, 1, $2, $3, $4, $5, merge_counters('{}'::jsonb, $6), $7, \
+      CASE WHEN $7 = '{}'::jsonb THEN 0::bigint ELSE $4 END, \
+      CASE WHEN $7 = '{}'::jsonb THEN 0::bigint ELSE $5 END, \
       CASE WHEN $7 = '{}'::jsonb THEN 0::bigint ELSE $3 END) \
     ON CONFLICT (id) DO UPDATE SET \
       batches = gateways.batches + 1, \
@@ -71,10 +84,19 @@ pub(super) const UPSERT_GATEWAY: &str = "INSERT INTO gateways \
       last_epoch = EXCLUDED.last_epoch, \
       last_seq = EXCLUDED.last_seq, \
       counters = merge_counters(gateways.counters, EXCLUDED.counters), \
-      gauges = CASE WHEN EXCLUDED.gauges = '{}'::jsonb THEN gateways.gauges \
-        ELSE EXCLUDED.gauges END, \
-      gauges_ms = CASE WHEN EXCLUDED.gauges = '{}'::jsonb THEN gateways.gauges_ms \
-        ELSE EXCLUDED.last_seen_ms END";
+      gauges = CASE WHEN ",
+    newer_gauges!(),
+    " THEN EXCLUDED.gauges ELSE gateways.gauges END, \
+      gauges_epoch = CASE WHEN ",
+    newer_gauges!(),
+    " THEN EXCLUDED.last_epoch ELSE gateways.gauges_epoch END, \
+      gauges_seq = CASE WHEN ",
+    newer_gauges!(),
+    " THEN EXCLUDED.last_seq ELSE gateways.gauges_seq END, \
+      gauges_ms = CASE WHEN ",
+    newer_gauges!(),
+    " THEN EXCLUDED.last_seen_ms ELSE gateways.gauges_ms END"
+);
 
 /// A wire `u64` as stored in a bigint (two's complement; lossless both ways).
 pub(super) fn to_i64(v: u64) -> i64 {

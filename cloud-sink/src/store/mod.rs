@@ -180,10 +180,12 @@ impl EmbeddedStore {
         info.last_seen_ms = received_ms;
         info.last_batch = Some(key.clone());
         info.counters.merge(&body.counters);
-        // Batches arrive in the gateway's seq order (the syncer sends the
-        // next only after this one was acknowledged), so the latest is newest.
-        if !body.gauges.is_empty() {
+        // Newest by the batch's key, not by arrival: a retried old batch
+        // (or one that went to another replica first) does not win.
+        let this = (key.epoch, key.seq);
+        if !body.gauges.is_empty() && this > info.gauges_batch {
             info.gauges.clone_from(&body.gauges);
+            info.gauges_batch = this;
             info.gauges_ms = received_ms;
         }
         batch.insert(gkey, wire::encode(&info));

@@ -52,12 +52,15 @@ pub struct GatewayInfo {
     /// The gateway's input counters and the agent's health counts (keys
     /// under `agent.`), summed over stored batches.
     pub counters: Counters,
-    /// The agent's state (outbox backlog, disk use, uptime, ...) as the newest
-    /// stored batch that carried any reported it; empty until one did.
+    /// The agent's state (outbox backlog, disk use, uptime, ...) as reported
+    /// by the newest batch that carried any: the highest (epoch, seq), whatever
+    /// the order batches arrived in. Empty until one did.
     #[serde(default)]
     pub gauges: Gauges,
-    /// Sink time the batch carrying `gauges` was stored (ms since the Unix
-    /// epoch; 0 while `gauges` is empty).
+    /// Epoch and seq of the batch `gauges` came from ((0, 0) while empty).
+    #[serde(default)]
+    pub gauges_batch: (u64, u64),
+    /// Sink time that batch was stored (ms since the Unix epoch; 0 while empty).
     #[serde(default)]
     pub gauges_ms: i64,
 }
@@ -73,6 +76,7 @@ impl GatewayInfo {
             last_batch: None,
             counters: Counters::default(),
             gauges: Gauges::new(),
+            gauges_batch: (0, 0),
             gauges_ms: 0,
         }
     }

@@ -353,7 +353,8 @@ fn teacher_judgements_are_stored_with_the_first_copy_only() {
 fn gauges_are_the_newest_sent_and_health_counts_are_summed() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    for seq in 1..=3u64 {
+    // Seq 1 arrives after seq 2 (a retry, or another replica): older, it must not win.
+    for seq in [2, 1, 3u64] {
         let (_, mut body) = seal("gw", 1, seq, vec![window("d", "m", 0, 1.0)], 0);
         body.counters.add_health("mqtt_errors", seq);
         if seq < 3 {
@@ -376,5 +377,5 @@ fn gauges_are_the_newest_sent_and_health_counts_are_summed() {
     );
     // Seq 3 carried no gauges: seq 2's stay, with the time it was stored.
     assert_eq!(gw.gauges.get("outbox_bytes"), Some(&20));
-    assert_eq!(gw.gauges_ms, 102);
+    assert_eq!((gw.gauges_batch, gw.gauges_ms), ((1, 2), 102));
 }
