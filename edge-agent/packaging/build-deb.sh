@@ -20,10 +20,13 @@ mkdir -p "$out"
 sed -e 's|"\.\./models/|"/usr/share/edge-agent/models/|' \
     -e 's|^token_file = .*|token_file = "/run/credentials/edge-agent.service/token"|' \
     -e 's|^# Check it with:  edge-agent check-config configs/gateway.example.toml|# Check it with:  edge-agent check-config /etc/edge-agent/agent.toml|' \
-    configs/gateway.example.toml > "$out/agent.toml"
+    configs/gateway.example.toml > "$out/agent.toml.$$"
+mv "$out/agent.toml.$$" "$out/agent.toml"  # atomic: two packagings may run at once
 grep -q '/usr/share/edge-agent/models/' "$out/agent.toml" || {
   echo "build-deb.sh: the example config no longer names ../models/ paths; update this script" >&2
   exit 1
 }
-cargo deb -p edge-agent --profile "${PROFILE:-release}" --output "$out/" "$@" >&2
-ls -t "$out"/*.deb | head -1
+# cargo-deb prints the package's path last on stdout.
+deb="$(cargo deb -p edge-agent --profile "${PROFILE:-release}" --output "$out/" "$@" | tail -1)"
+[ -f "$deb" ] || { echo "build-deb.sh: cargo deb did not name a package (got: $deb)" >&2; exit 1; }
+echo "$deb"

@@ -370,3 +370,30 @@ async fn drive(
     std::fs::write(target.join("dashboard-sink-down.png"), png).unwrap();
     Ok(())
 }
+
+/// The dashboard's "Agent faults" column sums the health counts its `FAULTS` list names;
+/// those are the agent's own `HealthCount` names (a rename on either side would silently
+/// drop a count from the column).
+#[test]
+fn dashboard_fault_names_are_agent_health_counts() {
+    let app = hil_tests::paths::workspace_root().join("cloud-sink/assets/dashboard/app.js");
+    let text = std::fs::read_to_string(&app).unwrap();
+    let list = text
+        .split_once("const FAULTS = [")
+        .and_then(|(_, rest)| rest.split_once("];"))
+        .expect("app.js defines `const FAULTS = [...];`")
+        .0;
+    let faults: Vec<&str> = list
+        .split(',')
+        .map(|s| s.trim().trim_matches('"'))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let known: Vec<&str> = edge_agent::health::HealthCount::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert!(faults.len() >= 5, "{faults:?}");
+    for name in &faults {
+        assert!(known.contains(name), "FAULTS names {name:?}, not a HealthCount: {known:?}");
+    }
+}

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    agent_config, expected_counters, tail, wait_for, Agent, CheckWait, Sink, GATEWAY, SERIAL,
+    agent_config, expected_counters, sink_counters, sink_health, tail, wait_for, Agent, CheckWait,
+    Sink, GATEWAY, SERIAL,
 };
 use hil_tests::fault_proxy::{FaultProxy, Mode, ModeKind, ModeStats};
 use hil_tests::ledger::LedgerRecord;
@@ -211,30 +212,7 @@ async fn get_json(url: String) -> serde_json::Value {
 
 /// Our gateway's entry in `/v1/gateways` (durable totals: batches, windows, counters).
 async fn gateway_info(sink_url: &str) -> serde_json::Value {
-    let all = get_json(format!("{sink_url}/v1/gateways")).await;
-    all.as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["id"] == GATEWAY)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// The input counters the sink summed for our gateway (the agent's health
-/// counts, `agent.*`, left out).
-async fn sink_counters(sink_url: &str) -> BTreeMap<String, u64> {
-    let mut counters: BTreeMap<String, u64> =
-        serde_json::from_value(gateway_info(sink_url).await["counters"].clone())
-            .unwrap_or_default();
-    counters.retain(|k, _| !k.starts_with(wire::HEALTH_PREFIX));
-    counters
-}
-
-/// The agent's health count `agent.<name>` as the sink summed it.
-async fn sink_health(sink_url: &str, name: &str) -> u64 {
-    gateway_info(sink_url).await["counters"][format!("{}{name}", wire::HEALTH_PREFIX)]
-        .as_u64()
-        .unwrap_or(0)
+    common::sink_gateway(sink_url).await.unwrap_or_default()
 }
 
 /// Batches the sink stored for our gateway (re-sends not counted).
@@ -384,7 +362,7 @@ async fn sink_down_long_outage() {
         "the agent's uplink failures at the sink",
         CHECK_LIMIT,
         || async {
-            let n = sink_health(&url, "uplink_failures").await;
+            let n = sink_health(&url).await.get("uplink_failures").copied().unwrap_or(0);
             (n > 0).then_some(n)
         },
     )

@@ -3,6 +3,9 @@
 //! conffile; unpacked into a temporary root, the unit's own command starts with `--help`, its
 //! pre-start check accepts the packaged config, the packaged models load with that config, and
 //! `systemd-analyze verify` (where installed) finds no unknown or invalid directive.
+//! The arm64 .deb (Pi 4/5, Jetson), built the same way from the aarch64 debug binary
+//! `scripts/test.sh` cross-builds, carries the same unit and conffile for `Architecture: arm64`,
+//! and its unpacked binary starts with `--help` under `qemu-aarch64`.
 //! It does not install into the system or start the service (no systemd in a test).
 
 use std::path::{Path, PathBuf};
@@ -46,16 +49,20 @@ fn command_under(root: &Path, line: &str) -> Command {
     cmd
 }
 
-#[test]
-fn the_deb_carries_the_unit_and_config_and_its_command_starts() {
-    let deb_tools = have("dpkg-deb") && have("cargo-deb");
-    if !deb_tools && !require_or_skip("dpkg-deb and cargo-deb (cargo install cargo-deb --locked)") {
-        return;
-    }
-    let ws = workspace_root();
-    let script = ws.join("edge-agent/packaging/build-deb.sh");
+/// Whether dpkg-deb and cargo-deb are here; else skips (or fails under
+/// `EDGE_REQUIRE_SERVICES=1`).
+fn deb_tools_or_skip() -> bool {
+    (have("dpkg-deb") && have("cargo-deb"))
+        || require_or_skip("dpkg-deb and cargo-deb (cargo install cargo-deb --locked)")
+}
+
+/// Packages the debug binary already built (`extra` picks a `--target`) and
+/// checks what `dpkg-deb --info` says of it; returns the .deb.
+fn build_deb(extra: &[&str], arch: &str) -> PathBuf {
+    let script = workspace_root().join("edge-agent/packaging/build-deb.sh");
     let out = run(Command::new(&script)
         .arg("--no-build")
+        .args(extra)
         .env("PROFILE", "dev"));
     let deb = PathBuf::from(out.lines().last().expect("the script prints the .deb path"));
     assert!(deb.is_file(), "{}", deb.display());
@@ -64,12 +71,59 @@ fn the_deb_carries_the_unit_and_config_and_its_command_starts() {
     println!("{info}");
     for needed in [
         "Package: edge-agent",
-        "Architecture: amd64",
+        &format!("Architecture: {arch}"),
         "conffiles",
         "postinst",
     ] {
         assert!(info.contains(needed), "dpkg-deb --info lacks {needed:?}");
     }
+    deb
+}
+
+#[test]
+fn the_arm64_deb_carries_an_aarch64_agent_that_starts_under_qemu() {
+    const TARGET: &str = "aarch64-unknown-linux-gnu";
+    if !deb_tools_or_skip() {
+        return;
+    }
+    let binary = workspace_root().join("target").join(TARGET).join("debug/edge-agent");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR");
+    if target_dir.is_some() || !binary.is_file() {
+        require_or_skip(&format!(
+            "{} (scripts/test.sh cross-builds it; CARGO_TARGET_DIR not supported here)",
+            binary.display()
+        ));
+        return;
+    }
+    if !have("qemu-aarch64") && !require_or_skip("qemu-aarch64 (Debian qemu-user)") {
+        return;
+    }
+    let deb = build_deb(&["--target", TARGET], "arm64");
+    let root = tempfile::tempdir().unwrap();
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(root.path()));
+    for path in [
+        "usr/lib/systemd/system/edge-agent.service",
+        "etc/edge-agent/agent.toml",
+        "usr/share/edge-agent/models/sensor/student_int8.onnx",
+    ] {
+        assert!(root.path().join(path).is_file(), "package lacks {path}");
+    }
+    let help = run(Command::new("qemu-aarch64")
+        .args(["-L", "/usr/aarch64-linux-gnu"])
+        .arg(root.path().join("usr/bin/edge-agent"))
+        .arg("--help"));
+    assert!(help.contains("Usage: edge-agent"), "{help}");
+}
+
+#[test]
+fn the_deb_carries_the_unit_and_config_and_its_command_starts() {
+    if !deb_tools_or_skip() {
+        return;
+    }
+    let deb = build_deb(&[], "amd64");
     let listing = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
     for path in [
         "./usr/bin/edge-agent",
