@@ -15,7 +15,7 @@ complement, UInt32 in long_value), a DataSet and a null metric, a seq gap, a
 redelivered seq, wraparound 255 -> 0, NCMD and STATE, DDEATH and data after
 it, a stale and a matching NDEATH, data after death, a rebirth with changed
 aliases (old alias unknown, devices unborn until their new DBIRTH), a metric
-time too far ahead.
+time too far ahead (2200).
 
 Encoder: pysparkplug 0.6.1 from PyPI (its payload classes, and for what its
 API refuses to build, the `sparkplug_b_pb2` module it ships, generated from
@@ -46,6 +46,9 @@ if spb.__version__ != PINNED:
 
 NOW = 1_767_225_600_000  # the gateway clock of the test: 2026-01-01T00:00:00Z
 T0 = NOW - 60_000
+# Ahead of any gateway clock by more than its skew allowance, also when the
+# end-to-end test runs these vectors through an agent on the real clock.
+FAR_FUTURE = 7_258_118_400_000  # 2200-01-01
 HOUR = 3_600_000
 G, N = "plant", "gw1"
 NODE = f"{G}/{N}"
@@ -158,8 +161,8 @@ x = p.metrics.add(); x.name = "table"; x.datatype = T.DATASET      # a DataSet: 
 x.dataset_value.num_of_columns = 1; x.dataset_value.columns.append("a"); x.dataset_value.types.append(T.INT32)
 row = x.dataset_value.rows.add(); row.elements.add().int_value = 7
 x = p.metrics.add(); x.alias = 9; x.is_null = True                  # null: no reading, no problem
-x = p.metrics.add(); x.alias = 10; x.double_value = 2.5; x.timestamp = NOW + 2 * 86_400_000
-emit("NDATA: Tahu-style ints, a DataSet, a null, a time two days ahead", "NDATA",
+x = p.metrics.add(); x.alias = 10; x.double_value = 2.5; x.timestamp = FAR_FUTURE
+emit("NDATA: Tahu-style ints, a DataSet, a null, a time in 2200", "NDATA",
      p.SerializeToString(),
      ok(NODE, [["i8", t, -5.0], ["u32", t, 4_000_000_001.0]],
         {"unsupported": 1, "bad_timestamp": 1}))
