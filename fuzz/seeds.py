@@ -287,3 +287,27 @@ C2 = {
 }
 for k, v in C2.items(): write("wire_counters", "counters-" + k, cbor(v))
 write("wire_counters", "counters-dup-key", Raw(head(5, 2) + cbor("late") + cbor(1) + cbor("late") + cbor(2)).b)
+
+# --- sparkplug_session ---------------------------------------------------------
+# Sessions framed as edge_agent::fuzzing::sparkplug_session reads them: topic index
+# (SPARKPLUG_TOPICS), u16 LE length, payload. The payloads are the pysparkplug-built
+# vectors of edge-agent/tests/sparkplug/ (node gw1 -> n, pump -> d1, fan -> d2).
+import json
+SPB_TOPICS = ["NBIRTH", "NDATA", "DBIRTH/d1", "DDATA/d1", "DBIRTH/d2", "DDATA/d2", "DDEATH/d1",
+              "NDEATH", "NCMD", "STATE"]
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "../edge-agent/tests/sparkplug/sparkplug_vectors.json")) as f:
+    spb_vectors = json.load(f)["messages"]
+def spb_frame(msg):
+    parts = msg["topic"].split("/")
+    if parts[1] == "STATE":
+        key = "STATE"
+    else:
+        key = parts[2] + ({"pump": "/d1", "fan": "/d2"}[parts[4]] if len(parts) > 4 else "")
+        key = {"DDEATH/d2": "DDEATH/d1"}.get(key, key)
+    payload = bytes.fromhex(msg["payload_hex"])
+    return bytes([SPB_TOPICS.index(key)]) + struct.pack("<H", len(payload)) + payload
+frames = [spb_frame(m) for m in spb_vectors]
+write("sparkplug_session", "session-vectors", b"".join(frames))
+write("sparkplug_session", "session-birth-data", frames[1] + frames[4])
+write("sparkplug_session", "session-truncated", b"".join(frames)[:500])

@@ -10,6 +10,7 @@
 #![doc(hidden)]
 
 use crate::classify::log_recipe::LogRecipe;
+use crate::decode::sparkplug::Sparkplug;
 use crate::decode::{self, text, DecodeLimits, DecodeRules, Decoded, Format, TimeUnit};
 use crate::journal_record::JournalRecord;
 
@@ -111,7 +112,7 @@ fn check_decoded(
             assert!(d.readings.iter().all(|r| r.metric != rules.time_field
                 && Some(r.metric.as_str()) != rules.seq_field.as_deref()));
         }
-        Format::Influx => assert_eq!(d.seq, None),
+        Format::Influx | Format::Sparkplug => assert_eq!(d.seq, None),
         Format::Text => {
             assert_eq!((d.device.as_str(), d.seq), (TOPIC_DEVICE, None));
             let text = std::str::from_utf8(payload).expect("text decode accepted non-UTF-8");
@@ -120,6 +121,55 @@ fn check_decoded(
             assert_eq!(got, want, "one reading per line, valued at its length");
             assert!(d.readings.iter().all(|r| r.metric == text::LOG_METRIC));
         }
+    }
+}
+
+/// The topics [`sparkplug_session`] sends to: one edge node, two devices, and
+/// messages the decoder ignores or rejects by topic.
+pub const SPARKPLUG_TOPICS: [&str; 10] = [
+    "spBv1.0/g/NBIRTH/n",
+    "spBv1.0/g/NDATA/n",
+    "spBv1.0/g/DBIRTH/n/d1",
+    "spBv1.0/g/DDATA/n/d1",
+    "spBv1.0/g/DBIRTH/n/d2",
+    "spBv1.0/g/DDATA/n/d2",
+    "spBv1.0/g/DDEATH/n/d1",
+    "spBv1.0/g/NDEATH/n",
+    "spBv1.0/g/NCMD/n",
+    "spBv1.0/STATE/host",
+];
+
+/// One Sparkplug session fed `data` cut into messages: a byte choosing the
+/// topic from [`SPARKPLUG_TOPICS`], the payload length (u16, little-endian),
+/// the payload (cut short by the end of `data`).
+/// Each accepted message must keep the `decode/` promises (see
+/// [`decode_payload`]) and name a device of the topic's node.
+pub fn sparkplug_session(data: &[u8]) {
+    let limits = limits();
+    let mut session = Sparkplug::default();
+    let mut rest = data;
+    while let [topic, lo, hi, tail @ ..] = rest {
+        let len = usize::from(u16::from_le_bytes([*lo, *hi]));
+        let (payload, next) = tail.split_at(len.min(tail.len()));
+        rest = next;
+        let topic = SPARKPLUG_TOPICS[usize::from(*topic) % SPARKPLUG_TOPICS.len()];
+        let Ok(d) = session.decode(&limits, topic, payload, NOW_MS) else {
+            continue;
+        };
+        check_decoded(
+            Format::Sparkplug,
+            &rules(Format::Sparkplug),
+            &limits,
+            payload,
+            &d,
+        );
+        assert!(d.device == "g/n" || d.device.starts_with("g/n/d"), "{d:?}");
+        assert!(
+            d.readings
+                .iter()
+                .all(|r| !r.metric.chars().any(char::is_control)),
+            "{d:?}"
+        );
     }
 }
 

@@ -38,6 +38,11 @@ fn decode_text_corpus() {
 }
 
 #[test]
+fn sparkplug_session_corpus() {
+    replay_corpus("sparkplug_session", fuzzing::sparkplug_session);
+}
+
+#[test]
 fn journal_record_corpus() {
     replay_corpus("journal_record", fuzzing::journal_record);
 }

@@ -55,11 +55,32 @@ pub enum Reason {
     /// device's hourly budget (`routing.max_escalations_per_device_hour`) or
     /// over a window's room for them. The local verdict stands for these.
     EscalationOverBudget,
+    /// A field of a kind the decoder does not read (Sparkplug B DataSet,
+    /// Template, PropertySet, array or extension values): skipped, siblings flow.
+    Unsupported,
+    /// A Sparkplug B data or device message of an edge node or device with no
+    /// live birth (never born since the agent started, or dead since): dropped.
+    SparkplugBeforeBirth,
+    /// A Sparkplug B metric whose alias its birth did not define (or with
+    /// neither name nor alias): skipped, siblings flow.
+    SparkplugUnknownAlias,
+    /// A Sparkplug B message whose `seq` was not the edge node's next one
+    /// (one count per jump); the message itself is used.
+    SparkplugSeqGap,
+    /// Sparkplug B messages the jumps counted by `SparkplugSeqGap` skipped over.
+    SparkplugSeqMissed,
+    /// A Sparkplug B NDEATH whose `bdSeq` is not the current birth's (a will
+    /// left over from an earlier session): ignored, the node stays online.
+    SparkplugStaleDeath,
+    /// A Sparkplug B NDEATH or DDEATH that took its node or device offline.
+    SparkplugDeath,
+    /// A Sparkplug B message that is not telemetry (NCMD, DCMD, STATE): ignored.
+    SparkplugIgnored,
 }
 
 impl Reason {
     /// Every reason, in wire order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Malformed,
         Reason::WrongType,
         Reason::NonFinite,
@@ -74,6 +95,14 @@ impl Reason {
         Reason::OutboxFull,
         Reason::CorruptRecord,
         Reason::EscalationOverBudget,
+        Reason::Unsupported,
+        Reason::SparkplugBeforeBirth,
+        Reason::SparkplugUnknownAlias,
+        Reason::SparkplugSeqGap,
+        Reason::SparkplugSeqMissed,
+        Reason::SparkplugStaleDeath,
+        Reason::SparkplugDeath,
+        Reason::SparkplugIgnored,
     ];
 
     /// The stable wire name of this reason.
@@ -93,6 +122,14 @@ impl Reason {
             Reason::OutboxFull => "outbox_full",
             Reason::CorruptRecord => "corrupt_record",
             Reason::EscalationOverBudget => "escalation_over_budget",
+            Reason::Unsupported => "unsupported",
+            Reason::SparkplugBeforeBirth => "sparkplug_before_birth",
+            Reason::SparkplugUnknownAlias => "sparkplug_unknown_alias",
+            Reason::SparkplugSeqGap => "sparkplug_seq_gap",
+            Reason::SparkplugSeqMissed => "sparkplug_seq_missed",
+            Reason::SparkplugStaleDeath => "sparkplug_stale_death",
+            Reason::SparkplugDeath => "sparkplug_death",
+            Reason::SparkplugIgnored => "sparkplug_ignored",
         }
     }
 }

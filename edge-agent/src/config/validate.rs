@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::decode::sparkplug::NAMESPACE as SPARKPLUG_NAMESPACE;
 use crate::decode::{DecodeLimits, DecodeRules, Format, TimeUnit};
 use crate::topic::TopicFilter;
 use crate::windower::WindowPolicy;
@@ -323,11 +324,24 @@ impl AgentConfig {
                 }
             };
             let levels: Vec<&str> = r.topic.split('/').collect();
-            c.require(
-                levels.last() == Some(&"#") || r.device_segment < levels.len(),
-                key("device_segment"),
-                format!("topic '{}' has only {} levels", r.topic, levels.len()),
-            );
+            if r.format == Format::Sparkplug {
+                // The device comes from the Sparkplug topic itself (group/node[/device]).
+                c.require(
+                    levels.first() == Some(&SPARKPLUG_NAMESPACE),
+                    key("topic"),
+                    format!(
+                        "format sparkplug needs a topic under '{SPARKPLUG_NAMESPACE}/' \
+                         (like '{SPARKPLUG_NAMESPACE}/#'), got '{}'",
+                        r.topic
+                    ),
+                );
+            } else {
+                c.require(
+                    levels.last() == Some(&"#") || r.device_segment < levels.len(),
+                    key("device_segment"),
+                    format!("topic '{}' has only {} levels", r.topic, levels.len()),
+                );
+            }
             c.require(
                 r.seq_field.as_deref() != Some(r.time_field.as_str()),
                 key("seq_field"),
@@ -440,6 +454,30 @@ mod tests {
         assert_eq!(s.window.width_ms, 60_000);
         assert_eq!(s.routes[0].rules.time_unit, TimeUnit::Milliseconds);
         assert_eq!(s.mqtt.port, 1883);
+    }
+
+    #[test]
+    fn sparkplug_routes_need_the_sparkplug_namespace() {
+        let route = |topic: &str| {
+            MINIMAL
+                .replace("plant/+/sensors", topic)
+                .replace("\"json\"", "\"sparkplug\"")
+        };
+        let s = AgentConfig::parse(&route("spBv1.0/#"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.routes[0].rules.format, Format::Sparkplug);
+        AgentConfig::parse(&route("spBv1.0/plant-a/+/+/+"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        let problems = AgentConfig::parse(&route("plant/#"))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["routes[0].topic"]);
     }
 
     #[test]

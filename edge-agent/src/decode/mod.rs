@@ -9,6 +9,7 @@
 
 mod fields;
 mod influx;
+pub mod sparkplug;
 pub mod text;
 mod time;
 
@@ -55,6 +56,10 @@ pub enum Format {
     Influx,
     /// Plain-text log lines (counted per device as metric `log.line_bytes`).
     Text,
+    /// Sparkplug B protobuf on `spBv1.0/...` topics. Stateful: the pipeline
+    /// decodes with its [`sparkplug::Sparkplug`]; [`decode`] sees each payload
+    /// alone (births decode, data messages are `sparkplug_before_birth`).
+    Sparkplug,
 }
 
 /// How to read payloads of one route.
@@ -93,6 +98,9 @@ pub fn decode(
     if payload.len() > limits.max_payload_bytes {
         return Err(Reason::TooLarge);
     }
+    if rules.format == Format::Sparkplug {
+        return sparkplug::Sparkplug::default().decode(limits, topic, payload, now_ms);
+    }
     let device = topic
         .split('/')
         .nth(rules.device_segment)
@@ -111,6 +119,10 @@ pub fn decode(
         Format::Cbor => fields::decode_cbor(&ctx, device, payload)?,
         Format::Influx => influx::decode(&ctx, device, payload)?,
         Format::Text => text::decode(device, payload, now_ms)?,
+        // Returned above (its device comes from several topic levels).
+        Format::Sparkplug => {
+            sparkplug::Sparkplug::default().decode(limits, topic, payload, now_ms)?
+        }
     };
     if decoded.readings.is_empty() && decoded.problems.is_empty() {
         return Err(Reason::Empty);

@@ -22,6 +22,7 @@ use crate::classify::router::Escalated;
 use crate::classify::templates::REDACTED_PREFIX;
 use crate::classify::{Accepted, ClassifyStage};
 use crate::config::{Route, Settings};
+use crate::decode::sparkplug::Sparkplug;
 use crate::decode::Reading;
 use crate::decode::{self, DecodeLimits, Format};
 use crate::disk_guard::DiskGuard;
@@ -68,6 +69,8 @@ pub struct Pipeline {
     store: Store,
     windower: Windower,
     device_seqs: HashMap<String, u64>,
+    /// Sparkplug B session state (births, aliases, seq) of `format = "sparkplug"` routes.
+    sparkplug: Sparkplug,
     counters: Counters,
     epoch: u64,
     next_seq: u64,
@@ -181,6 +184,7 @@ impl Pipeline {
             store,
             windower,
             device_seqs: recovered.device_seqs,
+            sparkplug: Sparkplug::default(),
             counters: recovered.counters,
             epoch: recovered.epoch,
             next_seq: recovered.next_seq,
@@ -275,13 +279,19 @@ impl Pipeline {
                 self.counters.add(Reason::UnknownTopic, 1);
                 continue;
             };
-            let decoded = match decode::decode(
-                &route.rules,
-                &self.limits,
-                &delivery.topic,
-                &delivery.payload,
-                clock,
-            ) {
+            let decoded = if route.rules.format == Format::Sparkplug {
+                self.sparkplug
+                    .decode(&self.limits, &delivery.topic, &delivery.payload, clock)
+            } else {
+                decode::decode(
+                    &route.rules,
+                    &self.limits,
+                    &delivery.topic,
+                    &delivery.payload,
+                    clock,
+                )
+            };
+            let decoded = match decoded {
                 Ok(d) => d,
                 Err(reason) => {
                     self.counters.add(reason, 1);
