@@ -29,7 +29,9 @@
 #
 # Usage: hil-tests/bench/compare.sh [--contestants "agent mosquitto_sub python node-red"]
 #          [--rates "1000 10000"] [--reps 3] [--warmup 15] [--steady 30] [--devices 125]
-#          [--out DIR]
+#          [--out DIR] [--agent-outbox-max-bytes N]
+# --agent-outbox-max-bytes adds [outbox] max_bytes = N to the agent's config (default cap:
+# 256 MiB, which bounds the whole store, journal included).
 # Needs the bench-profile binaries (not built here; 2-core etiquette):
 #   cargo build --profile bench -p edge-agent -p cloud-sink -p hil-tests --bins
 # and, for the peers, hil-tests/bench/setup-peers.sh. Not part of CI.
@@ -43,6 +45,7 @@ WARMUP=15
 STEADY=30
 DEVICES=125
 OUT=""
+AGENT_OUTBOX_MAX=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --contestants) CONTESTANTS=$2; shift 2 ;;
@@ -52,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --steady) STEADY=$2; shift 2 ;;
     --devices) DEVICES=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --agent-outbox-max-bytes) AGENT_OUTBOX_MAX=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -140,6 +144,7 @@ start_agent() {
       -e "s/^# metrics_listen = .*/metrics_listen = \"127.0.0.1:$MPORT\"/" \
       -e "s#^path = \"\.\./models/#path = \"$ROOT/models/#" \
       "$ROOT/configs/demo.toml" > "$T/agent.toml"
+  [[ -z $AGENT_OUTBOX_MAX ]] || printf '\n[outbox]\nmax_bytes = %s\n' "$AGENT_OUTBOX_MAX" >> "$T/agent.toml"
   (cd "$T" && EDGE_TOKEN=bench-token exec "$BIN/edge-agent" --config "$T/agent.toml" > "$T/agent.log" 2>&1) &
   CPID=$!; PIDS+=("$CPID")
   wait_for 30 curl -sf "http://127.0.0.1:$MPORT/metrics"
@@ -214,7 +219,8 @@ trial() {
   local t_pub_end; t_pub_end=$(date +%s.%N)
   local published; published=$(python3 -c "import json; print(json.load(open('$T/load.json'))['acked'])" 2>/dev/null || echo 0)
   local drained=false
-  if wait_for 10 test "$(consumed "$c")" -ge "$published"; then drained=true; fi
+  all_consumed() { [[ $(consumed "$c") -ge $published ]]; }
+  if wait_for 10 all_consumed; then drained=true; fi
   local t_drained; t_drained=$(date +%s.%N)
   local final; final=$(consumed "$c")
   if [[ $c == agent ]]; then
