@@ -394,6 +394,9 @@ fn dashboard_fault_names_are_agent_health_counts() {
         .collect();
     assert!(faults.len() >= 5, "{faults:?}");
     for name in &faults {
-        assert!(known.contains(name), "FAULTS names {name:?}, not a HealthCount: {known:?}");
+        assert!(
+            known.contains(name),
+            "FAULTS names {name:?}, not a HealthCount: {known:?}"
+        );
     }
 }

@@ -362,7 +362,11 @@ async fn sink_down_long_outage() {
         "the agent's uplink failures at the sink",
         CHECK_LIMIT,
         || async {
-            let n = sink_health(&url).await.get("uplink_failures").copied().unwrap_or(0);
+            let n = sink_health(&url)
+                .await
+                .get("uplink_failures")
+                .copied()
+                .unwrap_or(0);
             (n > 0).then_some(n)
         },
     )

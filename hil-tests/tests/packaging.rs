@@ -86,7 +86,10 @@ fn the_arm64_deb_carries_an_aarch64_agent_that_starts_under_qemu() {
     if !deb_tools_or_skip() {
         return;
     }
-    let binary = workspace_root().join("target").join(TARGET).join("debug/edge-agent");
+    let binary = workspace_root()
+        .join("target")
+        .join(TARGET)
+        .join("debug/edge-agent");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR");
     if target_dir.is_some() || !binary.is_file() {
         require_or_skip(&format!(
