@@ -60,11 +60,25 @@ fn deb_tools_or_skip() -> bool {
 /// checks what `dpkg-deb --info` says of it; returns the .deb.
 fn build_deb(extra: &[&str], arch: &str) -> PathBuf {
     let script = workspace_root().join("edge-agent/packaging/build-deb.sh");
-    let out = run(Command::new(&script)
+    let out = Command::new(&script)
         .arg("--no-build")
         .args(extra)
-        .env("PROFILE", "dev"));
-    let deb = PathBuf::from(out.lines().last().expect("the script prints the .deb path"));
+        .env("PROFILE", "dev")
+        .output()
+        .expect("running build-deb.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "build-deb.sh failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The script prints the package's path last on stdout (cargo-deb's chatter is on stderr).
+    let deb = PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the script prints the .deb path"),
+    );
     assert!(deb.is_file(), "{}", deb.display());
 
     let info = run(Command::new("dpkg-deb").arg("--info").arg(&deb));
