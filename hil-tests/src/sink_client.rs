@@ -101,7 +101,15 @@ fn nullable_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 pub struct SeriesResponse {
     /// Stored windows.
     pub windows: Vec<StoredWindow>,
+    /// Whether the sink cut the answer at the query's limit.
+    #[serde(default)]
+    pub truncated: bool,
 }
+
+/// The most windows one `/v1/series` answer may hold (the sink's
+/// `MAX_SERIES_LIMIT`); the sink's default limit (100 000) is below what a
+/// long replay stores, and a cut answer would read as missing windows.
+pub const SERIES_LIMIT: usize = 1_000_000;
 
 /// Fetching failed.
 #[derive(Debug, Error)]
@@ -113,6 +121,14 @@ pub enum FetchError {
         url: String,
         /// The underlying error.
         source: reqwest::Error,
+    },
+    /// The sink holds more windows than one answer may carry.
+    #[error("GET {url}: the sink cut its answer at {limit} windows (truncated)")]
+    Truncated {
+        /// The URL requested.
+        url: String,
+        /// The limit asked for.
+        limit: usize,
     },
 }
 
@@ -134,13 +150,19 @@ pub async fn fetch_windows_with(
     };
     let response = client
         .get(&url)
-        .query(&[("gateway", gateway)])
+        .query(&[("gateway", gateway), ("limit", &SERIES_LIMIT.to_string())])
         .send()
         .await
         .map_err(err)?
         .error_for_status()
         .map_err(err)?;
     let body: SeriesResponse = response.json().await.map_err(err)?;
+    if body.truncated {
+        return Err(FetchError::Truncated {
+            url,
+            limit: SERIES_LIMIT,
+        });
+    }
     Ok(body.windows)
 }
 
@@ -159,5 +181,9 @@ mod tests {
         assert_eq!(parsed.windows.len(), 1);
         assert_eq!(parsed.windows[0].first_ms, Some(5));
         assert_eq!(parsed.windows[0].p95, 2.0);
+        assert!(!parsed.truncated);
+        let cut: SeriesResponse =
+            serde_json::from_str(r#"{"windows":[],"truncated":true}"#).unwrap();
+        assert!(cut.truncated, "a cut answer must be seen as cut");
     }
 }

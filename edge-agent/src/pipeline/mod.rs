@@ -475,6 +475,7 @@ impl Pipeline {
         // compaction if one fits and pays (see `relieve_disk`).
         let disk = match self.store.disk_usage() {
             Ok(disk) => {
+                self.guard.observe(disk, Instant::now());
                 let full = disk >= self.guard.full_mark();
                 let disk = self.relieve_disk(disk, full)?;
                 self.cap.observe_disk(disk, self.store.outbox_bytes());

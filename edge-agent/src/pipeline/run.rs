@@ -170,8 +170,9 @@ impl Pipeline {
     /// cap beside the old files and it gives back enough (see
     /// [`crate::disk_guard::DiskGuard`]'s rules); returns the disk use after
     /// (unchanged if it did not compact). With `squeeze` (ingest is waiting
-    /// at the full mark) and a snapshot too large for the room left, it first
-    /// rolls the outbox up until one fits (roll-ups only, nothing dropped).
+    /// at the full mark) a smaller gain is enough, and with a snapshot too
+    /// large for the room left it first rolls the outbox up until one fits
+    /// (roll-ups only, nothing dropped).
     pub(super) fn relieve_disk(&mut self, disk: u64, squeeze: bool) -> Result<u64, StoreError> {
         let now = Instant::now();
         if !self.guard.may_try_compaction(now) {
@@ -182,7 +183,14 @@ impl Pipeline {
         // a group commit or a cut may have written since.
         let disk = self.store.disk_usage().unwrap_or(disk);
         let mut live = self.store.live_bytes()?;
-        let mut allowance = self.guard.compaction_allowance(disk, live);
+        let allowance_of = |guard: &crate::disk_guard::DiskGuard, disk, live| {
+            if squeeze {
+                guard.compaction_allowance_waiting(disk, live)
+            } else {
+                guard.compaction_allowance(disk, live)
+            }
+        };
+        let mut allowance = allowance_of(&self.guard, disk, live);
         let fits = self.guard.live_that_fits(disk);
         if allowance.is_none() && squeeze && live > fits {
             // The journal (open windows) cannot shrink here; the outbox can.
@@ -194,7 +202,7 @@ impl Pipeline {
             self.counters.merge(&loss);
             live = self.store.live_bytes()?;
             let disk = self.store.disk_usage().unwrap_or(disk);
-            allowance = self.guard.compaction_allowance(disk, live);
+            allowance = allowance_of(&self.guard, disk, live);
             debug!(live, target, fits, "rolled up to fit a compaction snapshot");
         }
         let Some(allowance) = allowance else {

@@ -756,7 +756,11 @@ impl<'a> CheckWait<'a> {
         let mut last = String::from("(the sink never answered)");
         let found = tokio::time::timeout(self.limit, async {
             loop {
-                if let Ok(all) = fetch_windows_with(&sink.client, &sink.url, GATEWAY).await {
+                let fetched = fetch_windows_with(&sink.client, &sink.url, GATEWAY).await;
+                if let Err(e) = &fetched {
+                    last = format!("(no answer to check: {e})");
+                }
+                if let Ok(all) = fetched {
                     let stored: Vec<StoredWindow> = sensor_windows(&all)
                         .into_iter()
                         .filter(|w| !(self.skip)(w))

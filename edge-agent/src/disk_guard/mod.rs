@@ -24,14 +24,26 @@ use crate::store::Store;
 /// a large outbox holds many blobs).
 const MEASURE_EVERY: Duration = Duration::from_millis(50);
 /// At or above this share, ingest waits for room. The margin to 100% takes
-/// what one group commit and one roll-up step can write before the next
-/// measurement.
+/// what one group commit and one cut (with its roll-ups) can write before the
+/// next measurement; when a step has been seen to write more than that margin
+/// (measured: 2–5 MB per step in a burst of 2 s windows, sled's write
+/// amplification included, a third of a 16 MiB cap), the margin is that step
+/// plus [`STEP_MARGIN_PERCENT`], up to [`MAX_RESERVE_PERCENT`] of the cap.
 const FULL_PERCENT: u64 = 85;
+/// Extra share of the largest step kept back beside it.
+const STEP_MARGIN_PERCENT: u64 = 25;
+/// The full mark never falls below `100 - MAX_RESERVE_PERCENT` of the cap
+/// (the high mark), however large the steps seen.
+const MAX_RESERVE_PERCENT: u64 = 100 - HIGH_PERCENT;
 /// ... but sled's file does not shrink when its contents do: it reuses its
 /// free segments and truncates only free ones at its tail. So disk use that
 /// stays exactly the same for [`STALL`] while ingest waits means sled holds
 /// free space it will reuse, and ingest resumes; it waits again only once
-/// disk use grows past that level by [`REWAIT_GROWTH_PERCENT`]. Without
+/// disk use grows past that level by [`REWAIT_GROWTH_PERCENT`], or past the
+/// cap less the largest step seen. Above that ceiling it never resumes on a
+/// stall (it did, and crept 1% at a time past the cap, measured in CI at
+/// 17.2 MB of 16.8): it waits for a compaction, which while ingest waits
+/// needs to give back only [`WAITING_GAIN_PERCENT`]. Without
 /// this it would wait forever (measured: a store whose outbox had drained
 /// to 0 bytes stayed at 15.1 MB with nothing writing). Waiting on is no
 /// answer either: held messages pile up at the broker, whose queue is
@@ -65,6 +77,9 @@ const FRESH_OVERHEAD: u64 = 512 * 1024;
 const COPY_MARGIN: u64 = 256 * 1024;
 /// A compaction is worth it only if it gives back this share of `max_bytes`.
 const COMPACT_GAIN_PERCENT: u64 = 25;
+/// ... or this share while ingest waits at the full mark (waiting on is worse
+/// than compacting more often).
+const WAITING_GAIN_PERCENT: u64 = 5;
 
 /// What the store's disk use asks of the pipeline now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +99,9 @@ pub struct DiskGuard {
     measured_at: Option<Instant>,
     lowered_at: Option<Instant>,
     last: u64,
+    /// The most disk use grew between two measurements, since start: what one
+    /// step (group commit, cut, roll-ups) can write before the guard sees it.
+    largest_step: u64,
     /// After ingest resumed on a stall, the disk use it resumed at: it
     /// waits again only once disk use grows past it.
     resumed_at: Option<u64>,
@@ -101,6 +119,7 @@ impl DiskGuard {
             measured_at: None,
             lowered_at: None,
             last: 0,
+            largest_step: 0,
             resumed_at: None,
             pauses: 0,
             considered_at: None,
@@ -108,9 +127,28 @@ impl DiskGuard {
         }
     }
 
-    /// The cap's share at or above which ingest waits, in bytes.
+    /// The disk use at or above which ingest waits, in bytes: the cap less
+    /// what the largest step seen (plus [`STEP_MARGIN_PERCENT`]) or
+    /// `100 - FULL_PERCENT` percent takes, whichever is more (see [`FULL_PERCENT`]).
     pub fn full_mark(&self) -> u64 {
-        self.max_bytes / 100 * FULL_PERCENT
+        let pct = self.max_bytes / 100;
+        let step = self.largest_step + self.largest_step / 100 * STEP_MARGIN_PERCENT;
+        let reserve = step
+            .max(pct * (100 - FULL_PERCENT))
+            .min(pct * MAX_RESERVE_PERCENT);
+        self.max_bytes - reserve
+    }
+
+    /// Above this, ingest does not resume on a stall: the cap less the
+    /// largest step seen, at least [`REWAIT_GROWTH_PERCENT`] and at most
+    /// `100 - FULL_PERCENT` percent of it (a larger step, or an outside file
+    /// that appeared at once, would otherwise forbid resuming at all).
+    fn stall_ceiling(&self) -> u64 {
+        let pct = self.max_bytes / 100;
+        let kept = self
+            .largest_step
+            .clamp(pct * REWAIT_GROWTH_PERCENT, pct * (100 - FULL_PERCENT));
+        self.max_bytes - kept
     }
 
     /// The pressure now: measures if the last measurement is older than
@@ -123,11 +161,20 @@ impl DiskGuard {
             .is_none_or(|t| now.saturating_duration_since(t) >= MEASURE_EVERY);
         if stale {
             if let Ok(disk) = store.disk_usage() {
-                self.last = disk;
-                self.measured_at = Some(now);
+                self.observe(disk, now);
             }
         }
         self.classify(self.last, now)
+    }
+
+    /// A measurement taken elsewhere (the pipeline's cut measures before it
+    /// writes): growth since the last one is a step (see [`FULL_PERCENT`]).
+    pub fn observe(&mut self, disk: u64, now: Instant) {
+        if self.measured_at.is_some() {
+            self.largest_step = self.largest_step.max(disk.saturating_sub(self.last));
+        }
+        self.last = disk;
+        self.measured_at = Some(now);
     }
 
     /// Whether to consider a compaction now (at most once per
@@ -150,12 +197,22 @@ impl DiskGuard {
     /// to fit under `max_bytes`, and the compaction to give back at least
     /// [`COMPACT_GAIN_PERCENT`] of `max_bytes`.
     pub fn compaction_allowance(&self, disk: u64, live: u64) -> Option<u64> {
+        self.allowance(disk, live, COMPACT_GAIN_PERCENT)
+    }
+
+    /// [`Self::compaction_allowance`] while ingest waits at the full mark:
+    /// giving back [`WAITING_GAIN_PERCENT`] of `max_bytes` is enough.
+    pub fn compaction_allowance_waiting(&self, disk: u64, live: u64) -> Option<u64> {
+        self.allowance(disk, live, WAITING_GAIN_PERCENT)
+    }
+
+    fn allowance(&self, disk: u64, live: u64, gain_percent: u64) -> Option<u64> {
         let snapshot = live + live / 64 + SNAPSHOT_OVERHEAD;
         let fresh = live * FRESH_AMPLIFICATION + FRESH_OVERHEAD;
         let room = self.max_bytes.checked_sub(disk)?.checked_sub(COPY_MARGIN)?;
         let load_fits = snapshot + fresh <= self.max_bytes - COPY_MARGIN.min(self.max_bytes);
         let gain = disk.saturating_sub(fresh);
-        (snapshot <= room && load_fits && gain >= self.max_bytes / 100 * COMPACT_GAIN_PERCENT)
+        (snapshot <= room && load_fits && gain >= self.max_bytes / 100 * gain_percent)
             .then_some(room)
     }
 
@@ -182,7 +239,8 @@ impl DiskGuard {
     /// end on the ground that sled holds free space (see [`FULL_PERCENT`]).
     /// If so, records the level: waits start again only above it.
     pub fn resume_on_stall(&mut self, disk: u64, unchanged: Duration) -> bool {
-        let may = unchanged >= STALL;
+        let growth = self.max_bytes / 100 * REWAIT_GROWTH_PERCENT;
+        let may = unchanged >= STALL && disk + growth <= self.stall_ceiling();
         if may {
             self.resumed_at = Some(disk);
         }
@@ -192,10 +250,10 @@ impl DiskGuard {
     fn classify(&mut self, disk: u64, now: Instant) -> Pressure {
         if disk < self.full_mark() {
             self.resumed_at = None;
-        } else if self
-            .resumed_at
-            .is_none_or(|level| disk > level + self.max_bytes / 100 * REWAIT_GROWTH_PERCENT)
-        {
+        } else if self.resumed_at.is_none_or(|level| {
+            disk > level + self.max_bytes / 100 * REWAIT_GROWTH_PERCENT
+                || disk > self.stall_ceiling()
+        }) {
             return Pressure::Full { disk };
         }
         if disk >= self.max_bytes / 100 * HIGH_PERCENT && self.may_lower(now) {
@@ -218,87 +276,4 @@ impl DiskGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CAP: u64 = 100 * 1024 * 1024;
-
-    #[test]
-    fn marks_and_the_lowering_rate() {
-        let mut g = DiskGuard::new(CAP);
-        let t0 = Instant::now();
-        assert_eq!(g.classify(CAP / 2, t0), Pressure::Calm);
-        let high = CAP / 100 * 80;
-        assert_eq!(g.classify(high, t0), Pressure::High { disk: high });
-        // Not again within LOWER_EVERY ...
-        assert_eq!(g.classify(high, t0 + LOWER_EVERY / 2), Pressure::Calm);
-        // ... but full is reported every time.
-        let full = CAP / 100 * 90;
-        assert_eq!(
-            g.classify(full, t0 + LOWER_EVERY / 2),
-            Pressure::Full { disk: full }
-        );
-        assert_eq!(
-            g.classify(high, t0 + LOWER_EVERY),
-            Pressure::High { disk: high }
-        );
-        assert!(g.full_mark() < CAP && g.full_mark() > CAP / 100 * HIGH_PERCENT);
-    }
-
-    #[test]
-    fn compaction_only_when_the_copy_fits_and_pays() {
-        let mut g = DiskGuard::new(CAP);
-        let pct = |p: u64| CAP / 100 * p;
-        // 80% on disk, 10% live: the snapshot (~10.2%) fits in the 20% left,
-        // the fresh store (~30.5%) gives back ~49%.
-        assert_eq!(
-            g.compaction_allowance(pct(80), pct(10)),
-            Some(pct(20) - COPY_MARGIN)
-        );
-        // 90% on disk, 10% live: the snapshot would not fit beside the old files.
-        assert_eq!(g.compaction_allowance(pct(90), pct(10)), None);
-        // At the full mark with the outbox at its budget floor (1/16): fits.
-        assert!(g.compaction_allowance(g.full_mark(), CAP / 16).is_some());
-        // 80% on disk, 20% live: the snapshot fits, but gives back under 25%.
-        assert_eq!(g.compaction_allowance(pct(80), pct(20)), None);
-        // Over the cap already: nothing fits.
-        assert_eq!(g.compaction_allowance(CAP + 1, 0), None);
-        // What fits is what the allowance takes.
-        for disk in [pct(85), pct(90), pct(95)] {
-            let live = g.live_that_fits(disk);
-            assert!(g.compaction_allowance(disk, live).is_some(), "{disk}");
-            assert!(
-                g.compaction_allowance(disk, live + 4096).is_none(),
-                "{disk}"
-            );
-        }
-        assert_eq!(g.live_that_fits(CAP), 0);
-        let t0 = Instant::now();
-        assert!(g.may_try_compaction(t0));
-        assert!(!g.may_try_compaction(t0 + COMPACT_EVERY / 2));
-        assert!(g.may_try_compaction(t0 + COMPACT_EVERY));
-        g.resumed_at = Some(pct(90));
-        g.compacted(pct(20), t0);
-        assert_eq!((g.last, g.resumed_at, g.compactions), (pct(20), None, 1));
-    }
-
-    #[test]
-    fn a_stalled_wait_resumes_and_waits_again_only_on_growth() {
-        let mut g = DiskGuard::new(CAP);
-        let t0 = Instant::now();
-        let full = CAP / 100 * 90;
-        assert_eq!(g.classify(full, t0), Pressure::Full { disk: full });
-        assert!(!g.resume_on_stall(full, STALL / 2), "too soon");
-        assert!(g.resume_on_stall(full, STALL));
-        // Near the level it resumed at: no wait; grown past it: wait again.
-        let grown = full + CAP / 100 * REWAIT_GROWTH_PERCENT;
-        assert_ne!(g.classify(grown, t0), Pressure::Full { disk: grown });
-        assert_eq!(
-            g.classify(grown + 1, t0),
-            Pressure::Full { disk: grown + 1 }
-        );
-        // Below the full mark the level is forgotten.
-        assert_eq!(g.classify(CAP / 2, t0), Pressure::Calm);
-        assert_eq!(g.classify(full, t0), Pressure::Full { disk: full });
-    }
-}
+mod tests;
