@@ -195,6 +195,13 @@ pub struct JournalConfig {
     /// Queue between the MQTT client and the pipeline (messages).
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
+    /// Capacity of sled's page cache (bytes) for the journal and outbox
+    /// store. Bounds most of the agent's resident memory beyond its fixed
+    /// part; sled's own default (1 GiB) let RSS grow with the store. Smaller
+    /// means more reads from disk when the syncer or a compaction walks
+    /// older records. Default [`crate::store::DEFAULT_CACHE_BYTES`].
+    #[serde(default = "defaults::cache_bytes")]
+    pub cache_bytes: u64,
 }
 
 /// How much disk the outbox may use while the uplink is down.
@@ -366,6 +373,9 @@ mod defaults {
     }
     pub fn queue_capacity() -> usize {
         8192
+    }
+    pub fn cache_bytes() -> u64 {
+        crate::store::DEFAULT_CACHE_BYTES
     }
     pub fn outbox_max_bytes() -> u64 {
         256 * 1024 * 1024
