@@ -92,7 +92,7 @@ fn torn_or_flipped_store_files_never_stop_start_up() {
         let mut bytes = std::fs::read(dir.join("db")).unwrap();
         corrupt(&mut bytes);
         std::fs::write(dir.join("db"), &bytes).unwrap();
-        let opened = Store::open_or_set_aside(&dir, 2_000);
+        let opened = Store::open_or_set_aside(&dir, 2_000, edge_agent::store::DEFAULT_CACHE_BYTES);
         let (store, r) = opened.unwrap_or_else(|e| panic!("{name}: start-up failed: {e}"));
         let set_aside = std::fs::read_dir(case.path()).unwrap().count() > 1;
         println!(

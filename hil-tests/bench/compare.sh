@@ -29,12 +29,16 @@
 #
 # Usage: hil-tests/bench/compare.sh [--contestants "agent mosquitto_sub python node-red"]
 #          [--rates "1000 10000"] [--reps 3] [--warmup 15] [--steady 30] [--devices 125]
-#          [--out DIR] [--agent-outbox-max-bytes N]
+#          [--out DIR] [--agent-outbox-max-bytes N] [--agent-cache-bytes N]
 # --agent-outbox-max-bytes adds [outbox] max_bytes = N to the agent's config (default cap:
 # 256 MiB, which bounds the whole store, journal included).
+# --agent-cache-bytes sets [journal] cache_bytes = N (sled's page cache; default in the agent).
+# The agent's /proc/PID/status and smaps_rollup at the end of the steady interval are kept in
+# the trial directory (agent.status, agent.smaps_rollup).
 # Needs the bench-profile binaries (not built here; 2-core etiquette):
 #   cargo build --profile bench -p edge-agent -p cloud-sink -p hil-tests --bins
-# and, for the peers, hil-tests/bench/setup-peers.sh. Not part of CI.
+# and, for the peers, hil-tests/bench/setup-peers.sh. Not part of CI. Binaries are taken from
+# $BIN_DIR if set, else $CARGO_TARGET_DIR/release, else target/release.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
@@ -46,6 +50,7 @@ STEADY=30
 DEVICES=125
 OUT=""
 AGENT_OUTBOX_MAX=""
+AGENT_CACHE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --contestants) CONTESTANTS=$2; shift 2 ;;
@@ -56,6 +61,7 @@ while [[ $# -gt 0 ]]; do
     --devices) DEVICES=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --agent-outbox-max-bytes) AGENT_OUTBOX_MAX=$2; shift 2 ;;
+    --agent-cache-bytes) AGENT_CACHE=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -63,7 +69,7 @@ done
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/../.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 need=(load-gen)
 [[ " $CONTESTANTS " == *" agent "* ]] && need+=(edge-agent cloud-sink)
 for b in "${need[@]}"; do
@@ -145,6 +151,7 @@ start_agent() {
       -e "s#^path = \"\.\./models/#path = \"$ROOT/models/#" \
       "$ROOT/configs/demo.toml" > "$T/agent.toml"
   [[ -z $AGENT_OUTBOX_MAX ]] || printf '\n[outbox]\nmax_bytes = %s\n' "$AGENT_OUTBOX_MAX" >> "$T/agent.toml"
+  [[ -z $AGENT_CACHE ]] || sed -i "s/^\[journal\]\$/[journal]\ncache_bytes = $AGENT_CACHE/" "$T/agent.toml"
   (cd "$T" && EDGE_TOKEN=bench-token exec "$BIN/edge-agent" --config "$T/agent.toml" > "$T/agent.log" 2>&1) &
   CPID=$!; PIDS+=("$CPID")
   wait_for 30 curl -sf "http://127.0.0.1:$MPORT/metrics"
@@ -215,6 +222,10 @@ trial() {
   local t1 cpu1 got1 bcpu1 lcpu1 hwm
   t1=$(date +%s.%N); cpu1=$(cpu_ticks "$CPID"); got1=$(consumed "$c")
   bcpu1=$(cpu_ticks "$BROKER_PID"); lcpu1=$(cpu_ticks "$lpid"); hwm=$(vm "$CPID" VmHWM)
+  if [[ $c == agent ]]; then
+    cat "/proc/$CPID/status" > "$T/agent.status" 2>/dev/null || true
+    cat "/proc/$CPID/smaps_rollup" > "$T/agent.smaps_rollup" 2>/dev/null || true
+  fi
   wait "$lpid" || echo "load-gen failed: $(cat "$T/load.err")" >&2
   local t_pub_end; t_pub_end=$(date +%s.%N)
   local published; published=$(python3 -c "import json; print(json.load(open('$T/load.json'))['acked'])" 2>/dev/null || echo 0)
@@ -246,6 +257,8 @@ msgs = $got1 - $got0
 cpu_s = ($cpu1 - $cpu0) / $CLK_TCK
 rec = {
   "contestant": "$c", "rate": rate, "rep": $rep, "devices": $DEVICES, "load_avg": "$load",
+  "agent_cache_bytes": int("${AGENT_CACHE:-0}") or None,
+  "agent_outbox_max_bytes": int("${AGENT_OUTBOX_MAX:-0}") or None,
   "warmup_s": $WARMUP, "steady_s": round(steady, 2), "published": $published, "consumed": $final,
   "msgs_in_steady": msgs, "consumed_rate": round(msgs / steady, 1),
   "cpu_s": cpu_s, "cpu_pct": round(100 * cpu_s / steady, 1),
@@ -269,7 +282,7 @@ PY
 }
 
 {
-  echo "# compare.sh $(date -u +%FT%TZ) contestants=[$CONTESTANTS] rates=[$RATES] reps=$REPS warmup=$WARMUP steady=$STEADY devices=$DEVICES"
+  echo "# compare.sh $(date -u +%FT%TZ) contestants=[$CONTESTANTS] rates=[$RATES] reps=$REPS warmup=$WARMUP steady=$STEADY devices=$DEVICES agent_outbox_max_bytes=${AGENT_OUTBOX_MAX:-default} agent_cache_bytes=${AGENT_CACHE:-default} MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset}"
   echo "# $(nproc) cpus; $(uptime)"
 } | tee -a "$OUT/run.log" >&2
 for rep in $(seq "$REPS"); do

@@ -195,6 +195,13 @@ pub struct JournalConfig {
     /// Queue between the MQTT client and the pipeline (messages).
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
+    /// Capacity of sled's page cache (bytes) for the journal and outbox
+    /// store; RSS grows with the store up to it. Smaller saves memory at low
+    /// rates (16 MiB: ~25 MiB less RSS at 1k msg/s) but costs CPU at high
+    /// ones (1.5–2× per message at 10k msg/s). Default
+    /// [`crate::store::DEFAULT_CACHE_BYTES`] (sled's own, 1 GiB).
+    #[serde(default = "defaults::cache_bytes")]
+    pub cache_bytes: u64,
 }
 
 /// How much disk the outbox may use while the uplink is down.
@@ -366,6 +373,9 @@ mod defaults {
     }
     pub fn queue_capacity() -> usize {
         8192
+    }
+    pub fn cache_bytes() -> u64 {
+        crate::store::DEFAULT_CACHE_BYTES
     }
     pub fn outbox_max_bytes() -> u64 {
         256 * 1024 * 1024

@@ -77,6 +77,10 @@ pub(super) fn is_identifier(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Largest `journal.cache_bytes` accepted: beyond this it is a typo (a
+/// gateway with 64 GiB to give sled's cache has no use for the setting).
+const MAX_CACHE_BYTES: u64 = 64 << 30;
+
 fn whole_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -146,6 +150,17 @@ impl AgentConfig {
             self.journal.queue_capacity >= 1,
             "journal.queue_capacity",
             "must be at least 1",
+        );
+        c.require(
+            (crate::store::MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(&self.journal.cache_bytes),
+            "journal.cache_bytes",
+            format!(
+                "must be between {} (1 MiB) and {MAX_CACHE_BYTES} (64 GiB): it is sled's page \
+                 cache in bytes (default {}, {} MiB), not a count of messages or MiB",
+                crate::store::MIN_CACHE_BYTES,
+                crate::store::DEFAULT_CACHE_BYTES,
+                crate::store::DEFAULT_CACHE_BYTES >> 20
+            ),
         );
         c.require(
             self.outbox.max_bytes >= 16 * 1024 * 1024,
@@ -454,6 +469,28 @@ mod tests {
         assert_eq!(s.window.width_ms, 60_000);
         assert_eq!(s.routes[0].rules.time_unit, TimeUnit::Milliseconds);
         assert_eq!(s.mqtt.port, 1883);
+    }
+
+    #[test]
+    fn journal_cache_bytes_defaults_and_is_bounded() {
+        let s = AgentConfig::parse(MINIMAL).unwrap().validate().unwrap();
+        assert_eq!(s.journal.cache_bytes, crate::store::DEFAULT_CACHE_BYTES);
+        let with = |v: &str| format!("{MINIMAL}\n[journal]\ncache_bytes = {v}\n");
+        let s = AgentConfig::parse(&with("8388608"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.journal.cache_bytes, 8 << 20);
+        for absurd in ["16", "1048575", "68719476737"] {
+            let problems = AgentConfig::parse(&with(absurd))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(keys, ["journal.cache_bytes"], "{absurd}");
+            assert!(problems[0].message.contains("1 MiB"), "{problems:?}");
+        }
+        assert!(AgentConfig::parse(&with("-1")).is_err());
     }
 
     #[test]

@@ -129,7 +129,8 @@ impl Pipeline {
         metrics: AgentMetrics,
     ) -> Result<Pipeline, StoreError> {
         classify.attach_metrics(&metrics);
-        let (store, mut recovered) = Store::open_or_set_aside(&settings.data_dir, now_ms())?;
+        let (store, mut recovered) =
+            Store::open_or_set_aside(&settings.data_dir, now_ms(), settings.journal.cache_bytes)?;
         metrics.count(Reason::CorruptRecord, recovered.quarantined);
         if recovered.quarantined > 0 {
             recovered

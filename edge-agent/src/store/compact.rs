@@ -121,7 +121,7 @@ impl Store {
         // After the commit a restart loads the snapshot.
         let after_commit = generation::commit_loading(&self.dir, next)
             .map_err(io)
-            .and_then(|()| Live::open(&self.dir, next))
+            .and_then(|()| Live::open(&self.dir, next, self.cache_bytes))
             .and_then(|fresh| {
                 drop(std::mem::replace(&mut *live, fresh));
                 load_into(&self.dir, &live)
@@ -148,12 +148,16 @@ impl Store {
 /// Opens generation `n` of `data_dir` whose generation file says "from
 /// snapshot": a compaction committed it and stopped before loading it.
 /// Discards the partial sled directory, then loads as [`load_into`] does.
-pub(super) fn load_generation(data_dir: &Path, n: u64) -> Result<Live, StoreError> {
+pub(super) fn load_generation(
+    data_dir: &Path,
+    n: u64,
+    cache_bytes: u64,
+) -> Result<Live, StoreError> {
     let dir = generation::dir_of(data_dir, n);
     if n > 0 && dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io)?;
     }
-    let live = Live::open(data_dir, n)?;
+    let live = Live::open(data_dir, n, cache_bytes)?;
     let records = load_into(data_dir, &live)?;
     info!(
         generation = n,

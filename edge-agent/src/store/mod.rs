@@ -20,6 +20,8 @@
 //! The sled files of one *generation* are open at a time ([`generation`]); a
 //! compaction ([`compact`]) copies the records into the next one to give disk
 //! space back. Start-up (reading back, quarantine) is in [`recover`].
+//! sled's page cache size is configurable ([`DEFAULT_CACHE_BYTES`],
+//! `[journal] cache_bytes`), the same for every generation opened.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -103,6 +105,8 @@ pub struct Store {
     witness: std::path::PathBuf,
     /// The data directory (all generations, the witness).
     dir: std::path::PathBuf,
+    /// sled's page cache capacity for every generation opened ([`Store::open_with_cache`]).
+    cache_bytes: u64,
 }
 
 /// One open generation of sled files ([`generation`]).
@@ -115,12 +119,14 @@ struct Live {
 }
 
 impl Live {
-    /// Opens generation `n` of `data_dir` (creating it if new).
-    fn open(data_dir: &Path, n: u64) -> Result<Live, StoreError> {
+    /// Opens generation `n` of `data_dir` (creating it if new) with a page
+    /// cache of `cache_bytes` ([`DEFAULT_CACHE_BYTES`]).
+    fn open(data_dir: &Path, n: u64, cache_bytes: u64) -> Result<Live, StoreError> {
         let dir = generation::dir_of(data_dir, n);
         let db = sled::Config::new()
             .path(&dir)
             .segment_size(segment_size(&dir))
+            .cache_capacity(cache_bytes.max(MIN_CACHE_BYTES))
             .open()?;
         let tree = db.open_tree("agent")?;
         match crate::disk_sync::DiskSync::open(&dir) {
@@ -178,6 +184,18 @@ fn keep_sled_from_dropping(db: &sled::Db) {
 /// with 128 KiB segments against 2.5–3× with 512 KiB (the outbox cap is on
 /// disk use, so this is more windows per byte of SD card).
 const SEGMENT_SIZE: usize = 128 * 1024;
+
+/// sled's page cache capacity unless the config says otherwise
+/// (`[journal] cache_bytes`): sled 0.34's own default, 1 GiB. Measured
+/// (BENCHMARKS.md, "sled page cache"): 4–64 MiB took ~25 MiB off the RSS at
+/// 1k msg/s at no CPU cost, but at 10k msg/s 16–64 MiB cost 1.5–2× the CPU
+/// per message and RSS spiked higher, so the default stays sled's; gateways
+/// at low rates can lower it.
+pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Smallest cache handed to sled (it asserts at least 256 bytes; below a few
+/// hundred KiB every read goes to disk). The config refuses less.
+pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
 
 /// The segment size an existing store was created with (sled refuses to open
 /// with another), else [`SEGMENT_SIZE`].
@@ -257,15 +275,26 @@ fn new_epoch(now_ms: i64) -> u64 {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and reads back everything needed to resume.
+    /// Opens (or creates) the store in `dir` and reads back everything needed
+    /// to resume, with sled's page cache at [`DEFAULT_CACHE_BYTES`].
     pub fn open(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
+        Self::open_with_cache(dir, now_ms, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with sled's page cache capped at `cache_bytes` (this
+    /// generation and every one a compaction opens later).
+    pub fn open_with_cache(
+        dir: &Path,
+        now_ms: i64,
+        cache_bytes: u64,
+    ) -> Result<(Store, Recovered), StoreError> {
         let io = |e| StoreError::Sled(sled::Error::Io(e));
         let current = generation::current(dir).map_err(io)?;
         let n = current.n;
         let live = if current.loading {
-            compact::load_generation(dir, n)?
+            compact::load_generation(dir, n, cache_bytes)?
         } else {
-            Live::open(dir, n)?
+            Live::open(dir, n, cache_bytes)?
         };
         let deleted = generation::delete_others(dir, n, false).map_err(io)?;
         if deleted > 0 {
@@ -279,6 +308,7 @@ impl Store {
             outbox: Arc::default(),
             witness: dir.join("outbox-witness"),
             dir: dir.to_owned(),
+            cache_bytes,
         };
         let recovered = store.recover(now_ms)?;
         Ok((store, recovered))
@@ -294,8 +324,13 @@ impl Store {
     /// inspection and starts an empty store (a new epoch), counting one
     /// `corrupt_record`. Unreadable data is lost either way; the agent keeps
     /// ingesting instead of crash-looping. Any other error stops start-up.
-    pub fn open_or_set_aside(dir: &Path, now_ms: i64) -> Result<(Store, Recovered), StoreError> {
-        match Self::open(dir, now_ms) {
+    /// sled's page cache is capped at `cache_bytes` ([`Store::open_with_cache`]).
+    pub fn open_or_set_aside(
+        dir: &Path,
+        now_ms: i64,
+        cache_bytes: u64,
+    ) -> Result<(Store, Recovered), StoreError> {
+        match Self::open_with_cache(dir, now_ms, cache_bytes) {
             Err(StoreError::Sled(sled::Error::Corruption { .. })) => {
                 let aside = dir.with_extension(format!("corrupt-{}", now_ms));
                 error!(
@@ -306,7 +341,7 @@ impl Store {
                 std::fs::rename(dir, &aside).map_err(|e| {
                     StoreError::Corrupt(format!("moving the corrupt store aside: {e}"))
                 })?;
-                let (store, mut recovered) = Self::open(dir, now_ms)?;
+                let (store, mut recovered) = Self::open_with_cache(dir, now_ms, cache_bytes)?;
                 recovered.quarantined += 1;
                 Ok((store, recovered))
             }
