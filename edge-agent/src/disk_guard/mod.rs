@@ -30,8 +30,9 @@ const MEASURE_EVERY: Duration = Duration::from_millis(50);
 /// amplification included, a third of a 16 MiB cap), the margin is that step
 /// plus [`STEP_MARGIN_PERCENT`], up to [`MAX_RESERVE_PERCENT`] of the cap.
 const FULL_PERCENT: u64 = 85;
-/// Extra share of the largest step kept back beside it.
-const STEP_MARGIN_PERCENT: u64 = 25;
+/// Extra share of the largest step kept back beside it (a later step may be
+/// larger than any seen before).
+const STEP_MARGIN_PERCENT: u64 = 50;
 /// The full mark never falls below `100 - MAX_RESERVE_PERCENT` of the cap
 /// (the high mark), however large the steps seen.
 const MAX_RESERVE_PERCENT: u64 = 100 - HIGH_PERCENT;

@@ -72,7 +72,7 @@ fn the_full_mark_keeps_room_for_the_largest_step_seen() {
     // Steps under the fixed margin leave the mark where it is.
     g.largest_step = pct(10);
     assert_eq!(g.full_mark(), pct(FULL_PERCENT));
-    // A step of 20% of the cap: the mark keeps it and a quarter more back.
+    // A step of 20% of the cap: the mark keeps it and half of it more back.
     let step = pct(20);
     g.largest_step = step;
     assert_eq!(g.full_mark(), CAP - step - step / 100 * STEP_MARGIN_PERCENT);
