@@ -2,6 +2,7 @@
 //!
 //! It only reads `GET /v1/series`; it does not authenticate, page or compare.
 
+use cloud_sink::http::MAX_SERIES_LIMIT;
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
@@ -106,11 +107,6 @@ pub struct SeriesResponse {
     pub truncated: bool,
 }
 
-/// The most windows one `/v1/series` answer may hold (the sink's
-/// `MAX_SERIES_LIMIT`); the sink's default limit (100 000) is below what a
-/// long replay stores, and a cut answer would read as missing windows.
-pub const SERIES_LIMIT: usize = 1_000_000;
-
 /// Fetching failed.
 #[derive(Debug, Error)]
 pub enum FetchError {
@@ -150,7 +146,12 @@ pub async fn fetch_windows_with(
     };
     let response = client
         .get(&url)
-        .query(&[("gateway", gateway), ("limit", &SERIES_LIMIT.to_string())])
+        // The sink's largest limit: its default (100 000) is below what a long
+        // replay stores, and a cut answer would read as missing windows.
+        .query(&[
+            ("gateway", gateway),
+            ("limit", &MAX_SERIES_LIMIT.to_string()),
+        ])
         .send()
         .await
         .map_err(err)?
@@ -160,7 +161,7 @@ pub async fn fetch_windows_with(
     if body.truncated {
         return Err(FetchError::Truncated {
             url,
-            limit: SERIES_LIMIT,
+            limit: MAX_SERIES_LIMIT,
         });
     }
     Ok(body.windows)

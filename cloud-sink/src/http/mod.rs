@@ -10,6 +10,7 @@ mod ingest;
 mod query;
 
 pub use dashboard::CONTENT_SECURITY_POLICY;
+pub use query::MAX_SERIES_LIMIT;
 
 use std::sync::Arc;
 

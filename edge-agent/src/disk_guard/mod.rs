@@ -181,13 +181,7 @@ impl DiskGuard {
     /// Whether to consider a compaction now (at most once per
     /// [`COMPACT_EVERY`]); a `true` counts as a consideration.
     pub fn may_try_compaction(&mut self, now: Instant) -> bool {
-        let due = self
-            .considered_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= COMPACT_EVERY);
-        if due {
-            self.considered_at = Some(now);
-        }
-        due
+        take_if_due(&mut self.considered_at, now, COMPACT_EVERY)
     }
 
     /// The disk allowance for the snapshot of a compaction of a store that
@@ -266,14 +260,18 @@ impl DiskGuard {
     /// Whether the budget may be lowered now (at most once per
     /// [`LOWER_EVERY`]); a `true` counts as a lowering.
     pub fn may_lower(&mut self, now: Instant) -> bool {
-        let due = self
-            .lowered_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= LOWER_EVERY);
-        if due {
-            self.lowered_at = Some(now);
-        }
-        due
+        take_if_due(&mut self.lowered_at, now, LOWER_EVERY)
     }
+}
+
+/// Whether `every` has passed since `*last` (or it never happened); if so,
+/// `now` becomes the last time.
+fn take_if_due(last: &mut Option<Instant>, now: Instant, every: Duration) -> bool {
+    let due = last.is_none_or(|t| now.saturating_duration_since(t) >= every);
+    if due {
+        *last = Some(now);
+    }
+    due
 }
 
 #[cfg(test)]
