@@ -4,9 +4,12 @@
 //! whose channels the message carries all of gets the row; after judging, the
 //! message gains one derived reading per model on its `series` (the
 //! normalized score, 1 = device threshold), which the windower folds like any
-//! metric and summarizes with a [`wire::Verdict`]. Device state changes are
-//! returned for the store, committed with the same group commit as the
-//! journal, so judgements and calibration survive a kill exactly. Unsure
+//! metric and summarizes with a [`wire::Verdict`]. Template and budget state
+//! changes are returned for the store with each group commit; sensor device
+//! state (~23 KB a device) is taken as a snapshot now and then
+//! ([`ClassifyStage::take_sensor_states`]) and brought up to date at start-up
+//! by re-judging the journal after it ([`ClassifyStage::replay_sensors`]), so
+//! judgements and calibration survive a kill exactly. Unsure
 //! sensor rows and log lines become the message's escalations (the pipeline
 //! admits them). Model failures are counted and logged; the message still
 //! flows, unjudged.
@@ -118,6 +121,9 @@ pub struct ClassifyStage {
     pub judged: u64,
     /// The escalation budget.
     pub router: Router,
+    /// Sensor devices judged since the last [`Self::take_sensor_states`]:
+    /// (index into `sensors`, device).
+    dirty: BTreeSet<(usize, String)>,
 }
 
 impl ClassifyStage {
@@ -232,14 +238,15 @@ impl ClassifyStage {
     }
 
     /// Judges `messages` (device, readings) in order, appending each judged
-    /// row's derived reading, and returns the device states to commit.
+    /// row's derived reading, and returns the template state to commit (sensor
+    /// states wait for [`Self::take_sensor_states`]).
     pub fn apply(&mut self, messages: &mut [Accepted]) -> Vec<StateUpdate> {
         self.apply_log(messages);
         let mut updates = Vec::new();
         if let Some(t) = &mut self.templates {
             updates.extend(t.apply(messages));
         }
-        for s in &mut self.sensors {
+        for (index, s) in self.sensors.iter_mut().enumerate() {
             let mut rows = Vec::new();
             let mut at = Vec::new();
             for (i, m) in messages.iter().enumerate() {
@@ -260,7 +267,9 @@ impl ClassifyStage {
                     continue;
                 }
             };
-            let devices: BTreeSet<String> = rows.iter().map(|(d, _)| (*d).to_owned()).collect();
+            let devices: BTreeSet<&str> = rows.iter().map(|(d, _)| *d).collect();
+            self.dirty
+                .extend(devices.into_iter().map(|d| (index, d.to_owned())));
             for (((i, ts), j), features) in at.into_iter().zip(judged).zip(kept) {
                 let Some(j) = j else { continue };
                 self.judged += 1;
@@ -287,13 +296,47 @@ impl ClassifyStage {
                     });
                 }
             }
-            for d in devices {
-                if let Some(bytes) = s.classifier.encode_state(&d) {
-                    updates.push((s.series.clone(), d, bytes));
-                }
-            }
         }
         updates
+    }
+
+    /// The state of every sensor device judged since the last call, for the
+    /// store's snapshot. Until the next call, a restart rebuilds what changed
+    /// from the journal ([`Self::replay_sensors`]).
+    pub fn take_sensor_states(&mut self) -> Vec<StateUpdate> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|(index, device)| {
+                let s = &self.sensors[index];
+                let bytes = s.classifier.encode_state(&device)?;
+                Some((s.series.clone(), device, bytes))
+            })
+            .collect()
+    }
+
+    /// Start-up: re-judges journaled messages (device, readings) that came
+    /// after the sensor snapshot, in order, for their effect on device state
+    /// only: their judgements are already in their journaled readings. Rows
+    /// are judged exactly as live (judging does not depend on grouping).
+    pub fn replay_sensors(&mut self, messages: &[(&str, &[Reading])]) {
+        for (index, s) in self.sensors.iter_mut().enumerate() {
+            let rows: Vec<(&str, Vec<f64>)> = messages
+                .iter()
+                .filter_map(|(device, readings)| {
+                    extract_row(&s.channels, readings).map(|(_, row)| (*device, row))
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            if let Err(e) = s.classifier.judge(&rows) {
+                self.model_errors += 1;
+                warn!(series = %s.series, error = %e, rows = rows.len(), "inference failed while replaying the journal; device state may lag");
+            }
+            for (d, _) in &rows {
+                self.dirty.insert((index, (*d).to_owned()));
+            }
+        }
     }
 
     /// Judges every line of text messages; appends, at each line's time,

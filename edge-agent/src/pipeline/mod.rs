@@ -41,6 +41,11 @@ mod run;
 /// restart (counter reset), not a redelivery.
 const SEQ_RESET_GAP: u64 = 1_000_000;
 
+/// Sensor device states are written as a snapshot at every cut that
+/// releases journal entries, and otherwise with a group commit at least this
+/// often, which bounds how much journal a start-up re-judges.
+pub const SENSOR_SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
+
 /// Health counts alone (no window closed, no input counted) are sealed into
 /// a batch of their own at most this often; otherwise they ride with windows.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
@@ -86,6 +91,8 @@ pub struct Pipeline {
     health: Arc<Health>,
     /// When a batch last carried the counters (health counts included).
     counters_sealed: Instant,
+    /// When sensor states were last written ([`SENSOR_SNAPSHOT_EVERY`]).
+    sensor_snapshot: Instant,
     started: Instant,
     metrics: AgentMetrics,
 }
@@ -163,10 +170,32 @@ impl Pipeline {
             }
             next_message = id + 1;
         }
+        // Sensor states come from the last snapshot; the messages journaled
+        // after it are judged again (for their state only). A store from
+        // before snapshots (no mark) committed states with every message.
+        let mark = recovered.sensor_mark.unwrap_or(next_message);
+        let after: Vec<(&str, &[Reading])> = recovered
+            .journal
+            .iter()
+            .filter(|(id, _)| *id >= mark)
+            .map(|(_, r)| (r.device.as_str(), r.readings.as_slice()))
+            .collect();
+        for chunk in after.chunks(settings.journal.commit_max_messages.max(1)) {
+            classify.replay_sensors(chunk);
+        }
+        // Ids only grow, also past a journal emptied by cuts.
+        let next_message = next_message.max(mark);
+        // The snapshot as of now, so the next start re-judges nothing twice.
+        store.commit_ingest(&IngestCommit {
+            classifier: classify.take_sensor_states(),
+            sensor_mark: Some(next_message),
+            ..IngestCommit::default()
+        })?;
         info!(
             epoch = recovered.epoch,
             next_seq = recovered.next_seq,
             replayed = recovered.journal.len(),
+            rejudged = after.len(),
             open_windows = windower.open_windows(),
             outbox = recovered.outbox_len,
             "store recovered"
@@ -207,6 +236,7 @@ impl Pipeline {
             guard: DiskGuard::new(settings.outbox.max_bytes),
             health,
             counters_sealed: now,
+            sensor_snapshot: now,
             started: now,
             metrics,
         })
@@ -411,6 +441,9 @@ impl Pipeline {
         if self.counters != before {
             commit.counters = Some(self.counters.clone());
         }
+        if now.saturating_duration_since(self.sensor_snapshot) >= SENSOR_SNAPSHOT_EVERY {
+            self.snapshot_sensors(&mut commit.classifier, &mut commit.sensor_mark, now);
+        }
         self.store.commit_ingest(&commit)?;
         // Counted once durable; a group whose commit failed stops the agent.
         let n = accepted_messages as u64;
@@ -424,6 +457,19 @@ impl Pipeline {
         span.record("accepted", n);
         span.record("readings", landed);
         Ok(())
+    }
+
+    /// Adds the sensor states changed since the last snapshot, current up to
+    /// the next message id, to a commit.
+    fn snapshot_sensors(
+        &mut self,
+        states: &mut Vec<crate::classify::StateUpdate>,
+        mark: &mut Option<u64>,
+        now: Instant,
+    ) {
+        states.extend(self.classify.take_sensor_states());
+        *mark = Some(self.next_message);
+        self.sensor_snapshot = now;
     }
 
     /// Closes due windows and seals them into outbox batches, at most once per
@@ -446,6 +492,10 @@ impl Pipeline {
             released: pass.released,
             ..BatchCommit::default()
         };
+        if !commit.released.is_empty() {
+            // A released message can no longer be re-judged at start-up.
+            self.snapshot_sensors(&mut commit.classifier, &mut commit.sensor_mark, now);
+        }
         if let Some(end) = pass.closed.iter().map(|c| c.summary.end_ms).max() {
             self.metrics.observe_closed(end);
         }

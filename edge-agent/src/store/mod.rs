@@ -12,7 +12,7 @@
 //! | `s`    | device \0 metric   | `closed_before` (i64 BE): shipped horizon |
 //! | `d`    | device             | highest device sequence number seen       |
 //! | `c`    | series \0 device   | classifier state of a device (calibration)|
-//! | `m`    | name               | epoch, next batch seq, pending counters   |
+//! | `m`    | name               | epoch, next batch seq, pending counters, sensor mark |
 //!
 //! Nothing here decides *what* to write; the pipeline and syncer do. sled 0.34
 //! `flush()` makes writes survive a process kill; [`crate::disk_sync`] adds
@@ -44,6 +44,8 @@ pub use compact::{CompactError, Compaction};
 const META_EPOCH: &[u8] = b"mepoch";
 const META_NEXT_SEQ: &[u8] = b"mnext_seq";
 const META_COUNTERS: &[u8] = b"mcounters";
+/// The first journal message id the stored sensor states do not include.
+const META_SENSOR_MARK: &[u8] = b"msensor_mark";
 
 /// Why the store failed. Any of these stops the pipeline: acking on top of a
 /// broken store would lose data.
@@ -68,6 +70,10 @@ pub struct Recovered {
     pub outbox_len: usize,
     /// Classifier state per (model series, device).
     pub classifier: Vec<(String, String, Vec<u8>)>,
+    /// Sensor states are current up to this journal message id; later
+    /// journaled messages must be re-judged. `None`: a store from before
+    /// snapshots, whose states were committed with every message.
+    pub sensor_mark: Option<u64>,
     /// Records that failed their checks and were moved to quarantine.
     pub quarantined: u64,
 }
@@ -80,6 +86,8 @@ pub struct IngestCommit {
     pub counters: Option<Counters>,
     /// Classifier state per (model series, device), replacing the old.
     pub classifier: Vec<(String, String, Vec<u8>)>,
+    /// With a sensor snapshot in `classifier`: the next message id it does not include.
+    pub sensor_mark: Option<u64>,
 }
 
 /// One cut of closed windows into outbox batches.
@@ -91,6 +99,10 @@ pub struct BatchCommit {
     pub counters: Counters,
     pub closed: Vec<(String, String, i64)>,
     pub released: Vec<u64>,
+    /// Sensor snapshot: required whenever `released` is not empty, since a
+    /// released message can no longer be re-judged at start-up.
+    pub classifier: Vec<(String, String, Vec<u8>)>,
+    pub sensor_mark: Option<u64>,
 }
 
 /// Handle to the store; cheap to clone, safe to share between threads.
@@ -241,6 +253,24 @@ pub struct OutboxRewrite {
     pub counters: Counters,
 }
 
+/// Classifier states (key `c` series \0 device) and the sensor mark into `batch`.
+fn put_classifier(
+    batch: &mut sled::Batch,
+    states: &[(String, String, Vec<u8>)],
+    sensor_mark: Option<u64>,
+) {
+    for (series, device, state) in states {
+        let mut k = vec![b'c'];
+        k.extend_from_slice(series.as_bytes());
+        k.push(0);
+        k.extend_from_slice(device.as_bytes());
+        batch.insert(k, state.as_slice());
+    }
+    if let Some(mark) = sensor_mark {
+        batch.insert(META_SENSOR_MARK, &mark.to_be_bytes());
+    }
+}
+
 fn key(prefix: u8, id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = prefix;
@@ -364,13 +394,7 @@ impl Store {
         if let Some(counters) = &commit.counters {
             batch.insert(META_COUNTERS, wire::encode(counters));
         }
-        for (series, device, state) in &commit.classifier {
-            let mut k = vec![b'c'];
-            k.extend_from_slice(series.as_bytes());
-            k.push(0);
-            k.extend_from_slice(device.as_bytes());
-            batch.insert(k, state.as_slice());
-        }
+        put_classifier(&mut batch, &commit.classifier, commit.sensor_mark);
         live.tree.apply_batch(batch)?;
         live.flush()?;
         Ok(())
@@ -397,6 +421,7 @@ impl Store {
         for id in &commit.released {
             batch.remove(&key(b'j', *id));
         }
+        put_classifier(&mut batch, &commit.classifier, commit.sensor_mark);
         live.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         self.outbox

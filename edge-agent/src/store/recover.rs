@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use tracing::{error, warn};
 
 use super::{chunked, key, new_epoch, u64_of, JournalRecord, Recovered, Store, StoreError};
-use super::{META_COUNTERS, META_EPOCH, META_NEXT_SEQ};
+use super::{META_COUNTERS, META_EPOCH, META_NEXT_SEQ, META_SENSOR_MARK};
 
 impl Store {
     pub(super) fn recover(&self, now_ms: i64) -> Result<Recovered, StoreError> {
@@ -59,6 +59,10 @@ impl Store {
                 live.flush()?;
             }
         }
+        r.sensor_mark = match live.tree.get(META_SENSOR_MARK)? {
+            Some(v) => Some(u64_of(&v, "sensor mark")?),
+            None => None,
+        };
         let mut bad: Vec<(Vec<u8>, Vec<u8>, sled::IVec)> = Vec::new();
         if let Some(v) = live.tree.get(META_COUNTERS)? {
             match wire::decode_capped(&v, 1 << 20) {

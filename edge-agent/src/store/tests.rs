@@ -27,6 +27,7 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
                 device_seqs: vec![("d".into(), 99)],
                 counters: Some(counters),
                 classifier: vec![("anomaly".into(), "d".into(), vec![1, 2, 3])],
+                sensor_mark: None,
             })
             .unwrap();
         store
@@ -36,6 +37,8 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
                 counters: Counters::default(),
                 closed: vec![("d".into(), "m".into(), -60_000)],
                 released: vec![7],
+                classifier: vec![("anomaly".into(), "d".into(), vec![4])],
+                sensor_mark: Some(9),
             })
             .unwrap();
         store.outbox_remove(1).unwrap();
@@ -47,10 +50,8 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
     assert_eq!(r.closed, vec![("d".into(), "m".into(), -60_000)]);
     assert_eq!(r.device_seqs["d"], 99);
     assert_eq!(r.journal, vec![(8, record)]);
-    assert_eq!(
-        r.classifier,
-        vec![("anomaly".into(), "d".into(), vec![1, 2, 3])]
-    );
+    assert_eq!(r.classifier, vec![("anomaly".into(), "d".into(), vec![4])]);
+    assert_eq!(r.sensor_mark, Some(9), "the cut's snapshot and mark");
     assert_eq!(store.outbox_first().unwrap(), Some((2, envelope(2))));
     store.outbox_quarantine(2).unwrap();
     assert_eq!(store.outbox_len(), 0);
