@@ -77,6 +77,9 @@ pub(super) fn is_identifier(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Longest `journal.commit_linger` accepted.
+const MAX_COMMIT_LINGER: Duration = Duration::from_secs(1);
+
 /// Largest `journal.cache_bytes` accepted: beyond this it is a typo (a
 /// gateway with 64 GiB to give sled's cache has no use for the setting).
 const MAX_CACHE_BYTES: u64 = 64 << 30;
@@ -145,6 +148,11 @@ impl AgentConfig {
             self.journal.commit_max_messages >= 1,
             "journal.commit_max_messages",
             "must be at least 1",
+        );
+        c.require(
+            self.journal.commit_linger <= MAX_COMMIT_LINGER,
+            "journal.commit_linger",
+            "must be at most 1s: every message of a group waits that long for its ack",
         );
         c.require(
             self.journal.queue_capacity >= 1,
@@ -469,6 +477,25 @@ mod tests {
         assert_eq!(s.window.width_ms, 60_000);
         assert_eq!(s.routes[0].rules.time_unit, TimeUnit::Milliseconds);
         assert_eq!(s.mqtt.port, 1883);
+    }
+
+    #[test]
+    fn journal_commit_linger_defaults_and_is_bounded() {
+        let s = AgentConfig::parse(MINIMAL).unwrap().validate().unwrap();
+        assert_eq!(s.journal.commit_linger, Duration::from_millis(20));
+        let with = |v: &str| format!("{MINIMAL}\n[journal]\ncommit_linger = \"{v}\"\n");
+        let s = AgentConfig::parse(&with("0ms"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.journal.commit_linger, Duration::ZERO);
+        let problems = AgentConfig::parse(&with("2s"))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["journal.commit_linger"]);
+        assert!(AgentConfig::parse(&with("soon")).is_err());
     }
 
     #[test]
