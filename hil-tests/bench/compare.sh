@@ -41,7 +41,8 @@
 # $BIN_DIR if set, else $CARGO_TARGET_DIR/release, else target/release.
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 CONTESTANTS="agent mosquitto_sub python node-red"
 RATES="1000 10000"
 REPS=3
@@ -83,25 +84,6 @@ CLK_TCK=$(getconf CLK_TCK)
 PY=$BENCH/.venv/bin/python
 NR=$BENCH/peers/node-red
 
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]:-}"; do
-    [[ -n $p ]] && kill "$p" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_for TIMEOUT_S CMD...: poll CMD every 50 ms until it succeeds.
-wait_for() {
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do
-    (( $(date +%s) < deadline )) || return 1
-    sleep 0.05
-  done
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Stops PID with TERM; KILL after 10 s.

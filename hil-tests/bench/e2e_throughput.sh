@@ -17,9 +17,10 @@ cd "$ROOT"
 cargo build --profile bench -p edge-agent -p cloud-sink -p hil-tests --bins -q
 BIN=$ROOT/target/release
 WORK=$(mktemp -d)
+# shellcheck source=lib.sh
+source "$ROOT/hil-tests/bench/lib.sh"  # before the trap below, which replaces lib.sh's
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 MQ=$(port); SINK=$(port)
 cat > "$WORK/mosquitto.conf" <<CONF
 listener $MQ 127.0.0.1

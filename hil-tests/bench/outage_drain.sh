@@ -23,7 +23,8 @@
 # Not part of CI.
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 SPAN_H=24
 STEP_MS=10000
 RATE=10000
@@ -49,18 +50,6 @@ done
 OUT=${OUT:-$BENCH/results/drain-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"; T=$(cd "$OUT" && pwd)
 
-PIDS=()
-cleanup() { local p; for p in "${PIDS[@]:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() {
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do
-    (( $(date +%s) < deadline )) || return 1
-    sleep 0.1
-  done
-}
 metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $NF} END {printf "%.0f\n", s}'; }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
