@@ -10,7 +10,7 @@
 #![doc(hidden)]
 
 use crate::classify::log_recipe::LogRecipe;
-use crate::decode::sparkplug::Sparkplug;
+use crate::decode::sparkplug::{self, Sparkplug};
 use crate::decode::{self, text, DecodeLimits, DecodeRules, Decoded, Format, TimeUnit};
 use crate::journal_record::JournalRecord;
 
@@ -143,17 +143,31 @@ pub const SPARKPLUG_TOPICS: [&str; 10] = [
 /// topic from [`SPARKPLUG_TOPICS`], the payload length (u16, little-endian),
 /// the payload (cut short by the end of `data`).
 /// Each accepted message must keep the `decode/` promises (see
-/// [`decode_payload`]) and name a device of the topic's node.
+/// [`decode_payload`]) and name a device of the topic's node. A rebirth
+/// request (asked for after every message, on a clock 1 s later per message,
+/// so the retry interval passes) may only follow a data or DBIRTH message and
+/// must be the node's rebirth NCMD.
 pub fn sparkplug_session(data: &[u8]) {
     let limits = limits();
     let mut session = Sparkplug::default();
     let mut rest = data;
+    let mut clock = NOW_MS;
     while let [topic, lo, hi, tail @ ..] = rest {
         let len = usize::from(u16::from_le_bytes([*lo, *hi]));
         let (payload, next) = tail.split_at(len.min(tail.len()));
         rest = next;
         let topic = SPARKPLUG_TOPICS[usize::from(*topic) % SPARKPLUG_TOPICS.len()];
-        let Ok(d) = session.decode(&limits, topic, payload, NOW_MS) else {
+        let decoded = session.decode(&limits, topic, payload, NOW_MS);
+        clock += 1_000;
+        if let Some(c) = session.rebirth_request(clock) {
+            assert!(
+                topic.contains("DATA/") || topic.contains("DBIRTH/"),
+                "{topic}"
+            );
+            assert_eq!(c.topic, "spBv1.0/g/NCMD/n");
+            assert_eq!(c.payload, sparkplug::rebirth::rebirth_payload(clock));
+        }
+        let Ok(d) = decoded else {
             continue;
         };
         check_decoded(

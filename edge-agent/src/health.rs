@@ -44,11 +44,15 @@ pub enum HealthCount {
     IngestHeldMs,
     /// The store was compacted into a fresh generation.
     Compactions,
+    /// Sparkplug B rebirth requests (NCMD) handed to the MQTT client.
+    SparkplugRebirthRequests,
+    /// Rebirth requests dropped because the client's queue was full (asked again later).
+    SparkplugRebirthDropped,
 }
 
 impl HealthCount {
     /// Every count, in a fixed order.
-    pub const ALL: [HealthCount; 12] = [
+    pub const ALL: [HealthCount; 14] = [
         HealthCount::Starts,
         HealthCount::MqttConnects,
         HealthCount::MqttErrors,
@@ -61,6 +65,8 @@ impl HealthCount {
         HealthCount::IngestHolds,
         HealthCount::IngestHeldMs,
         HealthCount::Compactions,
+        HealthCount::SparkplugRebirthRequests,
+        HealthCount::SparkplugRebirthDropped,
     ];
 
     /// The name on the wire (after `agent.`) and on the dashboard.
@@ -78,6 +84,8 @@ impl HealthCount {
             HealthCount::IngestHolds => "ingest_holds",
             HealthCount::IngestHeldMs => "ingest_held_ms",
             HealthCount::Compactions => "compactions",
+            HealthCount::SparkplugRebirthRequests => "sparkplug_rebirth_requests",
+            HealthCount::SparkplugRebirthDropped => "sparkplug_rebirth_dropped",
         }
     }
 }

@@ -31,6 +31,9 @@ impl Acker for Acks {
         self.0.lock().unwrap().extend(tokens.iter().map(|_| now));
     }
     fn flush(&mut self) {}
+    fn publish(&mut self, _: &edge_agent::decode::sparkplug::Command) -> bool {
+        false
+    }
 }
 
 impl Acks {

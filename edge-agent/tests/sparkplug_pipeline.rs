@@ -60,6 +60,7 @@ fn open(dir: &std::path::Path) -> Pipeline {
             time_unit: None,
             seq_field: None,
             device_tag: "device".into(),
+            request_rebirth: None,
         });
     });
     Pipeline::open(&settings, ClassifyStage::default(), Arc::new(Notify::new())).unwrap()
@@ -117,6 +118,10 @@ fn vectors_become_windows_and_counters() {
         }
     }
     p.ingest_at(&input, Instant::now(), now).unwrap();
+    // The vectors open with data before any birth: the node is asked for a
+    // rebirth once (all of them arrive within one retry interval).
+    let asked: Vec<String> = p.take_commands().into_iter().map(|c| c.topic).collect();
+    assert_eq!(asked, ["spBv1.0/plant/NCMD/gw1"]);
     let (windows, counters) = drain(&mut p, 1);
     let got: BTreeMap<(String, String, i64), (u64, f64)> = windows
         .iter()

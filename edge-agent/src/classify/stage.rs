@@ -267,9 +267,7 @@ impl ClassifyStage {
                     continue;
                 }
             };
-            let devices: BTreeSet<&str> = rows.iter().map(|(d, _)| *d).collect();
-            self.dirty
-                .extend(devices.into_iter().map(|d| (index, d.to_owned())));
+            mark_dirty(&mut self.dirty, index, &rows);
             for (((i, ts), j), features) in at.into_iter().zip(judged).zip(kept) {
                 let Some(j) = j else { continue };
                 self.judged += 1;
@@ -333,9 +331,7 @@ impl ClassifyStage {
                 self.model_errors += 1;
                 warn!(series = %s.series, error = %e, rows = rows.len(), "inference failed while replaying the journal; device state may lag");
             }
-            for (d, _) in &rows {
-                self.dirty.insert((index, (*d).to_owned()));
-            }
+            mark_dirty(&mut self.dirty, index, &rows);
         }
     }
 
@@ -473,4 +469,10 @@ fn extract_row(channels: &[String], readings: &[Reading]) -> Option<(i64, Vec<f6
         row.push(r.value);
     }
     Some((ts?, row))
+}
+
+/// Records that the devices of `rows` (of sensor model `index`) changed state
+/// since the last snapshot (a set: each device once).
+fn mark_dirty(dirty: &mut BTreeSet<(usize, String)>, index: usize, rows: &[(&str, Vec<f64>)]) {
+    dirty.extend(rows.iter().map(|(device, _)| (index, (*device).to_owned())));
 }

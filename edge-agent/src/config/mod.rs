@@ -111,6 +111,11 @@ pub struct RouteConfig {
     pub seq_field: Option<String>,
     #[serde(default = "defaults::device_tag")]
     pub device_tag: String,
+    /// `format = "sparkplug"` only: ask an edge node whose data the agent
+    /// cannot read (no birth seen, unknown alias) for a rebirth with an NCMD.
+    /// Default true; false where the agent must not write to the plant.
+    #[serde(default)]
+    pub request_rebirth: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,18 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tracing::{debug, field, info, info_span, warn};
+use tracing::{debug, field, info_span, warn};
 use wire::{Counters, Reason};
 
 use crate::classify::router::Escalated;
 use crate::classify::templates::REDACTED_PREFIX;
 use crate::classify::{Accepted, ClassifyStage};
-use crate::config::{Route, Settings};
-use crate::decode::sparkplug::Sparkplug;
+use crate::config::Route;
+use crate::decode::sparkplug::{Command, Sparkplug};
 use crate::decode::Reading;
 use crate::decode::{self, DecodeLimits, Format};
 use crate::disk_guard::DiskGuard;
-use crate::health::{Health, HealthCount};
+use crate::health::Health;
 use crate::journal_record::JournalRecord;
 use crate::metrics::AgentMetrics;
 use crate::outbox::{seal_batches, BatchExtras, OutboxCap};
@@ -35,6 +35,7 @@ use crate::source::Delivery;
 use crate::store::{BatchCommit, IngestCommit, Store, StoreError};
 use crate::windower::Windower;
 
+mod open;
 mod run;
 
 /// A sequence number this far below a device's highest is taken as a device
@@ -49,6 +50,10 @@ pub const SENSOR_SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// Health counts alone (no window closed, no input counted) are sealed into
 /// a batch of their own at most this often; otherwise they ride with windows.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
+
+/// Rebirth requests held for `run` to publish; more in one group are not
+/// queued (their nodes are asked again after the retry interval).
+const MAX_PENDING_COMMANDS: usize = 1024;
 
 /// What one cut produced (for logs and the demo).
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +82,9 @@ pub struct Pipeline {
     device_seqs: HashMap<String, u64>,
     /// Sparkplug B session state (births, aliases, seq) of `format = "sparkplug"` routes.
     sparkplug: Sparkplug,
+    /// Rebirth requests to publish (taken by `run` after each group; at most
+    /// [`MAX_PENDING_COMMANDS`], the rest are asked again after the retry interval).
+    commands: Vec<Command>,
     counters: Counters,
     epoch: u64,
     next_seq: u64,
@@ -118,132 +126,6 @@ pub fn now_ms() -> i64 {
 }
 
 impl Pipeline {
-    /// Opens the store, restores classifier state and replays the journal
-    /// (its metrics in a registry of its own; see [`Pipeline::open_with_metrics`]).
-    pub fn open(
-        settings: &Settings,
-        classify: ClassifyStage,
-        outbox_ready: Arc<Notify>,
-    ) -> Result<Pipeline, StoreError> {
-        Pipeline::open_with_metrics(settings, classify, outbox_ready, AgentMetrics::new())
-    }
-
-    /// [`Pipeline::open`], recording into `metrics` (and the classify stage's
-    /// model calls, the outbox cap's losses and the health counts too).
-    pub fn open_with_metrics(
-        settings: &Settings,
-        mut classify: ClassifyStage,
-        outbox_ready: Arc<Notify>,
-        metrics: AgentMetrics,
-    ) -> Result<Pipeline, StoreError> {
-        classify.attach_metrics(&metrics);
-        let (store, mut recovered) =
-            Store::open_or_set_aside(&settings.data_dir, now_ms(), settings.journal.cache_bytes)?;
-        metrics.count(Reason::CorruptRecord, recovered.quarantined);
-        if recovered.quarantined > 0 {
-            recovered
-                .counters
-                .add(Reason::CorruptRecord, recovered.quarantined);
-            store.commit_ingest(&IngestCommit {
-                counters: Some(recovered.counters.clone()),
-                ..IngestCommit::default()
-            })?;
-        }
-        for (series, device, state) in &recovered.classifier {
-            classify.restore(series, device, state);
-        }
-        let mut windower =
-            Windower::new(settings.window).with_judgement_series(classify.judgement_series());
-        for (device, metric, closed_before) in &recovered.closed {
-            windower.restore_closed(device, metric, *closed_before);
-        }
-        let now = Instant::now();
-        let mut next_message = 1;
-        let max_exemplars = classify.templates().map_or(0, |t| t.exemplars_per_window());
-        for (id, record) in &recovered.journal {
-            let mut readings = record.readings.clone();
-            windower.ingest(&record.device, &mut readings, *id, now, true);
-            for e in &record.exemplars {
-                windower.offer_exemplar(&record.device, e, max_exemplars);
-            }
-            for x in &record.escalations {
-                windower.offer_escalation(&record.device, x);
-            }
-            next_message = id + 1;
-        }
-        // Sensor states come from the last snapshot; the messages journaled
-        // after it are judged again (for their state only). A store from
-        // before snapshots (no mark) committed states with every message.
-        let mark = recovered.sensor_mark.unwrap_or(next_message);
-        let after: Vec<(&str, &[Reading])> = recovered
-            .journal
-            .iter()
-            .filter(|(id, _)| *id >= mark)
-            .map(|(_, r)| (r.device.as_str(), r.readings.as_slice()))
-            .collect();
-        for chunk in after.chunks(settings.journal.commit_max_messages.max(1)) {
-            classify.replay_sensors(chunk);
-        }
-        // Ids only grow, also past a journal emptied by cuts.
-        let next_message = next_message.max(mark);
-        // The snapshot as of now, so the next start re-judges nothing twice.
-        store.commit_ingest(&IngestCommit {
-            classifier: classify.take_sensor_states(),
-            sensor_mark: Some(next_message),
-            ..IngestCommit::default()
-        })?;
-        info!(
-            epoch = recovered.epoch,
-            next_seq = recovered.next_seq,
-            replayed = recovered.journal.len(),
-            rejudged = after.len(),
-            open_windows = windower.open_windows(),
-            outbox = recovered.outbox_len,
-            "store recovered"
-        );
-        let outbox_live = store.outbox_bytes();
-        let health = Arc::new(Health::mirrored(metrics.health_counters()));
-        health.add(HealthCount::Starts, 1);
-        metrics.observe_store(&store);
-        Ok(Pipeline {
-            gateway: settings.gateway_id.clone(),
-            routes: settings.routes.clone(),
-            limits: settings.limits,
-            batch_interval: settings.uplink.batch_interval,
-            max_windows_per_batch: settings.uplink.max_windows_per_batch,
-            commit_max_messages: settings.journal.commit_max_messages,
-            commit_linger: settings.journal.commit_linger,
-            store,
-            windower,
-            device_seqs: recovered.device_seqs,
-            sparkplug: Sparkplug::default(),
-            counters: recovered.counters,
-            epoch: recovered.epoch,
-            next_seq: recovered.next_seq,
-            next_message,
-            last_cut: now,
-            bytes_in: 0,
-            committed: 0,
-            outbox_ready,
-            classify,
-            cap: OutboxCap::new(
-                settings.outbox.max_bytes,
-                settings.outbox.max_rollup_width,
-                settings.uplink.max_windows_per_batch,
-                &settings.gateway_id,
-                recovered.epoch,
-                outbox_live,
-            )
-            .with_metrics(metrics.clone()),
-            guard: DiskGuard::new(settings.outbox.max_bytes),
-            health,
-            counters_sealed: now,
-            sensor_snapshot: now,
-            started: now,
-            metrics,
-        })
-    }
-
     /// The agent's health counts, for the stages that see those events.
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
@@ -271,6 +153,12 @@ impl Pipeline {
     }
 
     /// The store handle (shared with the syncer).
+    /// The messages to publish that ingest made due (Sparkplug rebirth
+    /// requests), oldest first; `run` publishes them after each group.
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -313,8 +201,13 @@ impl Pipeline {
                 continue;
             };
             let decoded = if route.rules.format == Format::Sparkplug {
-                self.sparkplug
-                    .decode(&self.limits, &delivery.topic, &delivery.payload, clock)
+                let decoded =
+                    self.sparkplug
+                        .decode(&self.limits, &delivery.topic, &delivery.payload, clock);
+                if route.request_rebirth && self.commands.len() < MAX_PENDING_COMMANDS {
+                    self.commands.extend(self.sparkplug.rebirth_request(clock));
+                }
+                decoded
             } else {
                 decode::decode(
                     &route.rules,
@@ -444,7 +337,9 @@ impl Pipeline {
             commit.counters = Some(self.counters.clone());
         }
         if now.saturating_duration_since(self.sensor_snapshot) >= SENSOR_SNAPSHOT_EVERY {
-            self.snapshot_sensors(&mut commit.classifier, &mut commit.sensor_mark, now);
+            let (states, mark) = self.snapshot_sensors(now);
+            commit.classifier.extend(states);
+            commit.sensor_mark = Some(mark);
         }
         self.store.commit_ingest(&commit)?;
         // Counted once durable; a group whose commit failed stops the agent.
@@ -461,17 +356,11 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Adds the sensor states changed since the last snapshot, current up to
-    /// the next message id, to a commit.
-    fn snapshot_sensors(
-        &mut self,
-        states: &mut Vec<crate::classify::StateUpdate>,
-        mark: &mut Option<u64>,
-        now: Instant,
-    ) {
-        states.extend(self.classify.take_sensor_states());
-        *mark = Some(self.next_message);
+    /// The sensor states changed since the last snapshot and the sensor mark
+    /// they are current up to (the next message id), for a commit.
+    fn snapshot_sensors(&mut self, now: Instant) -> (Vec<crate::classify::StateUpdate>, u64) {
         self.sensor_snapshot = now;
+        (self.classify.take_sensor_states(), self.next_message)
     }
 
     /// Closes due windows and seals them into outbox batches, at most once per
@@ -496,7 +385,9 @@ impl Pipeline {
         };
         if !commit.released.is_empty() {
             // A released message can no longer be re-judged at start-up.
-            self.snapshot_sensors(&mut commit.classifier, &mut commit.sensor_mark, now);
+            let (states, mark) = self.snapshot_sensors(now);
+            commit.classifier = states;
+            commit.sensor_mark = Some(mark);
         }
         if let Some(end) = pass.closed.iter().map(|c| c.summary.end_ms).max() {
             self.metrics.observe_closed(end);

@@ -55,6 +55,7 @@ impl Pipeline {
                 self.committed += queue.len() as u64;
                 debug!(group = queue.len(), total = self.committed, "committed");
                 acker.ack(queue.drain(..).map(|d| d.ack).collect());
+                self.publish_commands(&mut acker);
             } else {
                 acker.flush();
             }
@@ -97,6 +98,22 @@ impl Pipeline {
                 Ok(Some(d)) => queue.push(d),
                 Ok(None) | Err(_) => return,
             }
+        }
+    }
+
+    /// Hands the rebirth requests the group made due to the MQTT client
+    /// (QoS 0, never waiting: one the client cannot take now is dropped and
+    /// counted; its node is asked again after the retry interval).
+    fn publish_commands(&mut self, acker: &mut impl Acker) {
+        for command in self.take_commands() {
+            let kind = if acker.publish(&command) {
+                info!(topic = %command.topic, "sparkplug rebirth requested");
+                HealthCount::SparkplugRebirthRequests
+            } else {
+                warn!(topic = %command.topic, "sparkplug rebirth request dropped: mqtt client queue full");
+                HealthCount::SparkplugRebirthDropped
+            };
+            self.health.add(kind, 1);
         }
     }
 

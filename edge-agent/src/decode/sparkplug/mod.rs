@@ -14,10 +14,13 @@
 //! message before its birth, a stale NDEATH, NCMD/DCMD/STATE are whole-message
 //! reasons. `bdSeq` and `Node Control/*` metrics are session control, not
 //! readings. Seq jumps are counted (`sparkplug_seq_gap`, `sparkplug_seq_missed`)
-//! and the message is used. It never panics on input and does not publish
-//! anything (no rebirth requests: this agent is not a Sparkplug host).
+//! and the message is used. Data the session cannot read (an unborn node or
+//! device, an unknown alias) makes a rebirth request due for its node
+//! ([`Sparkplug::rebirth_request`], see `rebirth.rs`). It never panics on
+//! input and publishes nothing itself.
 
 pub mod proto;
+pub mod rebirth;
 mod session;
 pub mod values;
 
@@ -26,6 +29,7 @@ use tracing::debug;
 use wire::{Counters, Reason};
 
 use super::{time, DecodeLimits, Decoded, Reading};
+pub use rebirth::Command;
 pub use session::{Session, Table, MAX_DEVICES_PER_NODE, MAX_NODES};
 
 /// The Sparkplug B topic namespace (first topic level).
@@ -41,6 +45,7 @@ const NODE_CONTROL: &str = "Node Control/";
 #[derive(Debug, Default)]
 pub struct Sparkplug {
     session: Session,
+    rebirths: rebirth::Rebirths,
 }
 
 /// What the topic says.
@@ -105,10 +110,36 @@ impl Sparkplug {
         payload: &[u8],
         now_ms: i64,
     ) -> Result<Decoded, Reason> {
+        self.rebirths.clear_due();
         if payload.len() > limits.max_payload_bytes {
             return Err(Reason::TooLarge);
         }
         let t = parse_topic(topic)?;
+        let decoded = self.decode_parsed(limits, &t, payload, now_ms);
+        let unreadable = match &decoded {
+            Err(reason) => *reason == Reason::SparkplugBeforeBirth,
+            Ok(d) => d.problems.get(Reason::SparkplugUnknownAlias) > 0,
+        };
+        // A DDEATH of an unknown device needs no birth; an NDEATH never does.
+        if unreadable && matches!(t.kind, Kind::NData | Kind::DBirth | Kind::DData) {
+            self.rebirths.want(t.group, t.node);
+        }
+        decoded
+    }
+
+    /// The rebirth request (an NCMD to publish) the message just decoded
+    /// calls for, if its node was not asked within the retry interval.
+    pub fn rebirth_request(&mut self, now_ms: i64) -> Option<Command> {
+        self.rebirths.take(now_ms)
+    }
+
+    fn decode_parsed(
+        &mut self,
+        limits: &DecodeLimits,
+        t: &Topic<'_>,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<Decoded, Reason> {
         let device = match t.device {
             Some(d) => format!("{}/{}/{d}", t.group, t.node),
             None => format!("{}/{}", t.group, t.node),

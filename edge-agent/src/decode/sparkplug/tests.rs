@@ -140,3 +140,85 @@ fn long_names_control_characters_and_garbage_are_counted() {
         Err(Reason::Malformed)
     );
 }
+
+#[test]
+fn unreadable_data_makes_a_rebirth_request_due_for_its_node() {
+    let mut s = Sparkplug::default();
+    let l = limits();
+    let temp = || vec![metric(None, Some(1), 0, Value::DoubleValue(1.0))];
+    let wanted = |s: &mut Sparkplug, topic: &str, p: &[u8], now: i64| {
+        let _ = s.decode(&l, topic, p, now);
+        s.rebirth_request(now).map(|c| c.topic)
+    };
+    let ncmd = Some("spBv1.0/g/NCMD/n".to_owned());
+    // After an agent restart: NDATA of a node the session never saw.
+    assert_eq!(
+        wanted(&mut s, "spBv1.0/g/NDATA/n", &payload(Some(5), temp()), NOW),
+        ncmd
+    );
+    // Asked once per retry interval, however much unreadable data follows.
+    assert_eq!(
+        wanted(
+            &mut s,
+            "spBv1.0/g/DDATA/n/d",
+            &payload(Some(6), temp()),
+            NOW + 1
+        ),
+        None
+    );
+    // Deaths, commands and malformed payloads ask for nothing.
+    let later = NOW + rebirth::REBIRTH_RETRY_MS;
+    for topic in [
+        "spBv1.0/g/NDEATH/n",
+        "spBv1.0/g/DDEATH/n/d",
+        "spBv1.0/g/NCMD/n",
+    ] {
+        assert_eq!(
+            wanted(&mut s, topic, &payload(None, vec![]), later),
+            None,
+            "{topic}"
+        );
+    }
+    assert_eq!(wanted(&mut s, "spBv1.0/g/NDATA/n", &[0xff], later), None);
+    // The node answers with a birth: its data reads, nothing is asked.
+    let birth = payload(
+        Some(0),
+        vec![metric(
+            Some("Temp"),
+            Some(1),
+            code::DOUBLE,
+            Value::DoubleValue(0.5),
+        )],
+    );
+    assert_eq!(wanted(&mut s, "spBv1.0/g/NBIRTH/n", &birth, later), None);
+    assert_eq!(
+        wanted(
+            &mut s,
+            "spBv1.0/g/NDATA/n",
+            &payload(Some(1), temp()),
+            later
+        ),
+        None
+    );
+    // A device without its DBIRTH, and an alias the birth did not define, ask again.
+    assert_eq!(
+        wanted(
+            &mut s,
+            "spBv1.0/g/DDATA/n/d",
+            &payload(Some(2), temp()),
+            later
+        ),
+        ncmd
+    );
+    let unknown = vec![metric(None, Some(9), 0, Value::DoubleValue(1.0))];
+    let much_later = later + rebirth::REBIRTH_RETRY_MS;
+    assert_eq!(
+        wanted(
+            &mut s,
+            "spBv1.0/g/NDATA/n",
+            &payload(Some(3), unknown),
+            much_later
+        ),
+        ncmd
+    );
+}

@@ -1,0 +1,152 @@
+//! Opening the pipeline: the store, classifier state from its snapshot, and
+//! the journal replayed into open windows (re-judging what came after the
+//! sensor snapshot). What a group commit and a cut do is in the parent module;
+//! what the store recovers and how is in `store/recover.rs`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tracing::info;
+use wire::Reason;
+
+use super::{now_ms, Pipeline};
+use crate::classify::ClassifyStage;
+use crate::config::Settings;
+use crate::decode::sparkplug::Sparkplug;
+use crate::decode::Reading;
+use crate::disk_guard::DiskGuard;
+use crate::health::{Health, HealthCount};
+use crate::metrics::AgentMetrics;
+use crate::outbox::OutboxCap;
+use crate::store::{IngestCommit, Store, StoreError};
+use crate::windower::Windower;
+
+impl Pipeline {
+    /// Opens the store, restores classifier state and replays the journal
+    /// (its metrics in a registry of its own; see [`Pipeline::open_with_metrics`]).
+    pub fn open(
+        settings: &Settings,
+        classify: ClassifyStage,
+        outbox_ready: Arc<Notify>,
+    ) -> Result<Pipeline, StoreError> {
+        Pipeline::open_with_metrics(settings, classify, outbox_ready, AgentMetrics::new())
+    }
+
+    /// [`Pipeline::open`], recording into `metrics` (and the classify stage's
+    /// model calls, the outbox cap's losses and the health counts too).
+    pub fn open_with_metrics(
+        settings: &Settings,
+        mut classify: ClassifyStage,
+        outbox_ready: Arc<Notify>,
+        metrics: AgentMetrics,
+    ) -> Result<Pipeline, StoreError> {
+        classify.attach_metrics(&metrics);
+        let (store, mut recovered) =
+            Store::open_or_set_aside(&settings.data_dir, now_ms(), settings.journal.cache_bytes)?;
+        metrics.count(Reason::CorruptRecord, recovered.quarantined);
+        if recovered.quarantined > 0 {
+            recovered
+                .counters
+                .add(Reason::CorruptRecord, recovered.quarantined);
+            store.commit_ingest(&IngestCommit {
+                counters: Some(recovered.counters.clone()),
+                ..IngestCommit::default()
+            })?;
+        }
+        for (series, device, state) in &recovered.classifier {
+            classify.restore(series, device, state);
+        }
+        let mut windower =
+            Windower::new(settings.window).with_judgement_series(classify.judgement_series());
+        for (device, metric, closed_before) in &recovered.closed {
+            windower.restore_closed(device, metric, *closed_before);
+        }
+        let now = Instant::now();
+        let mut next_message = 1;
+        let max_exemplars = classify.templates().map_or(0, |t| t.exemplars_per_window());
+        for (id, record) in &recovered.journal {
+            let mut readings = record.readings.clone();
+            windower.ingest(&record.device, &mut readings, *id, now, true);
+            for e in &record.exemplars {
+                windower.offer_exemplar(&record.device, e, max_exemplars);
+            }
+            for x in &record.escalations {
+                windower.offer_escalation(&record.device, x);
+            }
+            next_message = id + 1;
+        }
+        // Sensor states come from the last snapshot; the messages journaled
+        // after it are judged again (for their state only). A store from
+        // before snapshots (no mark) committed states with every message.
+        let mark = recovered.sensor_mark.unwrap_or(next_message);
+        let after: Vec<(&str, &[Reading])> = recovered
+            .journal
+            .iter()
+            .filter(|(id, _)| *id >= mark)
+            .map(|(_, r)| (r.device.as_str(), r.readings.as_slice()))
+            .collect();
+        for chunk in after.chunks(settings.journal.commit_max_messages.max(1)) {
+            classify.replay_sensors(chunk);
+        }
+        // Ids only grow, also past a journal emptied by cuts.
+        let next_message = next_message.max(mark);
+        // The snapshot as of now, so the next start re-judges nothing twice.
+        store.commit_ingest(&IngestCommit {
+            classifier: classify.take_sensor_states(),
+            sensor_mark: Some(next_message),
+            ..IngestCommit::default()
+        })?;
+        info!(
+            epoch = recovered.epoch,
+            next_seq = recovered.next_seq,
+            replayed = recovered.journal.len(),
+            rejudged = after.len(),
+            open_windows = windower.open_windows(),
+            outbox = recovered.outbox_len,
+            "store recovered"
+        );
+        let outbox_live = store.outbox_bytes();
+        let health = Arc::new(Health::mirrored(metrics.health_counters()));
+        health.add(HealthCount::Starts, 1);
+        metrics.observe_store(&store);
+        Ok(Pipeline {
+            gateway: settings.gateway_id.clone(),
+            routes: settings.routes.clone(),
+            limits: settings.limits,
+            batch_interval: settings.uplink.batch_interval,
+            max_windows_per_batch: settings.uplink.max_windows_per_batch,
+            commit_max_messages: settings.journal.commit_max_messages,
+            commit_linger: settings.journal.commit_linger,
+            store,
+            windower,
+            device_seqs: recovered.device_seqs,
+            sparkplug: Sparkplug::default(),
+            commands: Vec::new(),
+            counters: recovered.counters,
+            epoch: recovered.epoch,
+            next_seq: recovered.next_seq,
+            next_message,
+            last_cut: now,
+            bytes_in: 0,
+            committed: 0,
+            outbox_ready,
+            classify,
+            cap: OutboxCap::new(
+                settings.outbox.max_bytes,
+                settings.outbox.max_rollup_width,
+                settings.uplink.max_windows_per_batch,
+                &settings.gateway_id,
+                recovered.epoch,
+                outbox_live,
+            )
+            .with_metrics(metrics.clone()),
+            guard: DiskGuard::new(settings.outbox.max_bytes),
+            health,
+            counters_sealed: now,
+            sensor_snapshot: now,
+            started: now,
+            metrics,
+        })
+    }
+}
