@@ -472,7 +472,9 @@ fn extract_row(channels: &[String], readings: &[Reading]) -> Option<(i64, Vec<f6
 }
 
 /// Records that the devices of `rows` (of sensor model `index`) changed state
-/// since the last snapshot (a set: each device once).
+/// since the last snapshot. Names are deduplicated borrowed first, so a
+/// group copies each device's name once, not once per row.
 fn mark_dirty(dirty: &mut BTreeSet<(usize, String)>, index: usize, rows: &[(&str, Vec<f64>)]) {
-    dirty.extend(rows.iter().map(|(device, _)| (index, (*device).to_owned())));
+    let devices: BTreeSet<&str> = rows.iter().map(|(device, _)| *device).collect();
+    dirty.extend(devices.into_iter().map(|d| (index, d.to_owned())));
 }
