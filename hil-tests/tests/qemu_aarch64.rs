@@ -10,9 +10,10 @@
 //!
 //! It does not test armv7, speed under emulation, or crash recovery on ARM (the host fault
 //! tests cover the same code). It uses the aarch64 binary `scripts/test.sh` builds
-//! (`target/aarch64-unknown-linux-gnu/<profile>/edge-agent`); when that is missing it builds it
-//! with cargo, and without qemu, the aarch64 sysroot, the cross gcc or the rust target it
-//! prints `SKIP: …` (a failure under `EDGE_REQUIRE_SERVICES=1`).
+//! (`target/aarch64-unknown-linux-gnu/<profile>/edge-agent`), or the one `EDGE_AARCH64_AGENT`
+//! names (e.g. the size-optimized build users ship, from `edge-agent/packaging/build-gateway.sh`);
+//! when neither exists it builds the first with cargo, and without qemu, the aarch64 sysroot, the
+//! cross gcc or the rust target it prints `SKIP: …` (a failure under `EDGE_REQUIRE_SERVICES=1`).
 
 mod common;
 
@@ -98,9 +99,19 @@ fn build_aarch64_agent(target_dir: &Path, profile: &str) {
     assert!(status.success(), "cargo build --target {TARGET} failed");
 }
 
-/// The aarch64 agent next to this test's host binaries, built with cargo when missing;
-/// `None` after [`require_or_skip`] when it cannot be built here.
+/// The aarch64 agent named by `EDGE_AARCH64_AGENT` (e.g. the size-optimized build of
+/// `edge-agent/packaging/build-gateway.sh`), else the one next to this test's host binaries,
+/// built with cargo when missing; `None` after [`require_or_skip`] when it cannot be built here.
 fn aarch64_agent_or_skip() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("EDGE_AARCH64_AGENT") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "EDGE_AARCH64_AGENT={} is not a file",
+            path.display()
+        );
+        return Some(path);
+    }
     let (target_dir, profile) = target_and_profile();
     let path = target_dir.join(TARGET).join(&profile).join("edge-agent");
     if path.is_file() {
@@ -236,6 +247,8 @@ async fn aarch64_agent_under_qemu_ingests_judges_and_syncs() {
         return;
     };
     assert_aarch64_elf(&agent_bin);
+    let size = std::fs::metadata(&agent_bin).unwrap().len();
+    println!("aarch64 agent: {} ({size} bytes)", agent_bin.display());
     let Some(broker) = common::mosquitto_or_skip(Persistence::Off) else {
         return;
     };
