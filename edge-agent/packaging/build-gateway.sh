@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the edge-agent binary a gateway ships: small on disk and in memory, for SD cards and
-# 1 GB boards. Not for benchmarks of the x86 host (those use the `bench` profile).
+# Builds the smallest edge-agent binary, for gateways short of flash (SD cards, eMMC). It costs
+# CPU and has a resident-memory peak the release build lacks (BENCHMARKS.md, "ARM builds"), so
+# it is opt-in. Not for benchmarks of the x86 host (those use the `bench` profile).
 #
 #   edge-agent/packaging/build-gateway.sh --target aarch64-unknown-linux-gnu   # Pi 4/5, Jetson
 #   edge-agent/packaging/build-gateway.sh --target armv7-unknown-linux-gnueabihf  # Pi 3, Zero 2
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --target=*) target="${1#--target=}"; shift ;;
     --no-relr) relr=0; shift ;;
     --no-lld) use_lld=0; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) cargo_args+=("$1"); shift ;;
   esac
 done

@@ -11,7 +11,7 @@
 //! It does not test armv7, speed under emulation, or crash recovery on ARM (the host fault
 //! tests cover the same code). It uses the aarch64 binary `scripts/test.sh` builds
 //! (`target/aarch64-unknown-linux-gnu/<profile>/edge-agent`), or the one `EDGE_AARCH64_AGENT`
-//! names (e.g. the size-optimized build users ship, from `edge-agent/packaging/build-gateway.sh`);
+//! names (e.g. the size-optimized one of `edge-agent/packaging/build-gateway.sh`);
 //! when neither exists it builds the first with cargo, and without qemu, the aarch64 sysroot, the
 //! cross gcc or the rust target it prints `SKIP: …` (a failure under `EDGE_REQUIRE_SERVICES=1`).
 
