@@ -123,10 +123,11 @@ fn ingest_resumes_after_a_stall_when_disk_use_does_not_move() {
     let dir = tempfile::tempdir().unwrap();
     let (tx, acks) = start_calm(dir.path(), &rt);
 
-    // 80%: over the full mark (the filler's own jump counts as a step of
-    // 80%, which lowers the mark to 65%) and under the cap less that step
-    // (at most 15% is kept back for it): the highest level a stall resumes at.
-    fill(&dir.path().join("filler"), CAP / 100 * 80);
+    // 80% with the store's ballast (1/16 of the cap): over the full mark (the
+    // filler's own jump counts as a step of ~74%, which lowers the mark to
+    // 65%) and under the cap less that step (at most 15% is kept back for
+    // it): the highest level a stall resumes at.
+    fill(&dir.path().join("filler"), CAP / 100 * 80 - CAP / 16);
     std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
     tx.blocking_send(delivery(2)).unwrap();

@@ -220,12 +220,12 @@ pub struct JournalConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {
-    /// Cap on the store's disk use (journal, outbox and sled's own overhead)
-    /// while the uplink is down. Near the cap, old windows are rolled up
-    /// into coarser ones (counted as `rolled_up`); only when all are at
-    /// `max_rollup_width` are the oldest dropped (counted as `outbox_full`).
-    /// sled keeps stale copies until it cleans, so the batches themselves get
-    /// about half of it in steady state.
+    /// Cap on the store's disk use (journal, outbox, sled's own overhead and
+    /// the store's ballast, 1/16 of it) while the uplink is down. Near the
+    /// cap, old windows are rolled up into coarser ones (counted as
+    /// `rolled_up`); only when all are at `max_rollup_width` are the oldest
+    /// dropped (counted as `outbox_full`). sled keeps stale copies until it
+    /// cleans, so the batches themselves start with a sixth of it.
     #[serde(default = "defaults::outbox_max_bytes")]
     pub max_bytes: u64,
     /// Coarsest window a roll-up may produce.

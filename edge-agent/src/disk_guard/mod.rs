@@ -76,6 +76,12 @@ const FRESH_OVERHEAD: u64 = 512 * 1024;
 /// Room under the cap kept back beside the snapshot (block rounding, the
 /// generation file, directory entries).
 const COPY_MARGIN: u64 = 256 * 1024;
+/// The store's ballast ([`crate::store::ballast`]) is this share of
+/// `max_bytes` (1 MiB at the smallest cap): a compaction's snapshot of up to
+/// ~0.7 MiB always fits however close to the cap disk use has come ...
+const BALLAST_DIVISOR: u64 = 16;
+/// ... and at most this (a larger cap leaves more room beside the ballast).
+const MAX_BALLAST: u64 = 16 * 1024 * 1024;
 /// A compaction is worth it only if it gives back this share of `max_bytes`.
 const COMPACT_GAIN_PERCENT: u64 = 25;
 /// ... or this share while ingest waits at the full mark (waiting on is worse
@@ -111,6 +117,9 @@ pub struct DiskGuard {
     considered_at: Option<Instant>,
     /// Compactions since start.
     pub compactions: u64,
+    /// Bytes of ballast the store holds now (a compaction frees them for its
+    /// snapshot and writes them back).
+    ballast: u64,
 }
 
 impl DiskGuard {
@@ -125,7 +134,30 @@ impl DiskGuard {
             pauses: 0,
             considered_at: None,
             compactions: 0,
+            ballast: 0,
         }
+    }
+
+    /// The ballast the store should hold (see [`BALLAST_DIVISOR`]).
+    pub fn ballast_target(&self) -> u64 {
+        (self.max_bytes / BALLAST_DIVISOR).min(MAX_BALLAST)
+    }
+
+    /// How much ballast to add to a store that holds `present` bytes of it
+    /// and uses `disk` bytes in all: the rest of the target, if it fits under
+    /// the full mark (else 0: it is added after a compaction).
+    pub fn ballast_to_add(&self, disk: u64, present: u64) -> u64 {
+        let missing = self.ballast_target().saturating_sub(present);
+        if disk + missing <= self.full_mark() {
+            missing
+        } else {
+            0
+        }
+    }
+
+    /// The store now holds `bytes` of ballast.
+    pub fn set_ballast(&mut self, bytes: u64) {
+        self.ballast = bytes;
     }
 
     /// The disk use at or above which ingest waits, in bytes: the cap less
@@ -201,22 +233,26 @@ impl DiskGuard {
         self.allowance(disk, live, WAITING_GAIN_PERCENT)
     }
 
+    /// `disk` includes the ballast, which the compaction deletes before its
+    /// snapshot (so its bytes are room) and writes back after the load.
     fn allowance(&self, disk: u64, live: u64, gain_percent: u64) -> Option<u64> {
         let snapshot = live + live / 64 + SNAPSHOT_OVERHEAD;
         let fresh = live * FRESH_AMPLIFICATION + FRESH_OVERHEAD;
-        let room = self.max_bytes.checked_sub(disk)?.checked_sub(COPY_MARGIN)?;
-        let load_fits = snapshot + fresh <= self.max_bytes - COPY_MARGIN.min(self.max_bytes);
-        let gain = disk.saturating_sub(fresh);
+        let room = (self.max_bytes + self.ballast)
+            .checked_sub(disk)?
+            .checked_sub(COPY_MARGIN)?;
+        let after = fresh + snapshot.max(self.ballast);
+        let load_fits = after <= self.max_bytes - COPY_MARGIN.min(self.max_bytes);
+        let gain = disk.saturating_sub(fresh + self.ballast);
         (snapshot <= room && load_fits && gain >= self.max_bytes / 100 * gain_percent)
             .then_some(room)
     }
 
     /// The most live bytes whose snapshot fits beside `disk` bytes of old
-    /// files under `max_bytes` (0 if none do): what roll-ups aim for when a
-    /// compaction is due but its snapshot would not fit.
+    /// files (ballast deleted) under `max_bytes` (0 if none do): what
+    /// roll-ups aim for when a compaction is due but its snapshot would not fit.
     pub fn live_that_fits(&self, disk: u64) -> u64 {
-        let room = self
-            .max_bytes
+        let room = (self.max_bytes + self.ballast)
             .saturating_sub(disk)
             .saturating_sub(COPY_MARGIN + SNAPSHOT_OVERHEAD);
         room / 65 * 64

@@ -144,3 +144,35 @@ fn a_stalled_wait_resumes_and_waits_again_only_on_growth() {
     assert_eq!(g.classify(CAP / 2, t0), Pressure::Calm);
     assert_eq!(g.classify(full, t0), Pressure::Full { disk: full });
 }
+
+/// The wait that never ended (CI, then 1 of 3 local runs of
+/// `fault_outbox_cap`'s burst): 16.72 MB on disk of a 16 MiB cap, the outbox
+/// empty, 51 kB live. No snapshot fitted beside the old files and no roll-up
+/// could make one fit; the ballast's blocks do.
+#[test]
+fn the_ballast_lets_a_store_at_its_cap_compact() {
+    const SMALLEST: u64 = 16 * 1024 * 1024;
+    let mut g = DiskGuard::new(SMALLEST);
+    g.largest_step = SMALLEST / 2;
+    let (disk, live) = (16_719_872, 51_293);
+    assert_eq!(g.compaction_allowance_waiting(disk, live), None);
+    assert_eq!(g.live_that_fits(disk), 0);
+    assert_eq!(g.ballast_target(), 1 << 20);
+    g.set_ballast(g.ballast_target());
+    let allowance = g.compaction_allowance_waiting(disk, live).expect("fits");
+    assert!(allowance >= live + live / 64 + SNAPSHOT_OVERHEAD);
+    assert!(g.live_that_fits(disk) > live);
+    // The fresh store and its ballast must fit under the cap after.
+    assert_eq!(g.compaction_allowance_waiting(disk, SMALLEST / 3), None);
+}
+
+#[test]
+fn the_ballast_is_added_only_under_the_full_mark() {
+    let g = DiskGuard::new(CAP);
+    let target = g.ballast_target();
+    assert_eq!(target, MAX_BALLAST.min(CAP / BALLAST_DIVISOR));
+    assert_eq!(g.ballast_to_add(CAP / 2, 0), target);
+    assert_eq!(g.ballast_to_add(CAP / 2, target / 4), target - target / 4);
+    assert_eq!(g.ballast_to_add(CAP / 2, target), 0);
+    assert_eq!(g.ballast_to_add(g.full_mark() - target / 2, 0), 0);
+}

@@ -153,7 +153,7 @@ fn room_for_a_cut_drops_nothing_and_a_counters_only_batch_freezes_nothing() {
 
 #[test]
 fn budget_starts_low_but_keeps_what_a_restart_finds() {
-    assert_eq!(cap(0).budget(), 16 * MIB);
+    assert_eq!(cap(0).budget(), 64 * MIB / 6);
     assert_eq!(cap(40 * MIB).budget(), 40 * MIB);
     assert_eq!(cap(100 * MIB).budget(), 64 * MIB);
 }
@@ -161,9 +161,9 @@ fn budget_starts_low_but_keeps_what_a_restart_finds() {
 #[test]
 fn budget_shrinks_when_disk_is_high_and_grows_only_when_low_and_in_use() {
     let mut c = cap(0);
-    // Disk high: cut to 95% of what is live.
-    c.observe_disk(60 * MIB, 12 * MIB);
-    assert_eq!(c.budget(), 12 * MIB / 100 * 95);
+    // Disk high: cut to 95% of what is live (or of the budget, if less).
+    c.observe_disk(60 * MIB, 10 * MIB);
+    assert_eq!(c.budget(), 10 * MIB / 100 * 95);
     // Disk high with little live: never below the floor.
     c.observe_disk(63 * MIB, MIB);
     assert_eq!(c.budget(), 4 * MIB);

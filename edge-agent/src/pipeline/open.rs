@@ -110,7 +110,7 @@ impl Pipeline {
         let health = Arc::new(Health::mirrored(metrics.health_counters()));
         health.add(HealthCount::Starts, 1);
         metrics.observe_store(&store);
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             gateway: settings.gateway_id.clone(),
             routes: settings.routes.clone(),
             limits: settings.limits,
@@ -147,6 +147,8 @@ impl Pipeline {
             sensor_snapshot: now,
             started: now,
             metrics,
-        })
+        };
+        pipeline.keep_ballast();
+        Ok(pipeline)
     }
 }

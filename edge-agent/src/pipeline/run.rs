@@ -199,6 +199,8 @@ impl Pipeline {
                             disk_bytes = disk,
                             waited_s = since.elapsed().as_secs(),
                             outbox_bytes = self.store.outbox_bytes(),
+                            live_bytes = self.store.live_bytes().unwrap_or(0),
+                            full_mark = self.guard.full_mark(),
                             budget = self.cap.budget(),
                             "ingest still waiting for room under the outbox cap"
                         );
@@ -257,6 +259,7 @@ impl Pipeline {
         match self.store.compact(allowance) {
             Ok(done) => {
                 self.guard.compacted(done.disk_after, Instant::now());
+                self.keep_ballast();
                 self.health.add(HealthCount::Compactions, 1);
                 self.cap.restart_budget();
                 info!(
@@ -280,6 +283,31 @@ impl Pipeline {
                 Ok(disk)
             }
             Err(CompactError::Store(e)) => Err(e),
+        }
+    }
+
+    /// Tops the store's ballast up to its target if that fits under the full
+    /// mark (at start, and after a compaction, which writes back only what it
+    /// deleted) and tells the guard what it holds. A failure is logged: the
+    /// ballast is room for a compaction, not data.
+    pub(super) fn keep_ballast(&mut self) {
+        let ballast = self.store.ballast();
+        let kept = (|| {
+            let present = ballast.bytes()?;
+            let disk = self.store.disk_usage()?;
+            let add = self.guard.ballast_to_add(disk, present);
+            if add > 0 {
+                ballast.fill(present + add)?;
+                debug!(bytes = present + add, "store ballast written");
+            }
+            ballast.bytes()
+        })();
+        match kept {
+            Ok(bytes) => self.guard.set_ballast(bytes),
+            Err(e) => {
+                warn!("store ballast not written (a compaction near the cap may not fit): {e}");
+                self.guard.set_ballast(ballast.bytes().unwrap_or(0));
+            }
         }
     }
 

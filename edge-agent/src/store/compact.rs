@@ -21,6 +21,9 @@
 //! 4. load the snapshot into an empty generation n+1, flush, commit it,
 //!    delete the snapshot.
 //!
+//! The store's ballast ([`super::ballast`]) is deleted before step 1 (its
+//! blocks are the snapshot's room) and written back at the end.
+//!
 //! A crash before 2 leaves the old generation current; after it, start-up
 //! redoes 3 and 4 from the snapshot ([`load_generation`]). An I/O error at
 //! or after 2 aborts the process for the same reason: the old generation in
@@ -32,6 +35,7 @@ use std::path::Path;
 
 use tracing::{error, info, warn};
 
+use super::ballast::Ballast;
 use super::snapshot::{self, SnapshotWriter, Stop};
 use super::{generation, Live, Store, StoreError};
 
@@ -88,8 +92,23 @@ impl Store {
         if next_dir.exists() {
             std::fs::remove_dir_all(&next_dir).map_err(io)?;
         }
+        // The ballast's blocks are the snapshot's room (see [`super::ballast`]);
+        // it is written back however the compaction ends.
+        let ballast = Ballast::of(&self.dir);
+        let had = ballast.release().map_err(io)?;
+        let restore = |why: &str| {
+            if let Err(e) = ballast.fill(had) {
+                warn!("store ballast not written back after {why}: {e}");
+            }
+        };
         let path = snapshot::path_of(&self.dir, next);
-        let mut out = SnapshotWriter::create(path.clone(), allowance).map_err(io)?;
+        let mut out = match SnapshotWriter::create(path.clone(), allowance) {
+            Ok(out) => out,
+            Err(e) => {
+                restore("a failed compaction");
+                return Err(io(e).into());
+            }
+        };
         let (mut records, mut bytes) = (0u64, 0u64);
         for item in live.tree.iter() {
             let written = match item {
@@ -101,9 +120,13 @@ impl Store {
             };
             match written {
                 Ok(Ok(())) => records += 1,
-                Ok(Err(Stop)) => return Err(CompactError::OverAllowance { allowance }),
+                Ok(Err(Stop)) => {
+                    restore("an abandoned compaction");
+                    return Err(CompactError::OverAllowance { allowance });
+                }
                 Err(e) => {
                     out.abandon();
+                    restore("a failed compaction");
                     return Err(e.into());
                 }
             }
@@ -111,6 +134,7 @@ impl Store {
         if let Err(e) = out.finish() {
             // Not committed: the snapshot is not needed (start-up would delete it too).
             let _ = std::fs::remove_file(&path);
+            restore("a failed compaction");
             return Err(io(e).into());
         }
         // The commit point. If writing it fails, whether it landed is
@@ -133,6 +157,7 @@ impl Store {
             );
             std::process::abort();
         }
+        restore("a compaction");
         let disk_after = self.disk_usage().map_err(io)?;
         Ok(Compaction {
             generation: next,

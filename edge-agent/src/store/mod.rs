@@ -33,6 +33,7 @@ use wire::Counters;
 
 use crate::chunked;
 
+pub mod ballast;
 mod compact;
 mod generation;
 mod recover;
@@ -481,6 +482,11 @@ impl Store {
     /// Bytes the whole store (sled files, blobs, witness) occupies on disk.
     pub fn disk_usage(&self) -> std::io::Result<u64> {
         crate::disk_usage::disk_usage(&self.dir)
+    }
+
+    /// The store's ballast ([`ballast`]): room a compaction's snapshot takes.
+    pub fn ballast(&self) -> ballast::Ballast {
+        ballast::Ballast::of(&self.dir)
     }
 
     /// Live bytes of the outbox (sum of the sealed envelopes waiting).

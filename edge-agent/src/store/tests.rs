@@ -218,3 +218,38 @@ fn start_up_deletes_a_copy_that_never_committed() {
     assert!(!dir.path().join("gen-1").exists());
     assert_eq!(store.live().generation, 0);
 }
+
+#[test]
+fn a_compaction_takes_its_room_from_the_ballast_and_writes_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = churned_store(dir.path(), 200, 16 * 1024, 20);
+    let ballast = store.ballast();
+    ballast.fill(1 << 20).unwrap();
+    let live = store.live_bytes().unwrap();
+    assert!(live < 1 << 19, "{live}");
+    // Abandoned (the allowance is under the live bytes): the ballast is back.
+    assert!(matches!(
+        store.compact(live / 2),
+        Err(CompactError::OverAllowance { .. })
+    ));
+    assert_eq!(ballast.bytes().unwrap(), 1 << 20);
+    // Done: the snapshot took the ballast's blocks, which are back after.
+    let before = crate::disk_usage::disk_usage(dir.path()).unwrap();
+    let done = store.compact(1 << 20).unwrap();
+    assert_eq!(ballast.bytes().unwrap(), 1 << 20);
+    assert!(
+        done.disk_after < before,
+        "{} -> {}",
+        before,
+        done.disk_after
+    );
+    assert!(done.disk_after >= 1 << 20, "the ballast is counted");
+    drop(store);
+    let (store, r) = reopen(dir.path());
+    assert_eq!(r.outbox_len, 20);
+    assert_eq!(
+        store.ballast().bytes().unwrap(),
+        1 << 20,
+        "start-up keeps it"
+    );
+}
