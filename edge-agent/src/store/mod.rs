@@ -19,14 +19,16 @@
 //! what a power cut needs (fdatasync of the log, fsync of blob files).
 //! The sled files of one *generation* are open at a time ([`generation`]); a
 //! compaction ([`compact`]) copies the records into the next one to give disk
-//! space back. Start-up (reading back, quarantine) is in [`recover`].
+//! space back, taking its room from the [`ballast`]. Start-up (reading back,
+//! quarantine) is in [`recover`]; one open generation is a [`live`] set of
+//! sled files; the outbox's records and rewrites are in [`outbox`].
 //! sled's page cache size is configurable ([`DEFAULT_CACHE_BYTES`],
 //! `[journal] cache_bytes`), the same for every generation opened.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tracing::{error, info};
 use wire::Counters;
@@ -36,11 +38,17 @@ use crate::chunked;
 pub mod ballast;
 mod compact;
 mod generation;
+mod live;
+mod outbox;
 mod recover;
 mod snapshot;
 
 use crate::journal_record::JournalRecord;
 pub use compact::{CompactError, Compaction};
+use live::Live;
+pub use live::{DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES};
+use outbox::OutboxShared;
+pub use outbox::{OutboxLock, OutboxRewrite};
 
 const META_EPOCH: &[u8] = b"mepoch";
 const META_NEXT_SEQ: &[u8] = b"mnext_seq";
@@ -120,138 +128,6 @@ pub struct Store {
     dir: std::path::PathBuf,
     /// sled's page cache capacity for every generation opened ([`Store::open_with_cache`]).
     cache_bytes: u64,
-}
-
-/// One open generation of sled files ([`generation`]).
-#[derive(Debug)]
-struct Live {
-    db: sled::Db,
-    tree: sled::Tree,
-    disk: crate::disk_sync::DiskSync,
-    generation: u64,
-}
-
-impl Live {
-    /// Opens generation `n` of `data_dir` (creating it if new) with a page
-    /// cache of `cache_bytes` ([`DEFAULT_CACHE_BYTES`]).
-    fn open(data_dir: &Path, n: u64, cache_bytes: u64) -> Result<Live, StoreError> {
-        let dir = generation::dir_of(data_dir, n);
-        let db = sled::Config::new()
-            .path(&dir)
-            .segment_size(segment_size(&dir))
-            .cache_capacity(cache_bytes.max(MIN_CACHE_BYTES))
-            .open()?;
-        let tree = db.open_tree("agent")?;
-        match crate::disk_sync::DiskSync::open(&dir) {
-            Ok(disk) => Ok(Live {
-                db,
-                tree,
-                disk,
-                generation: n,
-            }),
-            Err(e) => {
-                keep_sled_from_dropping(&db);
-                Err(StoreError::Sled(sled::Error::Io(e)))
-            }
-        }
-    }
-
-    /// sled's flush plus what it leaves out for power-cut durability ([`crate::disk_sync`]).
-    fn flush(&self) -> Result<(), StoreError> {
-        let synced = match self.db.flush() {
-            Ok(_) => self
-                .disk
-                .sync()
-                .map_err(|e| StoreError::Sled(sled::Error::Io(e))),
-            Err(e) => Err(e.into()),
-        };
-        if synced.is_err() {
-            keep_sled_from_dropping(&self.db);
-        }
-        synced
-    }
-
-    /// The oldest outbox batch, if any: `(seq, envelope bytes)`.
-    fn outbox_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        match chunked::Records::new(&self.tree, b'o', 0).next() {
-            Some(record) => {
-                let record = record?;
-                Ok(Some((record.seq, record.bytes)))
-            }
-            None => Ok(None),
-        }
-    }
-}
-
-/// After a failed flush or sync, sled's last handle must not drop: its
-/// `Drop` syncs once more and unwraps the result, a panic that would hide the
-/// I/O error (measured by hil-tests' `fault_io`). Leaking one handle keeps
-/// sled alive until the process exits, which it is about to: nothing unsynced
-/// was acknowledged, and a crash would skip that last sync too.
-fn keep_sled_from_dropping(db: &sled::Db) {
-    std::mem::forget(db.clone());
-}
-
-/// sled's segment size for new stores. Smaller than sled's 512 KiB default:
-/// measured under outbox churn, disk use settles near 1.8× the live bytes
-/// with 128 KiB segments against 2.5–3× with 512 KiB (the outbox cap is on
-/// disk use, so this is more windows per byte of SD card).
-const SEGMENT_SIZE: usize = 128 * 1024;
-
-/// sled's page cache capacity unless the config says otherwise
-/// (`[journal] cache_bytes`): sled 0.34's own default, 1 GiB. Measured
-/// (BENCHMARKS.md, "sled page cache"): 4–64 MiB took ~25 MiB off the RSS at
-/// 1k msg/s at no CPU cost, but at 10k msg/s 16–64 MiB cost 1.5–2× the CPU
-/// per message and RSS spiked higher, so the default stays sled's; gateways
-/// at low rates can lower it.
-pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
-
-/// Smallest cache handed to sled (it asserts at least 256 bytes; below a few
-/// hundred KiB every read goes to disk). The config refuses less.
-pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
-
-/// The segment size an existing store was created with (sled refuses to open
-/// with another), else [`SEGMENT_SIZE`].
-fn segment_size(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("conf"))
-        .ok()
-        .and_then(|conf| {
-            conf.lines()
-                .find_map(|l| l.strip_prefix("segment_size: "))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(SEGMENT_SIZE)
-}
-
-/// What pipeline and syncer share about the outbox, in memory.
-#[derive(Debug, Default)]
-struct OutboxShared {
-    /// The batch the syncer has sent or is sending (its bytes may be at the
-    /// sink already). Held while the outbox is rewritten, so the syncer
-    /// cannot claim a batch that a roll-up is replacing.
-    claimed: Mutex<Option<u64>>,
-    /// Live bytes of all outbox batches (sum of envelope lengths).
-    bytes: AtomicU64,
-    /// Number of outbox batches (kept with `bytes`, so reading it walks nothing).
-    batches: AtomicU64,
-}
-
-/// The outbox locked against the syncer claiming a new batch; see [`Store::lock_outbox`].
-#[derive(Debug)]
-pub struct OutboxLock<'a> {
-    store: &'a Store,
-    claimed: MutexGuard<'a, Option<u64>>,
-}
-
-/// One rewrite of outbox batches (a roll-up or a drop), applied atomically.
-#[derive(Debug, Default)]
-pub struct OutboxRewrite {
-    /// Batches to delete.
-    pub remove: Vec<u64>,
-    /// Batches to write (seqs taken from `remove`, never new ones).
-    pub insert: Vec<(u64, Vec<u8>)>,
-    /// Pending counters to persist with the rewrite.
-    pub counters: Counters,
 }
 
 /// Classifier states (key `c` series \0 device) and the sensor mark into `batch`.
@@ -459,26 +335,6 @@ impl Store {
         Some((epoch, next_seq))
     }
 
-    /// The oldest outbox batch, if any: `(seq, envelope bytes)`.
-    pub fn outbox_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        self.live().outbox_first()
-    }
-
-    /// The oldest outbox batch, claimed for sending: from now on no roll-up
-    /// rewrites it (its bytes may reach the sink, so they are final).
-    pub fn outbox_claim_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let mut claimed = self
-            .outbox
-            .claimed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let first = self.outbox_first()?;
-        if let Some((seq, _)) = &first {
-            *claimed = Some(*seq);
-        }
-        Ok(first)
-    }
-
     /// Bytes the whole store (sled files, blobs, witness) occupies on disk.
     pub fn disk_usage(&self) -> std::io::Result<u64> {
         crate::disk_usage::disk_usage(&self.dir)
@@ -487,119 +343,6 @@ impl Store {
     /// The store's ballast ([`ballast`]): room a compaction's snapshot takes.
     pub fn ballast(&self) -> ballast::Ballast {
         ballast::Ballast::of(&self.dir)
-    }
-
-    /// Live bytes of the outbox (sum of the sealed envelopes waiting).
-    pub fn outbox_bytes(&self) -> u64 {
-        self.outbox.bytes.load(Ordering::SeqCst)
-    }
-
-    /// Locks the syncer out of claiming batches while the pipeline rewrites the outbox.
-    pub fn lock_outbox(&self) -> OutboxLock<'_> {
-        OutboxLock {
-            store: self,
-            claimed: self
-                .outbox
-                .claimed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        }
-    }
-
-    /// Number of batches waiting to be sent.
-    pub fn outbox_len(&self) -> usize {
-        usize::try_from(self.outbox.batches.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
-    }
-
-    /// Forgets a batch the sink confirmed it stored (durably).
-    pub fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
-        let live = self.live();
-        let mut batch = sled::Batch::default();
-        if let Some(old) = chunked::remove(&live.tree, &mut batch, b'o', seq)? {
-            live.tree.apply_batch(batch)?;
-            self.outbox
-                .bytes
-                .fetch_sub(old.len() as u64, Ordering::SeqCst);
-            self.outbox.batches.fetch_sub(1, Ordering::SeqCst);
-        }
-        live.flush()?;
-        Ok(())
-    }
-
-    /// Moves a batch the sink refused as a conflict aside, keeping its bytes for inspection.
-    pub fn outbox_quarantine(&self, seq: u64) -> Result<(), StoreError> {
-        let live = self.live();
-        let mut batch = sled::Batch::default();
-        if let Some(v) = chunked::remove(&live.tree, &mut batch, b'o', seq)? {
-            let len = v.len() as u64;
-            batch.insert(&key(b'q', seq), v);
-            live.tree.apply_batch(batch)?;
-            self.outbox.bytes.fetch_sub(len, Ordering::SeqCst);
-            self.outbox.batches.fetch_sub(1, Ordering::SeqCst);
-            live.flush()?;
-        }
-        Ok(())
-    }
-}
-
-impl OutboxLock<'_> {
-    /// Up to `limit` outbox batches after `after_seq` that may be rewritten:
-    /// never the oldest (it may have been sent before a restart) and never
-    /// the one the syncer claimed. `(seq, envelope bytes)` in seq order.
-    pub fn rewritable(
-        &self,
-        after_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let live = self.store.live();
-        let Some((head, _)) = live.outbox_first()? else {
-            return Ok(Vec::new());
-        };
-        let floor = head.max(self.claimed.unwrap_or(0)).max(after_seq);
-        let Some(start) = floor.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for record in chunked::Records::new(&live.tree, b'o', start).take(limit) {
-            let record = record?;
-            out.push((record.seq, record.bytes));
-        }
-        Ok(out)
-    }
-
-    /// Applies one rewrite atomically and durably, keeping the byte count.
-    pub fn apply(&self, rewrite: &OutboxRewrite) -> Result<(), StoreError> {
-        let store = self.store;
-        let live = store.live();
-        let (mut removed, mut removed_batches) = (0u64, 0u64);
-        let mut batch = sled::Batch::default();
-        for seq in &rewrite.remove {
-            if let Some(v) = chunked::remove(&live.tree, &mut batch, b'o', *seq)? {
-                removed += v.len() as u64;
-                removed_batches += 1;
-            }
-        }
-        let mut added = 0u64;
-        for (seq, bytes) in &rewrite.insert {
-            debug_assert!(
-                rewrite.remove.contains(seq),
-                "a rewrite reuses removed seqs only"
-            );
-            chunked::insert(&mut batch, b'o', *seq, bytes);
-            added += bytes.len() as u64;
-        }
-        batch.insert(META_COUNTERS, wire::encode(&rewrite.counters));
-        live.tree.apply_batch(batch)?;
-        store.outbox.bytes.fetch_add(added, Ordering::SeqCst);
-        store.outbox.bytes.fetch_sub(removed, Ordering::SeqCst);
-        let inserted = rewrite.insert.len() as u64;
-        store.outbox.batches.fetch_add(inserted, Ordering::SeqCst);
-        store
-            .outbox
-            .batches
-            .fetch_sub(removed_batches, Ordering::SeqCst);
-        live.flush()?;
-        Ok(())
     }
 }
 
