@@ -1,0 +1,200 @@
+//! The cut: every `batch_interval`, close due windows, seal them with the
+//! counters into outbox batches (rolled up first if they would not fit the
+//! outbox's room), release their journal entries with a sensor snapshot, and
+//! report what was cut. It does not ingest (`mod.rs`) or wait for disk room
+//! (`run.rs`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use tracing::{debug, warn};
+use wire::{Counters, Reason};
+
+use super::{now_ms, CutReport, Pipeline, HEALTH_EVERY};
+use crate::outbox::{seal_batches, BatchExtras};
+use crate::rollup;
+use crate::store::{BatchCommit, StoreError};
+
+impl Pipeline {
+    /// The agent's state as the sink sees it with each cut.
+    fn gauges(&self, disk: Option<u64>, now: Instant) -> wire::Gauges {
+        let mut g = wire::Gauges::new();
+        let mut set = |name: &str, v: u64| {
+            g.insert(name.to_owned(), v);
+        };
+        set("outbox_bytes", self.store.outbox_bytes());
+        set("outbox_batches", self.store.outbox_len() as u64);
+        set("outbox_budget_bytes", self.cap.budget());
+        set("store_cap_bytes", self.cap.max_bytes());
+        if let Some(disk) = disk {
+            set("store_disk_bytes", disk);
+        }
+        set("open_windows", self.windower.open_windows() as u64);
+        set(
+            "uptime_s",
+            now.saturating_duration_since(self.started).as_secs(),
+        );
+        g
+    }
+
+    /// The sensor states changed since the last snapshot and the sensor mark
+    /// they are current up to (the next message id), for a commit.
+    pub(super) fn snapshot_sensors(
+        &mut self,
+        now: Instant,
+    ) -> (Vec<crate::classify::StateUpdate>, u64) {
+        self.sensor_snapshot = now;
+        (self.classify.take_sensor_states(), self.next_message)
+    }
+
+    /// Closes due windows and seals them into outbox batches, at most once per
+    /// `batch_interval`. Returns what was cut, if anything.
+    pub fn tick(&mut self, now: Instant) -> Result<Option<CutReport>, StoreError> {
+        if now.saturating_duration_since(self.last_cut) < self.batch_interval {
+            return Ok(None);
+        }
+        self.last_cut = now;
+        let pass = self.windower.close_due(now);
+        let health_due = now.saturating_duration_since(self.counters_sealed) >= HEALTH_EVERY;
+        if pass.closed.is_empty() && self.counters.inputs_empty() && !health_due {
+            return Ok(None);
+        }
+        self.health.drain_into(&mut self.counters);
+        if pass.closed.is_empty() && self.counters.is_empty() {
+            return Ok(None);
+        }
+        let mut commit = BatchCommit {
+            released: pass.released,
+            ..BatchCommit::default()
+        };
+        if !commit.released.is_empty() {
+            // A released message can no longer be re-judged at start-up.
+            let (states, mark) = self.snapshot_sensors(now);
+            commit.classifier = states;
+            commit.sensor_mark = Some(mark);
+        }
+        if let Some(end) = pass.closed.iter().map(|c| c.summary.end_ms).max() {
+            self.metrics.observe_closed(end);
+        }
+        let mut windows = Vec::with_capacity(pass.closed.len());
+        let mut horizons: HashMap<(String, String), i64> = HashMap::new();
+        for c in pass.closed {
+            horizons.insert(
+                (c.summary.device.clone(), c.summary.metric.clone()),
+                c.closed_before,
+            );
+            windows.push(c.summary);
+        }
+        if let Some(t) = self.classify.templates() {
+            t.name_templates(&mut windows);
+        }
+        commit.closed = horizons.into_iter().map(|((d, m), h)| (d, m, h)).collect();
+        let devices: BTreeSet<&str> = windows.iter().map(|w| w.device.as_str()).collect();
+        let mut report = CutReport {
+            first_seq: self.next_seq,
+            batches: 0,
+            windows: windows.len(),
+            devices: devices.len(),
+            bytes_in: std::mem::take(&mut self.bytes_in),
+            bytes_out: 0,
+            counters: self.counters.clone(),
+        };
+        // The budget follows the store's disk use (see `OutboxCap`), after a
+        // compaction if one fits and pays (see `relieve_disk`).
+        let disk = match self.store.disk_usage() {
+            Ok(disk) => {
+                self.guard.observe(disk, Instant::now());
+                let full = disk >= self.guard.full_mark();
+                let disk = self.relieve_disk(disk, full)?;
+                self.cap.observe_disk(disk, self.store.outbox_bytes());
+                Some(disk)
+            }
+            Err(e) => {
+                warn!("cannot measure the store's disk use (outbox budget unchanged): {e}");
+                None
+            }
+        };
+        let gauges = self.gauges(disk, now);
+        let taken = std::mem::take(&mut self.counters);
+        let (gateway, epoch, per_batch) = (&self.gateway, self.epoch, self.max_windows_per_batch);
+        let seal = |windows: &[wire::WindowSummary], counters: Counters, first_seq: u64| {
+            let extras = BatchExtras {
+                counters,
+                gauges: gauges.clone(),
+            };
+            seal_batches(
+                gateway,
+                epoch,
+                first_seq..,
+                windows,
+                per_batch,
+                extras,
+                now_ms(),
+            )
+        };
+        let first_seq = self.next_seq;
+        let mut batches = seal(&windows, taken.clone(), first_seq);
+        // Make room under the cap before the cut lands, by roll-ups only: a
+        // burst cut can alone be over the budget (room 0), and dropping towards
+        // that would empty the outbox of windows that still roll up. Drops are
+        // decided after the commit, against the budget (`enforce_budget`).
+        // Until the cut commits, the counters it takes are still pending on
+        // disk, so each rewrite persists them plus any loss it counts.
+        let incoming: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();
+        let mut loss = Counters::default();
+        let room = self.cap.budget().saturating_sub(incoming);
+        if self.store.outbox_bytes() > room {
+            self.cap
+                .roll_up_to(&self.store, room, &taken, &mut loss, now_ms())?;
+        }
+        // What the old windows could not make room for, the cut gives up
+        // itself: it is rolled up before it is written. Written fine and
+        // rolled up after, a burst cut would cost its bytes on disk twice
+        // (sled keeps the old copies until it cleans their segments), and
+        // a cut of a burst of short windows can be a quarter of the cap.
+        let room = self.cap.budget().saturating_sub(self.store.outbox_bytes());
+        if incoming > room {
+            let escalations = |ws: &[wire::WindowSummary]| -> u64 {
+                ws.iter().map(|w| w.escalations.len() as u64).sum()
+            };
+            let before = escalations(&windows);
+            let (rolled, merged) = rollup::roll_up_to_fit(
+                std::mem::take(&mut windows),
+                incoming,
+                room,
+                self.cap.max_width_ms(),
+            );
+            windows = rolled;
+            loss.add(Reason::RolledUp, merged);
+            // A merged window keeps at most its room of escalations.
+            let refused = before - escalations(&windows);
+            loss.add(Reason::EscalationOverBudget, refused);
+            self.metrics.count(Reason::RolledUp, merged);
+            self.metrics.count(Reason::EscalationOverBudget, refused);
+            if merged > 0 {
+                debug!(
+                    merged,
+                    incoming, room, "burst cut rolled up before it was written"
+                );
+            }
+        }
+        if !loss.is_empty() {
+            let mut counters = taken;
+            counters.merge(&loss);
+            report.counters.merge(&loss);
+            batches = seal(&windows, counters, first_seq);
+        }
+        self.next_seq += batches.len() as u64;
+        report.bytes_out = batches.iter().map(|(_, b)| b.len() as u64).sum();
+        commit.batches = batches;
+        commit.next_seq = self.next_seq;
+        report.batches = commit.batches.len();
+        self.store.commit_batches(&commit)?;
+        self.counters_sealed = now;
+        // The cut alone may not fit: roll up the new batches too.
+        self.enforce_budget()?;
+        self.metrics.observe_store(&self.store);
+        self.outbox_ready.notify_one();
+        Ok(Some(report))
+    }
+}
