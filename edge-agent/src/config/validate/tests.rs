@@ -1,6 +1,7 @@
 //! Unit tests of config validation: defaults, every problem reported with its key, each section's bounds.
 
 use super::*;
+use crate::decode::TimeUnit;
 
 const MINIMAL: &str = r#"
         gateway_id = "gw-1"
