@@ -1,4 +1,5 @@
-//! The classify stage as the pipeline sees it: load models, judge messages, keep device state.
+//! The classify stage as the pipeline sees it: judge messages, keep device state
+//! (loading the models is in `stage/load.rs`).
 //!
 //! Between decode and windower: for every accepted message, each sensor model
 //! whose channels the message carries all of gets the row; after judging, the
@@ -15,69 +16,22 @@
 //! flows, unjudged.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use crate::config::ModelsConfig;
 use crate::decode::{text, Exemplar, Reading};
-use crate::model::{ModelError, ScoreModel};
 use crate::window::MAX_ESCALATION_FEATURES;
 use wire::Escalation;
 
 use super::log::{LogClassifier, ALERT_METRIC, CONFIDENCE_METRIC};
 use super::log_escalation::LogEscalator;
-use super::log_recipe::{LogRecipe, LogRecipeError};
-use super::pool::{InferencePool, LatencySnapshot};
+use super::pool::LatencySnapshot;
 use super::router::{self, Escalated, Router};
 use super::sensor::SensorClassifier;
-use super::sensor_recipe::{SensorRecipe, SensorRecipeError};
 use super::templates::{TemplateStage, STATE_SERIES};
 
-/// Why the classify stage could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ClassifyError {
-    #[error("cannot read model recipe {path}: {source}")]
-    ReadRecipe {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("model recipe {path}: {source}")]
-    Recipe {
-        path: PathBuf,
-        source: SensorRecipeError,
-    },
-    #[error(
-        "models.sensor[{index}].channels: {given} channel(s) given, but {path} expects {expected}"
-    )]
-    Channels {
-        index: usize,
-        path: PathBuf,
-        given: usize,
-        expected: usize,
-    },
-    #[error("log model recipe {path}: {source}")]
-    LogRecipe {
-        path: PathBuf,
-        source: LogRecipeError,
-    },
-    #[error(
-        "log model {path}: the sidecar says {expected} outputs per line, the model gives {got}"
-    )]
-    LogOutputs {
-        path: PathBuf,
-        expected: usize,
-        got: usize,
-    },
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("template miner: {0}")]
-    Templates(#[from] crate::logmine::MinerError),
-    #[error("template exemplars: {0}")]
-    Redact(#[from] super::redact::RedactError),
-    #[error("cannot start inference threads: {0}")]
-    Threads(std::io::Error),
-}
+mod load;
+pub use load::ClassifyError;
 
 /// One configured sensor model.
 #[derive(Debug)]
@@ -127,63 +81,6 @@ pub struct ClassifyStage {
 }
 
 impl ClassifyStage {
-    /// Loads every configured model and sidecar, checking shapes against each other.
-    pub fn load(config: &ModelsConfig) -> Result<ClassifyStage, ClassifyError> {
-        let mut stage = ClassifyStage {
-            router: Router::new(config.escalations_per_device_hour()),
-            ..ClassifyStage::default()
-        };
-        for (index, m) in config.sensor.iter().enumerate() {
-            let recipe_path = m.recipe_path();
-            let recipe = read_recipe(&recipe_path)?;
-            let channels = m
-                .channels
-                .clone()
-                .unwrap_or_else(|| recipe.channels().to_vec());
-            if channels.len() != recipe.channels().len() {
-                return Err(ClassifyError::Channels {
-                    index,
-                    path: recipe_path,
-                    given: channels.len(),
-                    expected: recipe.channels().len(),
-                });
-            }
-            let model = ScoreModel::load(&m.path, recipe.width())?;
-            let pool = InferencePool::new(model, config.threads(), &m.series)
-                .map_err(ClassifyError::Threads)?;
-            stage.sensors.push(SensorStage {
-                series: m.series.clone(),
-                channels,
-                classifier: SensorClassifier::new(recipe, pool),
-                escalate_below: m.escalate_below,
-            });
-        }
-        if let Some(m) = &config.log {
-            let recipe_path = m.recipe_path();
-            let recipe = LogRecipe::from_json(&read_text(&recipe_path)?).map_err(|source| {
-                ClassifyError::LogRecipe {
-                    path: recipe_path.clone(),
-                    source,
-                }
-            })?;
-            let model = ScoreModel::load(&m.path, recipe.width())?;
-            if model.outputs() != recipe.outputs() {
-                return Err(ClassifyError::LogOutputs {
-                    path: m.path.clone(),
-                    expected: recipe.outputs(),
-                    got: model.outputs(),
-                });
-            }
-            let pool = InferencePool::new(model, config.threads(), "log")
-                .map_err(ClassifyError::Threads)?;
-            stage.log = Some(LogClassifier::new(recipe, pool));
-            if let Some(below) = m.escalate_below {
-                stage.log_escalator = Some(LogEscalator::new(below)?);
-            }
-        }
-        Ok(stage)
-    }
-
     /// Derived series whose windows carry verdicts.
     pub fn judgement_series(&self) -> Vec<String> {
         self.sensors.iter().map(|s| s.series.clone()).collect()
@@ -442,20 +339,6 @@ impl ClassifyStage {
     pub fn is_empty(&self) -> bool {
         self.sensors.is_empty() && self.log.is_none() && self.templates.is_none()
     }
-}
-
-fn read_text(path: &Path) -> Result<String, ClassifyError> {
-    std::fs::read_to_string(path).map_err(|source| ClassifyError::ReadRecipe {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn read_recipe(path: &Path) -> Result<SensorRecipe, ClassifyError> {
-    SensorRecipe::from_json(&read_text(path)?).map_err(|source| ClassifyError::Recipe {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// The row of `channels` in `readings` (first reading of each), timed by the
