@@ -293,10 +293,13 @@ struct Raw {
     std_window: usize,
     slow: Vec<bool>,
     slow_window: usize,
-    z_cap: usize,
-    zl_cap: usize,
-    z: VecDeque<Vec<f64>>,
-    zl: VecDeque<Vec<f64>>,
+    /// z rows (clipped), the last `z_rows()` of them.
+    z: Rows,
+    /// z rows with the slow channels detrended, the last `max(mean_windows)`.
+    zl: Rows,
+    /// This row's z and detrended z (reused: no allocation per row).
+    row_z: Vec<f64>,
+    row_zl: Vec<f64>,
 }
 
 impl Raw {
@@ -316,10 +319,10 @@ impl Raw {
             std_window: recipe.std_window,
             slow,
             slow_window: recipe.slow_window,
-            z_cap,
-            zl_cap,
-            z: VecDeque::with_capacity(z_cap),
-            zl: VecDeque::with_capacity(zl_cap),
+            z: Rows::new(c, z_cap),
+            zl: Rows::new(c, zl_cap),
+            row_z: Vec::with_capacity(c),
+            row_zl: Vec::with_capacity(c),
         }
     }
 
@@ -327,26 +330,20 @@ impl Raw {
     /// per mean window, and the trailing std of z per channel).
     fn push(&mut self, row: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let c = self.mu.len();
-        let z: Vec<f64> = (0..c)
-            .map(|j| {
-                let x = row.get(j).copied().unwrap_or(f64::NAN);
-                ((x - self.mu[j]) / self.sd[j]).clamp(-self.z_clip, self.z_clip)
-            })
-            .collect();
-        if self.z.len() == self.z_cap {
-            self.z.pop_front();
-        }
-        self.z.push_back(z.clone());
-        let mut zl = z;
-        for (j, v) in zl.iter_mut().enumerate() {
+        self.row_z.clear();
+        self.row_z.extend((0..c).map(|j| {
+            let x = row.get(j).copied().unwrap_or(f64::NAN);
+            ((x - self.mu[j]) / self.sd[j]).clamp(-self.z_clip, self.z_clip)
+        }));
+        self.z.push(&self.row_z);
+        self.row_zl.clear();
+        self.row_zl.extend_from_slice(&self.row_z);
+        for (j, v) in self.row_zl.iter_mut().enumerate() {
             if self.slow[j] {
                 *v -= tail_mean(&self.z, self.slow_window, j);
             }
         }
-        if self.zl.len() == self.zl_cap {
-            self.zl.pop_front();
-        }
-        self.zl.push_back(zl);
+        self.zl.push(&self.row_zl);
         let mut means = Vec::with_capacity(c * self.mean_windows.len());
         for &w in &self.mean_windows {
             means.extend((0..c).map(|j| tail_mean(&self.zl, w, j)));
@@ -355,24 +352,12 @@ impl Raw {
             .map(|j| {
                 let n = self.z.len().min(self.std_window);
                 let m = tail_mean(&self.z, self.std_window, j);
-                let ss: f64 = self
-                    .z
-                    .iter()
-                    .skip(self.z.len() - n)
-                    .map(|r| (r[j] - m).powi(2))
-                    .sum();
+                let ss: f64 = self.z.tail(n, j).map(|v| (v - m).powi(2)).sum();
                 (ss / n as f64).sqrt()
             })
             .collect();
         (means, stds)
     }
-}
-
-/// Mean of channel `j` over the last `w` rows held (fewer if fewer are held).
-fn tail_mean(rows: &VecDeque<Vec<f64>>, w: usize, j: usize) -> f64 {
-    let n = rows.len().min(w);
-    let sum: f64 = rows.iter().skip(rows.len() - n).map(|r| r[j]).sum();
-    sum / n as f64
 }
 
 /// Streaming features for one calibrated device.
@@ -481,6 +466,9 @@ pub fn threshold_from_calibration(recipe: &SensorRecipe, calibration_scores: &[f
     let q = sm[lo] + (sm[hi] - sm[lo]) * (pos - lo as f64);
     (q * rule.multiplier).max(rule.absolute)
 }
+
+mod rows;
+use rows::{tail_mean, Rows};
 
 #[cfg(test)]
 mod tests {
