@@ -50,8 +50,16 @@ impl Rows {
     /// Channel `j` of the last `n` rows held, oldest first.
     pub(super) fn tail(&self, n: usize, j: usize) -> impl Iterator<Item = f64> + '_ {
         let n = n.min(self.len);
-        (self.len - n..self.len)
-            .map(move |i| self.values[((self.start + i) % self.cap) * self.c + j])
+        // The ring's rows in two runs, oldest first (no division per value).
+        let first = (self.start + self.len - n) % self.cap;
+        let to_end = n.min(self.cap - first);
+        let c = self.c;
+        let column = move |rows: std::ops::Range<usize>| {
+            self.values[rows.start * c..rows.end * c]
+                .chunks_exact(c)
+                .map(move |row| row[j])
+        };
+        column(first..first + to_end).chain(column(0..n - to_end))
     }
 }
 
