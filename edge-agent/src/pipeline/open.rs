@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Notify;
-use tracing::info;
+use tracing::{info, warn};
 use wire::Reason;
 
 use super::{now_ms, Pipeline};
@@ -148,7 +148,14 @@ impl Pipeline {
             started: now,
             metrics,
         };
-        pipeline.keep_ballast();
+        match pipeline.store.disk_usage() {
+            Ok(disk) => pipeline.keep_ballast(disk),
+            Err(e) => {
+                warn!("store ballast not written (cannot measure the store's disk use): {e}");
+                let present = pipeline.store.ballast().bytes().unwrap_or(0);
+                pipeline.guard.set_ballast(present);
+            }
+        }
         Ok(pipeline)
     }
 }

@@ -259,7 +259,7 @@ impl Pipeline {
         match self.store.compact(allowance) {
             Ok(done) => {
                 self.guard.compacted(done.disk_after, Instant::now());
-                self.keep_ballast();
+                self.keep_ballast(done.disk_after);
                 self.health.add(HealthCount::Compactions, 1);
                 self.cap.restart_budget();
                 info!(
@@ -287,14 +287,13 @@ impl Pipeline {
     }
 
     /// Tops the store's ballast up to its target if that fits under the full
-    /// mark (at start, and after a compaction, which writes back only what it
-    /// deleted) and tells the guard what it holds. A failure is logged: the
-    /// ballast is room for a compaction, not data.
-    pub(super) fn keep_ballast(&mut self) {
+    /// mark beside `disk` bytes in use (at start, and after a compaction,
+    /// which writes back only what it deleted) and tells the guard what it
+    /// holds. A failure is logged: the ballast is room for a compaction, not data.
+    pub(super) fn keep_ballast(&mut self, disk: u64) {
         let ballast = self.store.ballast();
         let kept = (|| {
             let present = ballast.bytes()?;
-            let disk = self.store.disk_usage()?;
             let add = self.guard.ballast_to_add(disk, present);
             if add > 0 {
                 ballast.fill(present + add)?;

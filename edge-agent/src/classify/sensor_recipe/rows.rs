@@ -29,18 +29,16 @@ impl Rows {
     }
 
     pub(super) fn push(&mut self, row: &[f64]) {
-        if self.values.len() < self.c * self.cap {
+        if self.len < self.cap {
+            // Filling: the ring has not wrapped, so rows sit in order from 0.
             self.values.extend_from_slice(row);
             self.len += 1;
             return;
         }
-        let at = (self.start + self.len) % self.cap;
+        // Full: the newest row takes the oldest one's place.
+        let at = self.start;
         self.values[at * self.c..(at + 1) * self.c].copy_from_slice(row);
-        if self.len == self.cap {
-            self.start = (self.start + 1) % self.cap;
-        } else {
-            self.len += 1;
-        }
+        self.start = (at + 1) % self.cap;
     }
 
     pub(super) fn len(&self) -> usize {
