@@ -11,7 +11,7 @@
 //! byte-identical to the older layouts. Decoding checks every length against the buffer and
 //! never panics.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut};
 
 use crate::classify::router::Escalated;
 use crate::decode::{Exemplar, Reading};
@@ -30,8 +30,14 @@ pub struct JournalRecord {
 impl JournalRecord {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
-        let size = 6
-            + self.device.len()
+        let mut buf = Vec::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut buf);
+        buf
+    }
+
+    /// A lower bound of the encoded size (exact without escalations).
+    fn encoded_len_hint(&self) -> usize {
+        6 + self.device.len()
             + self
                 .readings
                 .iter()
@@ -41,28 +47,32 @@ impl JournalRecord {
                 .exemplars
                 .iter()
                 .map(|e| 16 + e.metric.len() + e.line.len())
-                .sum::<usize>();
-        let mut buf = BytesMut::with_capacity(size);
-        put_str(&mut buf, &self.device);
+                .sum::<usize>()
+    }
+
+    /// Appends the encoded record to `buf` (the journal log frames records
+    /// in one buffer per group commit, without a buffer per record).
+    pub fn encode_into(&self, buf: &mut impl BufMut) {
+        put_str(buf, &self.device);
         buf.put_u32(u32::try_from(self.readings.len()).expect("readings per message fit u32"));
         for r in &self.readings {
-            put_str(&mut buf, &r.metric);
+            put_str(buf, &r.metric);
             buf.put_i64(r.ts_ms);
             buf.put_f64(r.value);
         }
         if !self.exemplars.is_empty() || !self.escalations.is_empty() {
             buf.put_u32(u32::try_from(self.exemplars.len()).expect("exemplars fit u32"));
             for e in &self.exemplars {
-                put_str(&mut buf, &e.metric);
+                put_str(buf, &e.metric);
                 buf.put_i64(e.ts_ms);
-                put_str(&mut buf, &e.line);
+                put_str(buf, &e.line);
             }
         }
         if !self.escalations.is_empty() {
             buf.put_u32(u32::try_from(self.escalations.len()).expect("escalations fit u32"));
             for x in &self.escalations {
                 let e = &x.escalation;
-                put_str(&mut buf, &x.series);
+                put_str(buf, &x.series);
                 buf.put_i64(e.ts_ms);
                 buf.put_u8(u8::from(e.alarm));
                 buf.put_f64(e.score);
@@ -85,13 +95,12 @@ impl JournalRecord {
                         None => buf.put_u8(0),
                         Some(line) => {
                             buf.put_u8(1);
-                            put_str(&mut buf, line);
+                            put_str(buf, line);
                         }
                     }
                 }
             }
         }
-        buf.to_vec()
     }
 
     /// Decodes a record; `None` if the bytes are not a whole, valid record.
@@ -222,7 +231,7 @@ fn get_extension(bytes: &mut &[u8], e: &mut wire::Escalation) -> Option<()> {
     Some(())
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
+fn put_str(buf: &mut impl BufMut, s: &str) {
     buf.put_u16(u16::try_from(s.len()).expect("names are capped far below 64 KiB"));
     buf.put_slice(s.as_bytes());
 }

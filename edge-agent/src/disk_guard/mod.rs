@@ -120,6 +120,8 @@ pub struct DiskGuard {
     /// Bytes of ballast the store holds now (a compaction frees them for its
     /// snapshot and writes them back).
     ballast: u64,
+    /// Bytes of the journal log's segments (outside sled: a compaction keeps them).
+    journal: u64,
 }
 
 impl DiskGuard {
@@ -135,6 +137,7 @@ impl DiskGuard {
             considered_at: None,
             compactions: 0,
             ballast: 0,
+            journal: 0,
         }
     }
 
@@ -158,6 +161,11 @@ impl DiskGuard {
     /// The store now holds `bytes` of ballast.
     pub fn set_ballast(&mut self, bytes: u64) {
         self.ballast = bytes;
+    }
+
+    /// The journal log's segments now hold `bytes` ([`Store::journal_bytes`]).
+    pub fn set_journal(&mut self, bytes: u64) {
+        self.journal = bytes;
     }
 
     /// The disk use at or above which ingest waits, in bytes: the cap less
@@ -221,8 +229,8 @@ impl DiskGuard {
     /// under `max_bytes` beside the old files (a snapshot that would pass it
     /// is abandoned), if the snapshot is expected to fit in it, the fresh
     /// generation loaded beside the snapshot (after the old files are gone)
-    /// to fit under `max_bytes`, and the compaction to give back at least
-    /// [`COMPACT_GAIN_PERCENT`] of `max_bytes`.
+    /// to fit under `max_bytes` with the journal's segments, and the
+    /// compaction to give back at least [`COMPACT_GAIN_PERCENT`] of `max_bytes`.
     pub fn compaction_allowance(&self, disk: u64, live: u64) -> Option<u64> {
         self.allowance(disk, live, COMPACT_GAIN_PERCENT)
     }
@@ -234,10 +242,12 @@ impl DiskGuard {
     }
 
     /// `disk` includes the ballast, which the compaction deletes before its
-    /// snapshot (so its bytes are room) and writes back after the load.
+    /// snapshot (so its bytes are room) and writes back after the load, and
+    /// the journal log, which a compaction leaves as it is (so its bytes
+    /// count with the fresh generation and are no gain).
     fn allowance(&self, disk: u64, live: u64, gain_percent: u64) -> Option<u64> {
         let snapshot = live + live / 64 + SNAPSHOT_OVERHEAD;
-        let fresh = live * FRESH_AMPLIFICATION + FRESH_OVERHEAD;
+        let fresh = live * FRESH_AMPLIFICATION + FRESH_OVERHEAD + self.journal;
         let room = (self.max_bytes + self.ballast)
             .checked_sub(disk)?
             .checked_sub(COPY_MARGIN)?;

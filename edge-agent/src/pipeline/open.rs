@@ -90,7 +90,17 @@ impl Pipeline {
             classify.replay_sensors(chunk);
         }
         // Ids only grow, also past a journal emptied by cuts.
-        let next_message = next_message.max(mark);
+        let next_message = next_message.max(mark).max(recovered.journal_end);
+        // Records whose windows had all shipped (a crash came between a cut
+        // and its segments' deletion, or the windows closed on replay): their
+        // segments may go.
+        let unneeded: Vec<u64> = recovered
+            .journal
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !windower.is_referenced(*id))
+            .collect();
+        store.release_journal(&unneeded);
         // The snapshot as of now, so the next start re-judges nothing twice.
         store.commit_ingest(&IngestCommit {
             classifier: classify.take_sensor_states(),

@@ -231,6 +231,7 @@ impl Pipeline {
         // a group commit or a cut may have written since.
         let disk = self.store.disk_usage().unwrap_or(disk);
         let mut live = self.store.live_bytes()?;
+        self.guard.set_journal(self.store.journal_bytes());
         let allowance_of = |guard: &crate::disk_guard::DiskGuard, disk, live| {
             if squeeze {
                 guard.compaction_allowance_waiting(disk, live)
@@ -241,10 +242,10 @@ impl Pipeline {
         let mut allowance = allowance_of(&self.guard, disk, live);
         let fits = self.guard.live_that_fits(disk);
         if allowance.is_none() && squeeze && live > fits {
-            // The journal (open windows) cannot shrink here; the outbox can.
-            let journal = live.saturating_sub(self.store.outbox_bytes());
+            // Bookkeeping (shipped horizons, states) cannot shrink here; the outbox can.
+            let kept = live.saturating_sub(self.store.outbox_bytes());
             let mut loss = Counters::default();
-            let target = fits.saturating_sub(journal);
+            let target = fits.saturating_sub(kept);
             self.cap
                 .roll_up_to(&self.store, target, &self.counters, &mut loss, now_ms())?;
             self.counters.merge(&loss);

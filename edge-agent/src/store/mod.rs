@@ -5,14 +5,19 @@
 //!
 //! | prefix | key                | value                                    |
 //! |--------|--------------------|------------------------------------------|
-//! | `j`    | message id (u64 BE)| [`JournalRecord`]: readings of open windows |
+//! | `j`    | message id (u64 BE)| journal record of a store from before the log (moved at start) |
 //! | `o`    | batch seq (u64 BE) | sealed envelope bytes, ready to send      |
 //! | `q`    | batch seq (u64 BE) | envelope refused as a conflict, or corrupt |
 //! | `x`    | message id (u64 BE)| journal record that failed to decode      |
 //! | `s`    | device \0 metric   | `closed_before` (i64 BE): shipped horizon |
 //! | `d`    | device             | highest device sequence number seen       |
 //! | `c`    | series \0 device   | classifier state of a device (calibration)|
-//! | `m`    | name               | epoch, next batch seq, pending counters, sensor mark |
+//! | `m`    | name               | epoch, next batch seq, pending counters, sensor mark, journal end |
+//!
+//! The journal itself (the messages of open windows) is not in sled but in
+//! a [`journal_log`] of segment files beside it: a group commit appends its
+//! records there first, then commits the rest with the journal's end marker
+//! in sled; start-up cuts off whatever the log holds past the marker.
 //!
 //! Nothing here decides *what* to write; the pipeline and syncer do. sled 0.34
 //! `flush()` makes writes survive a process kill; [`crate::disk_sync`] adds
@@ -28,7 +33,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use tracing::{error, info};
 use wire::Counters;
@@ -38,13 +43,16 @@ use crate::chunked;
 pub mod ballast;
 mod compact;
 mod generation;
+mod journal_log;
 mod live;
 mod outbox;
 mod recover;
 mod snapshot;
+mod witness;
 
 use crate::journal_record::JournalRecord;
 pub use compact::{CompactError, Compaction};
+use journal_log::JournalLog;
 use live::Live;
 pub use live::{DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES};
 use outbox::OutboxShared;
@@ -55,6 +63,12 @@ const META_NEXT_SEQ: &[u8] = b"mnext_seq";
 const META_COUNTERS: &[u8] = b"mcounters";
 /// The first journal message id the stored sensor states do not include.
 const META_SENSOR_MARK: &[u8] = b"msensor_mark";
+/// One past the last journal record committed (the journal log holds
+/// nothing committed at or after it).
+const META_JOURNAL_END: &[u8] = b"mjournal_end";
+
+/// The journal log's directory in the data directory.
+pub const JOURNAL_DIR: &str = "journal";
 
 /// Why the store failed. Any of these stops the pipeline: acking on top of a
 /// broken store would lose data.
@@ -62,6 +76,8 @@ const META_SENSOR_MARK: &[u8] = b"msensor_mark";
 pub enum StoreError {
     #[error("store I/O failed")]
     Sled(#[from] sled::Error),
+    #[error("journal I/O failed")]
+    Journal(#[source] std::io::Error),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
 }
@@ -85,6 +101,9 @@ pub struct Recovered {
     pub sensor_mark: Option<u64>,
     /// Records that failed their checks and were moved to quarantine.
     pub quarantined: u64,
+    /// One past the last journal record ever committed (0: none): message
+    /// ids start at or after it, even when the journal is empty.
+    pub journal_end: u64,
 }
 
 /// One group commit of ingested messages.
@@ -119,6 +138,8 @@ pub struct BatchCommit {
 pub struct Store {
     /// The open generation; a compaction swaps it under the write lock.
     live: Arc<RwLock<Live>>,
+    /// The journal's segment files; written by the pipeline only.
+    journal: Arc<Mutex<JournalLog>>,
     outbox: Arc<OutboxShared>,
     /// A file beside sled's own recording (epoch, next batch seq) after every
     /// cut: sled recovers a torn log to an *earlier consistent state* without
@@ -210,20 +231,50 @@ impl Store {
                 deleted, "deleted files of an earlier store generation"
             );
         }
+        let journal_end = match live.tree.get(META_JOURNAL_END)? {
+            Some(v) => u64_of(&v, "journal end")?,
+            None => 0,
+        };
+        let (log, reopened) = match JournalLog::open(&dir.join(JOURNAL_DIR), journal_end) {
+            Ok(opened) => opened,
+            Err(e) => {
+                live::keep_sled_from_dropping(&live.db);
+                return Err(StoreError::Journal(e));
+            }
+        };
         let store = Store {
             live: Arc::new(RwLock::new(live)),
+            journal: Arc::new(Mutex::new(log)),
             outbox: Arc::default(),
             witness: dir.join("outbox-witness"),
             dir: dir.to_owned(),
             cache_bytes,
         };
-        let recovered = store.recover(now_ms)?;
+        let mut recovered = store.recover(now_ms)?;
+        recovered.journal_end = journal_end;
+        store.recover_journal(reopened, &mut recovered)?;
         Ok((store, recovered))
     }
 
     /// The open generation, shared (a compaction waits for every reader).
     fn live(&self) -> RwLockReadGuard<'_, Live> {
         self.live.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn journal(&self) -> MutexGuard<'_, JournalLog> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Journal records no open window needs (found so at start-up, after the
+    /// replay): their segments may go.
+    pub fn release_journal(&self, ids: &[u64]) {
+        self.journal().release(ids);
+    }
+
+    /// Bytes the journal's segments hold (on disk, beside sled; a compaction
+    /// does not give them back).
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal().bytes()
     }
 
     /// Opens the store; if sled itself reports corruption (a torn or bit-flipped
@@ -256,12 +307,22 @@ impl Store {
         }
     }
 
-    /// Makes one group of ingested messages durable.
+    /// Makes one group of ingested messages durable: the journal records are
+    /// appended to the log and synced first, then the rest, with the
+    /// journal's new end, is one sled batch; the sled flush is the commit.
     pub fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), StoreError> {
-        let live = self.live();
         let mut batch = sled::Batch::default();
-        for (id, record) in &commit.journal {
-            batch.insert(&key(b'j', *id), record.encode());
+        let live = self.live();
+        if let Some((last, _)) = commit.journal.last() {
+            let appended = self
+                .journal()
+                .append(commit.journal.iter().map(|(id, r)| (*id, r)));
+            if let Err(e) = appended {
+                // The disk is failing: sled's drop would sync again and panic.
+                live::keep_sled_from_dropping(&live.db);
+                return Err(StoreError::Journal(e));
+            }
+            batch.insert(META_JOURNAL_END, &(last + 1).to_be_bytes());
         }
         for (device, seq) in &commit.device_seqs {
             let mut k = vec![b'd'];
@@ -295,9 +356,6 @@ impl Store {
             k.extend_from_slice(metric.as_bytes());
             batch.insert(k, &(*closed_before as u64).to_be_bytes());
         }
-        for id in &commit.released {
-            batch.remove(&key(b'j', *id));
-        }
         put_classifier(&mut batch, &commit.classifier, commit.sensor_mark);
         live.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
@@ -306,33 +364,10 @@ impl Store {
             .fetch_add(commit.batches.len() as u64, Ordering::SeqCst);
         live.flush()?;
         self.write_witness(&live, commit.next_seq)?;
+        // After the cut is durable: a crash before this replays the released
+        // records into shipped windows, which skip them.
+        self.journal().release(&commit.released);
         Ok(())
-    }
-
-    /// Records (epoch, next_seq) durably beside the sled files: write, fsync, rename, fsync dir.
-    fn write_witness(&self, live: &Live, next_seq: u64) -> Result<(), StoreError> {
-        let epoch = match live.tree.get(META_EPOCH)? {
-            Some(v) => u64_of(&v, "epoch")?,
-            None => return Ok(()),
-        };
-        let mut bytes = epoch.to_be_bytes().to_vec();
-        bytes.extend_from_slice(&next_seq.to_be_bytes());
-        let tmp = self.witness.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.witness)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| StoreError::Sled(sled::Error::Io(e)))
-    }
-
-    fn read_witness(&self) -> Option<(u64, u64)> {
-        let bytes = std::fs::read(&self.witness).ok()?;
-        let epoch = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
-        let next_seq = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
-        Some((epoch, next_seq))
     }
 
     /// Bytes the whole store (sled files, blobs, witness) occupies on disk.

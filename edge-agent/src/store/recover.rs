@@ -1,13 +1,15 @@
 //! Start-up: read back what the store holds, notice what a torn log lost, and
 //! move records that fail their checks to quarantine (counted), so the agent
-//! starts anyway. It writes only to repair (quarantine, the seq floor).
+//! starts anyway. It writes only to repair (quarantine, the seq floor) and to
+//! move a store's journal from sled into the journal log.
 
 use std::sync::atomic::Ordering;
 
 use tracing::{error, warn};
 
+use super::journal_log::Reopened;
 use super::{chunked, key, new_epoch, u64_of, JournalRecord, Recovered, Store, StoreError};
-use super::{META_COUNTERS, META_EPOCH, META_NEXT_SEQ, META_SENSOR_MARK};
+use super::{META_COUNTERS, META_EPOCH, META_JOURNAL_END, META_NEXT_SEQ, META_SENSOR_MARK};
 
 impl Store {
     pub(super) fn recover(&self, now_ms: i64) -> Result<Recovered, StoreError> {
@@ -145,5 +147,68 @@ impl Store {
             r.quarantined += (bad.len() + bad_batches.len()) as u64;
         }
         Ok(r)
+    }
+
+    /// Adds the journal log's records to `r.journal` (after [`Store::recover`],
+    /// which read sled's): records that do not decode go to quarantine
+    /// (sled key `x`, counted) like damaged stretches of the log (counted).
+    /// Journal records a store from before the log kept in sled (`j` keys)
+    /// are appended to the log, then removed from sled with the journal end
+    /// set, in one batch: a crash between leaves them in sled and the log's
+    /// copies uncommitted.
+    pub(super) fn recover_journal(
+        &self,
+        reopened: Reopened,
+        r: &mut Recovered,
+    ) -> Result<(), StoreError> {
+        let legacy = std::mem::take(&mut r.journal);
+        r.quarantined += reopened.damaged;
+        let mut bad = sled::Batch::default();
+        let mut undecodable = Vec::new();
+        for (id, bytes) in reopened.records {
+            match JournalRecord::decode(&bytes) {
+                Some(record) => r.journal.push((id, record)),
+                None => {
+                    error!(id, "journal record does not decode; moved to quarantine");
+                    bad.insert(&key(b'x', id), bytes);
+                    undecodable.push(id);
+                }
+            }
+        }
+        if !undecodable.is_empty() {
+            let live = self.live();
+            live.tree.apply_batch(bad)?;
+            live.flush()?;
+            r.quarantined += undecodable.len() as u64;
+            self.journal().release(&undecodable);
+        }
+        let Some((last, _)) = legacy.last() else {
+            return Ok(());
+        };
+        let live = self.live();
+        let appended = self
+            .journal()
+            .append(legacy.iter().map(|(id, record)| (*id, record)));
+        if let Err(e) = appended {
+            super::live::keep_sled_from_dropping(&live.db);
+            return Err(StoreError::Journal(e));
+        }
+        let end = (last + 1).max(r.journal_end);
+        let mut batch = sled::Batch::default();
+        for (id, _) in &legacy {
+            batch.remove(&key(b'j', *id));
+        }
+        batch.insert(META_JOURNAL_END, &end.to_be_bytes());
+        live.tree.apply_batch(batch)?;
+        live.flush()?;
+        tracing::info!(
+            records = legacy.len(),
+            "moved the journal from sled into the journal log"
+        );
+        r.journal_end = end;
+        r.journal.extend(legacy);
+        r.journal.sort_by_key(|(id, _)| *id);
+        r.journal.dedup_by_key(|(id, _)| *id);
+        Ok(())
     }
 }

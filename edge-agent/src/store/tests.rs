@@ -49,7 +49,10 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
     assert!(r.counters.is_empty());
     assert_eq!(r.closed, vec![("d".into(), "m".into(), -60_000)]);
     assert_eq!(r.device_seqs["d"], 99);
-    assert_eq!(r.journal, vec![(8, record)]);
+    // Released record 7 shares its segment with 8, which is still needed:
+    // it comes back too, and the replay skips it (its window has shipped).
+    assert_eq!(r.journal, vec![(7, record.clone()), (8, record)]);
+    assert_eq!(r.journal_end, 9);
     assert_eq!(r.classifier, vec![("anomaly".into(), "d".into(), vec![4])]);
     assert_eq!(r.sensor_mark, Some(9), "the cut's snapshot and mark");
     assert_eq!(store.outbox_first().unwrap(), Some((2, envelope(2))));
@@ -245,4 +248,92 @@ fn a_compaction_writes_the_ballast_back_however_it_ends() {
         1 << 20,
         "start-up keeps it"
     );
+}
+
+fn record_of(device: &str, ts_ms: i64) -> JournalRecord {
+    JournalRecord {
+        device: device.into(),
+        readings: vec![crate::decode::Reading {
+            metric: "m".into(),
+            ts_ms,
+            value: 1.0,
+        }],
+        exemplars: Vec::new(),
+        escalations: Vec::new(),
+    }
+}
+
+#[test]
+fn a_journal_kept_in_sled_moves_into_the_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A store as agents before the journal log left it: records under `j`.
+        let (store, _) = Store::open(dir.path(), T).unwrap();
+        let live = store.live();
+        for id in [3u64, 4, 9] {
+            let record = record_of("legacy", id as i64);
+            live.tree.insert(key(b'j', id), record.encode()).unwrap();
+        }
+        live.tree.remove(META_JOURNAL_END).unwrap();
+        live.db.flush().unwrap();
+    }
+    let want: Vec<u64> = vec![3, 4, 9];
+    let (store, r) = reopen(dir.path());
+    assert_eq!(
+        r.journal.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(r.journal[2].1, record_of("legacy", 9));
+    assert_eq!(r.journal_end, 10);
+    assert_eq!(
+        store.live().tree.scan_prefix(b"j").count(),
+        0,
+        "gone from sled"
+    );
+    assert!(store.journal_bytes() > 0, "in the log");
+    drop(store);
+    let (_, again) = reopen(dir.path());
+    assert_eq!(
+        again.journal.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        want,
+        "read from the log, once"
+    );
+    assert_eq!(again.quarantined, 0);
+}
+
+#[test]
+fn journal_records_whose_sled_commit_never_happened_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), T).unwrap();
+        store
+            .commit_ingest(&IngestCommit {
+                journal: vec![(1, record_of("d", 1)), (2, record_of("d", 2))],
+                ..IngestCommit::default()
+            })
+            .unwrap();
+        // A kill after the next group's append, before its sled commit.
+        let late = [(3u64, record_of("d", 3)), (4, record_of("d", 4))];
+        store
+            .journal()
+            .append(late.iter().map(|(id, r)| (*id, r)))
+            .unwrap();
+    }
+    let (store, r) = reopen(dir.path());
+    assert_eq!(
+        r.journal.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!((r.journal_end, r.quarantined), (3, 0));
+    // The next life reuses ids 3 and 4 for other messages.
+    store
+        .commit_ingest(&IngestCommit {
+            journal: vec![(3, record_of("e", 30))],
+            ..IngestCommit::default()
+        })
+        .unwrap();
+    drop(store);
+    let (_, r) = reopen(dir.path());
+    assert_eq!(r.journal.last(), Some(&(3, record_of("e", 30))));
+    assert_eq!(r.journal.len(), 3);
 }

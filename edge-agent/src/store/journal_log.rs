@@ -1,0 +1,345 @@
+//! The ingest journal as an append-only log of segment files: a group commit
+//! appends its records, one checksummed frame each, with one `write` and one
+//! `fdatasync`; a segment is deleted once every record in it is released
+//! (the windows it fed have shipped).
+//!
+//! It does not decide what is committed: the store writes its commit marker
+//! (the next message id) to sled *after* the append, and [`JournalLog::open`]
+//! cuts off every record at or past the marker (appended, never acknowledged).
+//! Nor does it decide when a record is released: the windower does. A
+//! release whose segment deletion a crash undid is harmless: start-up
+//! replays the record into windows that have shipped, which skip it.
+//!
+//! Why not sled: every journaled message was a sled insert and, a window
+//! later, a remove; sled rewrote its pages for both, its disk use ran at
+//! ~1.3 KB per ~200-byte message and its page cache held the churn
+//! (BENCHMARKS.md, "Where the CPU goes"). Here a message costs its bytes
+//! plus 16 once, and nothing is rewritten.
+//!
+//! Segment `<first id, 20 digits>.seg`, a run of frames:
+//! `u32 LE payload length | u32 LE CRC-32 of the payload | payload`, payload
+//! `u64 LE message id | record bytes` ([`crate::journal_record`]). Ids rise
+//! across frames and segments.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use tracing::{error, info, warn};
+
+mod frame;
+pub use frame::Encode;
+#[cfg(test)]
+use frame::HEADER;
+use frame::{frame_into, Frame};
+
+/// A segment takes appends until it holds this much; the next group commit
+/// starts a new one. Small enough that a released minute of journal is
+/// given back within a few segments' worth, large enough that creating
+/// files (and syncing their directory) is rare: ~2 s of 10k msg/s.
+pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+const EXTENSION: &str = "seg";
+
+/// One segment file and how many of its records are still needed.
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    /// One past the last id appended to it.
+    end: u64,
+    path: PathBuf,
+    live: u64,
+    bytes: u64,
+}
+
+/// What [`JournalLog::open`] read back.
+#[derive(Debug, Default)]
+pub struct Reopened {
+    /// Committed records in id order: `(id, record bytes)`.
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// Damaged stretches of committed journal (set aside, counted).
+    pub damaged: u64,
+    /// Records cut off because they were appended but never committed.
+    pub uncommitted: u64,
+}
+
+/// The journal's segment files in one directory; single writer.
+#[derive(Debug)]
+pub struct JournalLog {
+    dir: PathBuf,
+    /// Oldest first; the last one is `current`'s when it is open.
+    segments: Vec<Segment>,
+    /// The segment appends go to (always one this process created).
+    current: Option<File>,
+    /// One buffer reused for every group's frames.
+    buf: Vec<u8>,
+    segment_bytes: u64,
+}
+
+impl JournalLog {
+    /// Opens (creating it if new) the log in `dir` and reads back every record
+    /// with an id below `committed_below`, cutting off the rest. A damaged
+    /// frame (bad length or checksum) ends what can be read of its segment:
+    /// the rest is copied to `damaged-<segment>-<offset>` for inspection and
+    /// counted, unless it is the unsynced tail of the last segment after the
+    /// last committed record (a write a crash cut short; never acknowledged).
+    pub fn open(dir: &Path, committed_below: u64) -> io::Result<(JournalLog, Reopened)> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        let mut found: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
+                continue;
+            }
+            match path.file_stem().and_then(|s| s.to_str()?.parse().ok()) {
+                Some(first) => found.push((first, path)),
+                None => warn!(file = %path.display(), "not a journal segment name; left alone"),
+            }
+        }
+        found.sort();
+        let mut log = JournalLog {
+            dir: dir.to_owned(),
+            segments: Vec::new(),
+            current: None,
+            buf: Vec::new(),
+            segment_bytes: SEGMENT_BYTES,
+        };
+        let mut out = Reopened::default();
+        let count = found.len();
+        for (i, (first, path)) in found.into_iter().enumerate() {
+            let last = i + 1 == count;
+            let live = log.read_segment(first, &path, committed_below, last, &mut out)?;
+            match live {
+                Some((live, end, bytes)) if bytes > 0 => log.segments.push(Segment {
+                    first,
+                    end,
+                    path,
+                    live,
+                    bytes,
+                }),
+                _ => {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        if out.uncommitted > 0 {
+            info!(
+                records = out.uncommitted,
+                "journal: cut off records appended but never committed (not acknowledged)"
+            );
+        }
+        Ok((log, out))
+    }
+
+    /// Reads one segment's committed frames into `out`, truncating it where
+    /// they end. `None` if nothing committed is left in it.
+    fn read_segment(
+        &self,
+        first: u64,
+        path: &Path,
+        committed_below: u64,
+        last_segment: bool,
+        out: &mut Reopened,
+    ) -> io::Result<Option<(u64, u64, u64)>> {
+        let bytes = std::fs::read(path)?;
+        let mut at = 0usize;
+        let mut live = 0u64;
+        let mut last_id = out.records.last().map(|(id, _)| *id);
+        let mut seg_last = None;
+        let end = loop {
+            let Some(frame) = Frame::at(&bytes, at) else {
+                break at; // a whole segment read, or a torn or damaged frame at `at`
+            };
+            if frame.id >= committed_below {
+                out.uncommitted += 1 + Frame::count_from(&bytes, frame.end);
+                break at;
+            }
+            if last_id.is_some_and(|l| frame.id <= l) {
+                warn!(
+                    id = frame.id,
+                    "journal: a record id repeats; the later copy is skipped"
+                );
+            } else {
+                out.records.push((frame.id, frame.record.to_vec()));
+                last_id = Some(frame.id);
+                seg_last = Some(frame.id);
+                live += 1;
+            }
+            at = frame.end;
+        };
+        if end < bytes.len() && out.uncommitted == 0 {
+            // Frames stop short of the file's end without reaching uncommitted
+            // ids. The marker is one past the last committed record, so if the
+            // next id this segment could hold is at or past it, every committed
+            // record has been read and the rest never committed.
+            let next_here = match seg_last {
+                Some(l) => l + 1,
+                None => first,
+            };
+            if last_segment && next_here >= committed_below {
+                out.uncommitted += 1; // a torn write of a group that never committed
+            } else {
+                let aside = self.dir.join(format!("damaged-{}-{end}", file_stem(path)));
+                std::fs::write(&aside, &bytes[end..])?;
+                error!(
+                    segment = %path.display(),
+                    offset = end,
+                    set_aside = %aside.display(),
+                    "ALARM: a journal segment is damaged past this offset; the rest of it is \
+                     set aside and counted as one corrupt_record"
+                );
+                out.damaged += 1;
+            }
+        }
+        if end < bytes.len() {
+            let f = OpenOptions::new().write(true).open(path)?;
+            f.set_len(end as u64)?;
+            f.sync_all()?;
+        }
+        let next = seg_last.map_or(first, |l| l + 1);
+        Ok((live > 0).then_some((live, next, end as u64)))
+    }
+
+    /// Appends `records` (id, record) as frames to the current segment (a new
+    /// one when there is none or it is full) and syncs them to disk. Ids must
+    /// rise. On error nothing may be acknowledged: what was written is cut
+    /// off at the next start, having no commit marker.
+    pub fn append<'a, R>(
+        &mut self,
+        records: impl IntoIterator<Item = (u64, &'a R)>,
+    ) -> io::Result<()>
+    where
+        R: Encode + ?Sized + 'a,
+    {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut first = None;
+        let mut last = 0;
+        let mut n = 0u64;
+        let framed = records.into_iter().try_for_each(|(id, record)| {
+            first.get_or_insert(id);
+            last = id;
+            n += 1;
+            frame_into(&mut buf, id, record)
+        });
+        let result = match (framed, first) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Ok(()),
+            (Ok(()), Some(first)) => self.write_synced((first, last), n, &buf),
+        };
+        self.buf = buf;
+        result
+    }
+
+    fn write_synced(&mut self, (first, last): (u64, u64), n: u64, frames: &[u8]) -> io::Result<()> {
+        let full = self
+            .segments
+            .last()
+            .is_none_or(|s| s.bytes >= self.segment_bytes);
+        if self.current.is_none() || full {
+            self.start_segment(first)?;
+        }
+        let file = self.current.as_mut().expect("a segment was just started");
+        let before = self.segments.last().map_or(0, |s| s.bytes);
+        if let Err(e) = file.write_all(frames).and_then(|()| file.sync_data()) {
+            // Give back what a short write took (a full disk's last bytes are
+            // what sled needs to open again); start-up would cut it anyway.
+            let _ = file.set_len(before);
+            return Err(e);
+        }
+        let segment = self.segments.last_mut().expect("the current segment");
+        segment.live += n;
+        segment.end = last + 1;
+        segment.bytes += frames.len() as u64;
+        Ok(())
+    }
+
+    /// Creates segment `first` and makes its directory entry durable; the
+    /// segment it replaces is deleted if nothing in it is needed any more.
+    fn start_segment(&mut self, first: u64) -> io::Result<()> {
+        let path = self.dir.join(format!("{first:020}.{EXTENSION}"));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        File::open(&self.dir)?.sync_all()?;
+        let replaced = self.current.replace(file).is_some();
+        if replaced && self.segments.last().is_some_and(|s| s.live == 0) {
+            let done = self.segments.pop().expect("checked");
+            remove(&done.path);
+        }
+        self.segments.push(Segment {
+            first,
+            end: first,
+            path,
+            live: 0,
+            bytes: 0,
+        });
+        Ok(())
+    }
+
+    /// Marks `ids` as no longer needed; deletes every segment (but the one
+    /// taking appends) with nothing needed left. A failed deletion only
+    /// costs disk until the next start, which releases the records again.
+    pub fn release(&mut self, ids: &[u64]) {
+        let mut emptied = false;
+        for &id in ids {
+            let i = self.segments.partition_point(|s| s.first <= id);
+            let holder = i.checked_sub(1).and_then(|i| self.segments.get_mut(i));
+            if let Some(segment) = holder.filter(|s| id < s.end) {
+                segment.live = segment.live.saturating_sub(1);
+                emptied |= segment.live == 0;
+            }
+        }
+        if !emptied {
+            return;
+        }
+        let current = self.current.is_some().then(|| self.segments.len() - 1);
+        let mut i = 0;
+        self.segments.retain(|s| {
+            let keep = s.live > 0 || Some(i) == current;
+            i += 1;
+            if !keep {
+                remove(&s.path);
+            }
+            keep
+        });
+    }
+
+    /// Bytes of the segments (their frames), for the disk guard.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Segment files held now.
+    #[cfg(test)]
+    fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    #[cfg(test)]
+    fn with_segment_bytes(mut self, bytes: u64) -> JournalLog {
+        self.segment_bytes = bytes;
+        self
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        warn!(segment = %path.display(), "journal segment not deleted ({e}); retried at the next start");
+    }
+}
+
+#[cfg(test)]
+mod tests;
