@@ -207,11 +207,10 @@ pub struct JournalConfig {
     /// Queue between the MQTT client and the pipeline (messages).
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
-    /// Capacity of sled's page cache (bytes) for the journal and outbox
-    /// store; RSS grows with the store up to it. Smaller saves memory at low
-    /// rates (16 MiB: ~25 MiB less RSS at 1k msg/s) but costs CPU at high
-    /// ones (1.5–2× per message at 10k msg/s). Default
-    /// [`crate::store::DEFAULT_CACHE_BYTES`] (sled's own, 1 GiB).
+    /// Capacity of sled's page cache (bytes) for the outbox and bookkeeping
+    /// (the journal is a log of its own); RSS grows with the store up to it.
+    /// Since the journal left sled, 4–16 MiB cost no CPU at 10k msg/s
+    /// (BENCHMARKS.md). Default [`crate::store::DEFAULT_CACHE_BYTES`] (sled's own, 1 GiB).
     #[serde(default = "defaults::cache_bytes")]
     pub cache_bytes: u64,
 }
