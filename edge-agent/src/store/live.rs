@@ -2,7 +2,10 @@
 //! size and page cache, and flushing it durably. It does not know the
 //! store's key layout beyond the outbox's first batch, nor when to compact.
 
+use std::io;
 use std::path::Path;
+
+use tracing::warn;
 
 use super::{chunked, generation, StoreError};
 
@@ -20,6 +23,7 @@ impl Live {
     /// cache of `cache_bytes` ([`DEFAULT_CACHE_BYTES`]).
     pub(super) fn open(data_dir: &Path, n: u64, cache_bytes: u64) -> Result<Live, StoreError> {
         let dir = generation::dir_of(data_dir, n);
+        remove_unfinished_snapshots(&dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         let db = sled::Config::new()
             .path(&dir)
             .segment_size(segment_size(&dir))
@@ -74,6 +78,33 @@ impl Live {
 /// was acknowledged, and a crash would skip that last sync too.
 pub(super) fn keep_sled_from_dropping(db: &sled::Db) {
     std::mem::forget(db.clone());
+}
+
+/// sled 0.34 writes a snapshot (at open only) as `snap.<lsn>.generating`,
+/// syncs it and renames it to `snap.<lsn>`: the rename is the commit. A write
+/// that failed (a full disk) leaves the file behind, and sled's next open
+/// takes it for the newest snapshot and reports the whole store corrupt (the
+/// store would be set aside: everything in it lost to the agent). Such a file
+/// was never a snapshot sled relied on, so it is deleted before sled opens;
+/// the snapshot before it, or sled's log, still holds everything.
+fn remove_unfinished_snapshots(dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            warn!(
+                file = %entry.path().display(),
+                "deleting a snapshot sled never finished writing (the disk was full?)"
+            );
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// sled's segment size for new stores. Smaller than sled's 512 KiB default:

@@ -337,3 +337,38 @@ fn journal_records_whose_sled_commit_never_happened_are_cut_off() {
     assert_eq!(r.journal.last(), Some(&(3, record_of("e", 30))));
     assert_eq!(r.journal.len(), 3);
 }
+
+#[test]
+fn a_snapshot_sled_never_finished_writing_does_not_cost_the_store() {
+    // sled writes `snap.<lsn>.generating` and renames it when complete; on a
+    // full disk the write fails and the file stays, and sled 0.34's next open
+    // takes it for the newest snapshot and calls the store corrupt.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), T).unwrap();
+        store
+            .commit_ingest(&IngestCommit {
+                journal: vec![(1, record_of("d", 1))],
+                device_seqs: vec![("d".into(), 41)],
+                ..IngestCommit::default()
+            })
+            .unwrap();
+    }
+    let sled_dir = generation::dir_of(dir.path(), 0);
+    for (name, bytes) in [
+        ("snap.7FFFFFFFFFFFFFF0.generating", &b""[..]),
+        ("snap.7FFFFFFFFFFFFFF1.generating", &[7u8; 40][..]),
+    ] {
+        std::fs::write(sled_dir.join(name), bytes).unwrap();
+    }
+    let (_, r) = reopen(dir.path());
+    assert_eq!(r.device_seqs["d"], 41, "the store is the one written");
+    assert_eq!(r.journal, vec![(1, record_of("d", 1))]);
+    assert_eq!(r.quarantined, 0);
+    let left: Vec<_> = std::fs::read_dir(&sled_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".generating"))
+        .collect();
+    assert!(left.is_empty(), "unfinished snapshots removed: {left:?}");
+}
