@@ -2,8 +2,8 @@
 //!
 //! Count, sum (in arrival order, so `mean = sum / count` is reproducible),
 //! exact min/max, Welford variance, first/last by arrival, and a [`Sketch`] for
-//! quantiles. It also remembers which journal messages fed it, so the journal
-//! can forget a message once every window it touched has shipped. It knows
+//! quantiles. It also remembers the oldest journal message that fed it, so
+//! the journal keeps every message from it on until it ships. It knows
 //! nothing about time policy; the [`crate::windower::Windower`] decides when it closes.
 
 use std::time::Instant;
@@ -75,8 +75,9 @@ pub struct Window {
     exemplars: Vec<String>,
     /// On a judgement series: the unsure rows sent for a second opinion.
     escalations: Vec<Escalation>,
-    /// Journal ids of the messages whose readings are in this window.
-    pub(crate) messages: Vec<u64>,
+    /// The oldest journal id whose readings are in this window (`u64::MAX`
+    /// while empty): the journal keeps everything from it on.
+    pub(crate) first_message: u64,
     /// Wall-clock time of the last reading (drives idle closing).
     pub(crate) last_update: Instant,
 }
@@ -99,7 +100,7 @@ impl Window {
             above_one: 0,
             exemplars: Vec::new(),
             escalations: Vec::new(),
-            messages: Vec::new(),
+            first_message: u64::MAX,
             last_update: now,
         }
     }
@@ -119,9 +120,7 @@ impl Window {
         self.last = (value, ts_ms);
         self.sketch.add(value);
         self.above_one += u64::from(value > 1.0);
-        if self.messages.last() != Some(&message) {
-            self.messages.push(message);
-        }
+        self.first_message = self.first_message.min(message);
         self.last_update = now;
     }
 
@@ -225,7 +224,7 @@ mod tests {
         );
         assert!((s.p50 - 4.0).abs() <= 0.04, "p50 {}", s.p50);
         assert!((s.p99 - 7.0).abs() <= 0.07, "p99 {}", s.p99);
-        assert_eq!(w.messages.len(), 8);
+        assert_eq!(w.first_message, 0);
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! counted as `too_many_series`: memory stays bounded under a flood of
 //! distinct topics, and the readings are still counted and summarized.
 //!
-//! The windower also keeps the journal's reference counts: how many open
-//! windows still need each journaled message. It does no I/O; the pipeline
-//! persists what it returns.
+//! The windower also tells the journal's low-water mark: the oldest message
+//! an open window holds; the journal keeps that message and every later one.
+//! It does no I/O; the pipeline persists what it returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -62,8 +62,6 @@ pub struct Closed {
 #[derive(Debug, Default)]
 pub struct ClosePass {
     pub closed: Vec<Closed>,
-    /// Journal ids no open window references any more.
-    pub released: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -96,7 +94,6 @@ pub struct Windower {
     policy: WindowPolicy,
     series: HashMap<String, HashMap<String, Series>>,
     series_count: usize,
-    refs: HashMap<u64, u32>,
     /// Metrics that carry a model's normalized scores; their windows get a verdict.
     judgement_series: HashSet<String>,
 }
@@ -107,7 +104,6 @@ impl Windower {
             policy,
             series: HashMap::new(),
             series_count: 0,
-            refs: HashMap::new(),
             judgement_series: HashSet::new(),
         }
     }
@@ -188,11 +184,7 @@ impl Windower {
             .open
             .entry(start)
             .or_insert_with(|| Window::new(start, start + width, alpha, now));
-        let before = window.messages.len();
         window.add(reading.value, reading.ts_ms, message, now);
-        if window.messages.len() > before {
-            *self.refs.entry(message).or_default() += 1;
-        }
         Added::Yes
     }
 
@@ -243,9 +235,16 @@ impl Windower {
             .is_some_and(|w| w.offer_escalation(&x.escalation))
     }
 
-    /// True when a journaled message is still needed by an open window.
-    pub fn is_referenced(&self, message: u64) -> bool {
-        self.refs.contains_key(&message)
+    /// The oldest journaled message an open window holds, if any window is
+    /// open: every message below it is needed by none (the journal may drop
+    /// it). One pass over the open windows; called once per cut.
+    pub fn low_water(&self) -> Option<u64> {
+        self.series
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|s| s.open.values())
+            .map(|w| w.first_message)
+            .min()
     }
 
     /// Closes every window that is due at `now`.
@@ -270,9 +269,6 @@ impl Windower {
                 let closing = std::mem::replace(&mut series.open, rest);
                 for window in closing.into_values() {
                     series.closed_before = series.closed_before.max(window.end_ms);
-                    for message in &window.messages {
-                        release(&mut self.refs, *message, &mut pass.released);
-                    }
                     pass.closed.push(Closed {
                         summary: window.summarize(
                             device,
@@ -326,16 +322,6 @@ impl Windower {
     }
 }
 
-fn release(refs: &mut HashMap<u64, u32>, message: u64, released: &mut Vec<u64>) {
-    if let Some(n) = refs.get_mut(&message) {
-        *n -= 1;
-        if *n == 0 {
-            refs.remove(&message);
-            released.push(message);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,10 +362,14 @@ mod tests {
         assert_eq!(pass.closed.len(), 1);
         let s = &pass.closed[0].summary;
         assert_eq!((s.start_ms, s.count, s.mean), (0, 2, 2.0));
-        assert_eq!(pass.released, vec![1]);
+        assert_eq!(w.low_water(), Some(2), "message 1 is needed no more");
         let late = w.ingest("d", &mut vec![r("t", 5_000, 9.0)], 3, now, false);
         assert_eq!(late.late, 1);
-        assert!(!w.is_referenced(3));
+        assert_eq!(
+            w.low_water(),
+            Some(2),
+            "a late message is held by no window"
+        );
     }
 
     #[test]
@@ -470,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_is_released_only_when_all_its_windows_closed() {
+    fn the_low_water_mark_passes_a_message_only_when_all_its_windows_closed() {
         let t0 = Instant::now();
         let mut p = policy();
         p.max_series = 10;
@@ -479,8 +469,11 @@ mod tests {
         w.ingest("d", &mut vec![r("a", 13_000, 1.0)], 2, t0, false);
         let pass = w.close_due(t0);
         assert_eq!(pass.closed.len(), 1);
-        assert!(pass.released.is_empty() && w.is_referenced(1));
-        let pass = w.close_due(t0 + Duration::from_secs(60));
-        assert_eq!(pass.released.len(), 2);
+        assert_eq!(w.low_water(), Some(1), "series b still holds message 1");
+        w.ingest("d", &mut vec![r("b", 14_000, 1.0)], 3, t0, false);
+        assert_eq!(w.close_due(t0).closed.len(), 1);
+        assert_eq!(w.low_water(), Some(2));
+        w.close_due(t0 + Duration::from_secs(60));
+        assert_eq!(w.low_water(), None);
     }
 }

@@ -1,8 +1,8 @@
 //! The cut: every `batch_interval`, close due windows, seal them with the
 //! counters into outbox batches (rolled up first if they would not fit the
-//! outbox's room), release their journal entries with a sensor snapshot, and
-//! report what was cut. It does not ingest (`mod.rs`) or wait for disk room
-//! (`run.rs`).
+//! outbox's room), release the journal below the new low-water mark with a
+//! sensor snapshot, and report what was cut. It does not ingest (`mod.rs`)
+//! or wait for disk room (`run.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -63,15 +63,14 @@ impl Pipeline {
         if pass.closed.is_empty() && self.counters.is_empty() {
             return Ok(None);
         }
-        let mut commit = BatchCommit {
-            released: pass.released,
-            ..BatchCommit::default()
-        };
-        if !commit.released.is_empty() {
+        let mut commit = BatchCommit::default();
+        let below = self.windower.low_water().unwrap_or(self.next_message);
+        if below > self.journal_below {
             // A released message can no longer be re-judged at start-up.
             let (states, mark) = self.snapshot_sensors(now);
             commit.classifier = states;
             commit.sensor_mark = Some(mark);
+            commit.journal_below = below;
         }
         if let Some(end) = pass.closed.iter().map(|c| c.summary.end_ms).max() {
             self.metrics.observe_closed(end);
@@ -190,6 +189,7 @@ impl Pipeline {
         commit.next_seq = self.next_seq;
         report.batches = commit.batches.len();
         self.store.commit_batches(&commit)?;
+        self.journal_below = self.journal_below.max(commit.journal_below);
         self.counters_sealed = now;
         // The cut alone may not fit: roll up the new batches too.
         self.enforce_budget()?;

@@ -90,6 +90,9 @@ pub struct Pipeline {
     epoch: u64,
     next_seq: u64,
     next_message: u64,
+    /// The journal's low-water mark as last committed: every record below
+    /// it is released (no open window holds it).
+    journal_below: u64,
     last_cut: Instant,
     bytes_in: u64,
     /// Messages made durable since start (for progress logs and benchmarks).

@@ -91,22 +91,17 @@ impl Pipeline {
         }
         // Ids only grow, also past a journal emptied by cuts.
         let next_message = next_message.max(mark).max(recovered.journal_end);
-        // Records whose windows had all shipped (a crash came between a cut
-        // and its segments' deletion, or the windows closed on replay): their
-        // segments may go.
-        let unneeded: Vec<u64> = recovered
-            .journal
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| !windower.is_referenced(*id))
-            .collect();
-        store.release_journal(&unneeded);
         // The snapshot as of now, so the next start re-judges nothing twice.
         store.commit_ingest(&IngestCommit {
             classifier: classify.take_sensor_states(),
             sensor_mark: Some(next_message),
             ..IngestCommit::default()
         })?;
+        // Records below the replayed windows (a crash came between a cut and
+        // its segments' deletion, or their windows shipped): their segments
+        // may go, now that the snapshot no longer needs them re-judged.
+        let journal_below = windower.low_water().unwrap_or(next_message);
+        store.release_journal_below(journal_below);
         info!(
             epoch = recovered.epoch,
             next_seq = recovered.next_seq,
@@ -137,6 +132,7 @@ impl Pipeline {
             epoch: recovered.epoch,
             next_seq: recovered.next_seq,
             next_message,
+            journal_below,
             last_cut: now,
             bytes_in: 0,
             committed: 0,

@@ -1,14 +1,14 @@
 //! The ingest journal as an append-only log of segment files: a group commit
 //! appends its records, one checksummed frame each, with one `write` and one
-//! `fdatasync`; a segment is deleted once every record in it is released
-//! (the windows it fed have shipped).
+//! `fdatasync`; a segment is deleted once every record in it is below the
+//! low-water mark (the oldest message an open window still holds).
 //!
 //! It does not decide what is committed: the store writes its commit marker
 //! (the next message id) to sled *after* the append, and [`JournalLog::open`]
 //! cuts off every record at or past the marker (appended, never acknowledged).
-//! Nor does it decide when a record is released: the windower does. A
-//! release whose segment deletion a crash undid is harmless: start-up
-//! replays the record into windows that have shipped, which skip it.
+//! Nor does it decide where the low-water mark is: the windower does. A
+//! deletion a crash undid is harmless: start-up replays the records into
+//! windows that have shipped, which skip them.
 //!
 //! Why not sled: every journaled message was a sled insert and, a window
 //! later, a remove; sled rewrote its pages for both, its disk use ran at
@@ -41,14 +41,12 @@ pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
 const EXTENSION: &str = "seg";
 
-/// One segment file and how many of its records are still needed.
+/// One segment file.
 #[derive(Debug)]
 struct Segment {
-    first: u64,
-    /// One past the last id appended to it.
+    /// One past the last id appended to it (its first id while empty).
     end: u64,
     path: PathBuf,
-    live: u64,
     bytes: u64,
 }
 
@@ -74,6 +72,8 @@ pub struct JournalLog {
     /// One buffer reused for every group's frames.
     buf: Vec<u8>,
     segment_bytes: u64,
+    /// Records below this id are no longer needed ([`JournalLog::release_below`]).
+    below: u64,
 }
 
 impl JournalLog {
@@ -108,20 +108,15 @@ impl JournalLog {
             current: None,
             buf: Vec::new(),
             segment_bytes: SEGMENT_BYTES,
+            below: 0,
         };
         let mut out = Reopened::default();
         let count = found.len();
         for (i, (first, path)) in found.into_iter().enumerate() {
             let last = i + 1 == count;
-            let live = log.read_segment(first, &path, committed_below, last, &mut out)?;
-            match live {
-                Some((live, end, bytes)) if bytes > 0 => log.segments.push(Segment {
-                    first,
-                    end,
-                    path,
-                    live,
-                    bytes,
-                }),
+            let kept = log.read_segment(first, &path, committed_below, last, &mut out)?;
+            match kept {
+                Some((end, bytes)) if bytes > 0 => log.segments.push(Segment { end, path, bytes }),
                 _ => {
                     std::fs::remove_file(&path)?;
                 }
@@ -137,7 +132,8 @@ impl JournalLog {
     }
 
     /// Reads one segment's committed frames into `out`, truncating it where
-    /// they end. `None` if nothing committed is left in it.
+    /// they end: its end (one past its last id) and bytes kept, `None` if
+    /// nothing committed is left in it.
     fn read_segment(
         &self,
         first: u64,
@@ -145,10 +141,9 @@ impl JournalLog {
         committed_below: u64,
         last_segment: bool,
         out: &mut Reopened,
-    ) -> io::Result<Option<(u64, u64, u64)>> {
+    ) -> io::Result<Option<(u64, u64)>> {
         let bytes = std::fs::read(path)?;
         let mut at = 0usize;
-        let mut live = 0u64;
         let mut last_id = out.records.last().map(|(id, _)| *id);
         let mut seg_last = None;
         let end = loop {
@@ -168,7 +163,6 @@ impl JournalLog {
                 out.records.push((frame.id, frame.record.to_vec()));
                 last_id = Some(frame.id);
                 seg_last = Some(frame.id);
-                live += 1;
             }
             at = frame.end;
         };
@@ -201,8 +195,7 @@ impl JournalLog {
             f.set_len(end as u64)?;
             f.sync_all()?;
         }
-        let next = seg_last.map_or(first, |l| l + 1);
-        Ok((live > 0).then_some((live, next, end as u64)))
+        Ok(seg_last.map(|l| (l + 1, end as u64)))
     }
 
     /// Appends `records` (id, record) as frames to the current segment (a new
@@ -220,23 +213,21 @@ impl JournalLog {
         buf.clear();
         let mut first = None;
         let mut last = 0;
-        let mut n = 0u64;
         let framed = records.into_iter().try_for_each(|(id, record)| {
             first.get_or_insert(id);
             last = id;
-            n += 1;
             frame_into(&mut buf, id, record)
         });
         let result = match (framed, first) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Ok(()),
-            (Ok(()), Some(first)) => self.write_synced((first, last), n, &buf),
+            (Ok(()), Some(first)) => self.write_synced((first, last), &buf),
         };
         self.buf = buf;
         result
     }
 
-    fn write_synced(&mut self, (first, last): (u64, u64), n: u64, frames: &[u8]) -> io::Result<()> {
+    fn write_synced(&mut self, (first, last): (u64, u64), frames: &[u8]) -> io::Result<()> {
         let full = self
             .segments
             .last()
@@ -253,7 +244,6 @@ impl JournalLog {
             return Err(e);
         }
         let segment = self.segments.last_mut().expect("the current segment");
-        segment.live += n;
         segment.end = last + 1;
         segment.bytes += frames.len() as u64;
         Ok(())
@@ -268,41 +258,31 @@ impl JournalLog {
             .append(true)
             .open(&path)?;
         File::open(&self.dir)?.sync_all()?;
-        let replaced = self.current.replace(file).is_some();
-        if replaced && self.segments.last().is_some_and(|s| s.live == 0) {
-            let done = self.segments.pop().expect("checked");
-            remove(&done.path);
-        }
+        self.current = Some(file);
         self.segments.push(Segment {
-            first,
             end: first,
             path,
-            live: 0,
             bytes: 0,
         });
+        self.delete_released();
         Ok(())
     }
 
-    /// Marks `ids` as no longer needed; deletes every segment (but the one
-    /// taking appends) with nothing needed left. A failed deletion only
-    /// costs disk until the next start, which releases the records again.
-    pub fn release(&mut self, ids: &[u64]) {
-        let mut emptied = false;
-        for &id in ids {
-            let i = self.segments.partition_point(|s| s.first <= id);
-            let holder = i.checked_sub(1).and_then(|i| self.segments.get_mut(i));
-            if let Some(segment) = holder.filter(|s| id < s.end) {
-                segment.live = segment.live.saturating_sub(1);
-                emptied |= segment.live == 0;
-            }
-        }
-        if !emptied {
-            return;
-        }
+    /// Records below `mark` are no longer needed (no open window holds
+    /// them): deletes every segment, but the one taking appends, that holds
+    /// nothing else. Marks only rise. A failed deletion only costs disk until
+    /// the next start, which releases the records again.
+    pub fn release_below(&mut self, mark: u64) {
+        self.below = self.below.max(mark);
+        self.delete_released();
+    }
+
+    fn delete_released(&mut self) {
         let current = self.current.is_some().then(|| self.segments.len() - 1);
+        let below = self.below;
         let mut i = 0;
         self.segments.retain(|s| {
-            let keep = s.live > 0 || Some(i) == current;
+            let keep = s.end > below || Some(i) == current;
             i += 1;
             if !keep {
                 remove(&s.path);

@@ -59,6 +59,13 @@ impl Live {
         synced
     }
 
+    /// The store's error for a failed journal write or read: the disk is
+    /// failing, so sled must not drop ([`keep_sled_from_dropping`]).
+    pub(super) fn journal_failed(&self, e: io::Error) -> StoreError {
+        keep_sled_from_dropping(&self.db);
+        StoreError::Journal(e)
+    }
+
     /// The oldest outbox batch, if any: `(seq, envelope bytes)`.
     pub(super) fn outbox_first(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         match chunked::Records::new(&self.tree, b'o', 0).next() {

@@ -126,8 +126,10 @@ pub struct BatchCommit {
     /// Counters left pending after the cut (normally empty).
     pub counters: Counters,
     pub closed: Vec<(String, String, i64)>,
-    pub released: Vec<u64>,
-    /// Sensor snapshot: required whenever `released` is not empty, since a
+    /// The journal's new low-water mark: no open window holds a message
+    /// below it, so those records may go once the cut is durable (0: none).
+    pub journal_below: u64,
+    /// Sensor snapshot: required whenever `journal_below` rises, since a
     /// released message can no longer be re-judged at start-up.
     pub classifier: Vec<(String, String, Vec<u8>)>,
     pub sensor_mark: Option<u64>,
@@ -235,13 +237,8 @@ impl Store {
             Some(v) => u64_of(&v, "journal end")?,
             None => 0,
         };
-        let (log, reopened) = match JournalLog::open(&dir.join(JOURNAL_DIR), journal_end) {
-            Ok(opened) => opened,
-            Err(e) => {
-                live::keep_sled_from_dropping(&live.db);
-                return Err(StoreError::Journal(e));
-            }
-        };
+        let (log, reopened) = JournalLog::open(&dir.join(JOURNAL_DIR), journal_end)
+            .map_err(|e| live.journal_failed(e))?;
         let store = Store {
             live: Arc::new(RwLock::new(live)),
             journal: Arc::new(Mutex::new(log)),
@@ -265,10 +262,10 @@ impl Store {
         self.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Journal records no open window needs (found so at start-up, after the
-    /// replay): their segments may go.
-    pub fn release_journal(&self, ids: &[u64]) {
-        self.journal().release(ids);
+    /// Journal records below `mark` are needed by no open window (found so
+    /// at start-up, after the replay): their segments may go.
+    pub fn release_journal_below(&self, mark: u64) {
+        self.journal().release_below(mark);
     }
 
     /// Bytes the journal's segments hold (on disk, beside sled; a compaction
@@ -312,18 +309,14 @@ impl Store {
     /// journal's new end, is one sled batch; the sled flush is the commit.
     pub fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let live = self.live();
         if let Some((last, _)) = commit.journal.last() {
-            let appended = self
-                .journal()
-                .append(commit.journal.iter().map(|(id, r)| (*id, r)));
-            if let Err(e) = appended {
-                // The disk is failing: sled's drop would sync again and panic.
-                live::keep_sled_from_dropping(&live.db);
-                return Err(StoreError::Journal(e));
-            }
+            self.journal()
+                .append(commit.journal.iter().map(|(id, r)| (*id, r)))
+                .map_err(|e| self.live().journal_failed(e))?;
             batch.insert(META_JOURNAL_END, &(last + 1).to_be_bytes());
         }
+        // Taken after the journal's sync: a compaction waits for sled's part only.
+        let live = self.live();
         for (device, seq) in &commit.device_seqs {
             let mut k = vec![b'd'];
             k.extend_from_slice(device.as_bytes());
@@ -338,7 +331,8 @@ impl Store {
         Ok(())
     }
 
-    /// Makes a cut durable: new outbox batches, shipped horizons, released journal entries.
+    /// Makes a cut durable: new outbox batches, shipped horizons, then releases
+    /// the journal below the cut's low-water mark.
     pub fn commit_batches(&self, commit: &BatchCommit) -> Result<(), StoreError> {
         let live = self.live();
         let mut batch = sled::Batch::default();
@@ -366,7 +360,7 @@ impl Store {
         self.write_witness(&live, commit.next_seq)?;
         // After the cut is durable: a crash before this replays the released
         // records into shipped windows, which skip them.
-        self.journal().release(&commit.released);
+        self.journal().release_below(commit.journal_below);
         Ok(())
     }
 

@@ -151,7 +151,8 @@ impl Store {
 
     /// Adds the journal log's records to `r.journal` (after [`Store::recover`],
     /// which read sled's): records that do not decode go to quarantine
-    /// (sled key `x`, counted) like damaged stretches of the log (counted).
+    /// (sled key `x`, counted once: the log keeps them until the low-water
+    /// mark passes) like damaged stretches of the log (counted).
     /// Journal records a store from before the log kept in sled (`j` keys)
     /// are appended to the log, then removed from sled with the journal end
     /// set, in one batch: a crash between leaves them in sled and the log's
@@ -164,35 +165,31 @@ impl Store {
         let legacy = std::mem::take(&mut r.journal);
         r.quarantined += reopened.damaged;
         let mut bad = sled::Batch::default();
-        let mut undecodable = Vec::new();
+        let mut undecodable = 0;
         for (id, bytes) in reopened.records {
             match JournalRecord::decode(&bytes) {
                 Some(record) => r.journal.push((id, record)),
+                None if self.live().tree.contains_key(key(b'x', id))? => {}
                 None => {
                     error!(id, "journal record does not decode; moved to quarantine");
                     bad.insert(&key(b'x', id), bytes);
-                    undecodable.push(id);
+                    undecodable += 1;
                 }
             }
         }
-        if !undecodable.is_empty() {
+        if undecodable > 0 {
             let live = self.live();
             live.tree.apply_batch(bad)?;
             live.flush()?;
-            r.quarantined += undecodable.len() as u64;
-            self.journal().release(&undecodable);
+            r.quarantined += undecodable;
         }
         let Some((last, _)) = legacy.last() else {
             return Ok(());
         };
         let live = self.live();
-        let appended = self
-            .journal()
-            .append(legacy.iter().map(|(id, record)| (*id, record)));
-        if let Err(e) = appended {
-            super::live::keep_sled_from_dropping(&live.db);
-            return Err(StoreError::Journal(e));
-        }
+        self.journal()
+            .append(legacy.iter().map(|(id, record)| (*id, record)))
+            .map_err(|e| live.journal_failed(e))?;
         let end = (last + 1).max(r.journal_end);
         let mut batch = sled::Batch::default();
         for (id, _) in &legacy {

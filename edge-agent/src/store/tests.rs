@@ -36,7 +36,7 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
                 next_seq: 3,
                 counters: Counters::default(),
                 closed: vec![("d".into(), "m".into(), -60_000)],
-                released: vec![7],
+                journal_below: 8,
                 classifier: vec![("anomaly".into(), "d".into(), vec![4])],
                 sensor_mark: Some(9),
             })
@@ -371,4 +371,29 @@ fn a_snapshot_sled_never_finished_writing_does_not_cost_the_store() {
         .filter(|n| n.ends_with(".generating"))
         .collect();
     assert!(left.is_empty(), "unfinished snapshots removed: {left:?}");
+}
+
+#[test]
+fn a_journal_record_that_does_not_decode_is_quarantined_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), T).unwrap();
+        let commit = |id: u64| IngestCommit {
+            journal: vec![(id, record_of("d", id as i64))],
+            ..IngestCommit::default()
+        };
+        store.commit_ingest(&commit(1)).unwrap();
+        // Bytes this agent cannot read, committed by the next group's marker.
+        let unreadable: &[u8] = b"\xff\xfe";
+        store.journal().append([(2u64, unreadable)]).unwrap();
+        store.commit_ingest(&commit(3)).unwrap();
+    }
+    let ids = |r: &Recovered| r.journal.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    let (store, r) = reopen(dir.path());
+    assert_eq!((ids(&r), r.quarantined), (vec![1, 3], 1));
+    assert!(store.live().tree.get(key(b'x', 2)).unwrap().is_some());
+    drop(store);
+    // The log keeps it until the low-water mark passes; it is not counted again.
+    let (_, r) = reopen(dir.path());
+    assert_eq!((ids(&r), r.quarantined), (vec![1, 3], 0));
 }

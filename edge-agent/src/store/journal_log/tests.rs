@@ -98,7 +98,7 @@ fn a_torn_first_frame_of_a_new_segment_is_not_damage_either() {
     let (log, _) = JournalLog::open(dir.path(), 0).unwrap();
     let mut log = log.with_segment_bytes(1);
     append(&mut log, 1..=1);
-    log.release(&[1]);
+    log.release_below(2);
     append(&mut log, 2..=2); // segment 2 replaces segment 1, which is deleted
     let path = log.segments.last().unwrap().path.clone();
     drop(log);
@@ -138,27 +138,31 @@ fn a_damaged_committed_frame_is_set_aside_and_counted() {
 }
 
 #[test]
-fn a_segment_goes_once_all_its_records_are_released_but_not_while_current() {
+fn a_segment_goes_once_all_its_records_are_below_the_mark_but_not_while_current() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = JournalLog::open(dir.path(), 0).unwrap();
     let mut log = log.with_segment_bytes(40);
     append(&mut log, 1..=4); // segment 1, now past 40 bytes
     append(&mut log, 5..=6); // segment 5, current
     assert_eq!(log.segments(), 2);
-    log.release(&[1, 2, 4]);
-    assert_eq!(log.segments(), 2, "record 3 is still needed");
-    log.release(&[5, 6]);
-    assert_eq!(log.segments(), 2, "the current segment stays");
-    log.release(&[3]);
-    assert_eq!(log.segments(), 1);
+    log.release_below(4);
+    assert_eq!(log.segments(), 2, "record 4 is still needed");
+    log.release_below(5);
     assert_eq!(seg_files(dir.path()), vec![format!("{:020}.seg", 5)]);
-    // Released twice, or never held: nothing else moves.
-    log.release(&[3, 4, 99]);
-    assert_eq!(log.segments(), 1);
-    // The next group starts a new segment; the emptied current one goes.
+    log.release_below(7);
+    assert_eq!(log.segments(), 1, "the current segment stays");
+    // A lower mark later changes nothing.
+    log.release_below(2);
+    // The next group starts a new segment; the current one, all below the
+    // mark, goes.
     append(&mut log, 7..=7);
     assert_eq!(seg_files(dir.path()), vec![format!("{:020}.seg", 7)]);
     assert_eq!(log.bytes(), (HEADER + 8 + rec(7).len()) as u64);
+    // ...and a segment started below the mark goes as soon as it is full.
+    append(&mut log, 8..=9);
+    log.release_below(20);
+    append(&mut log, 10..=10);
+    assert_eq!(seg_files(dir.path()), vec![format!("{:020}.seg", 10)]);
 }
 
 #[test]
@@ -172,6 +176,6 @@ fn start_up_never_appends_to_a_segment_it_read() {
     append(&mut log, 3..=3);
     assert_eq!(log.segments(), 2);
     // Records read back are released like any other.
-    log.release(&[1, 2]);
+    log.release_below(3);
     assert_eq!(seg_files(dir.path()), vec![format!("{:020}.seg", 3)]);
 }
