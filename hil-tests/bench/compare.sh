@@ -30,9 +30,13 @@
 # Usage: hil-tests/bench/compare.sh [--contestants "agent mosquitto_sub python node-red"]
 #          [--rates "1000 10000"] [--reps 3] [--warmup 15] [--steady 30] [--devices 125]
 #          [--out DIR] [--agent-outbox-max-bytes N] [--agent-cache-bytes N]
+#          [--broker-inflight N]
 # --agent-outbox-max-bytes adds [outbox] max_bytes = N to the agent's config (default cap:
 # 256 MiB, which bounds the whole store, journal included).
 # --agent-cache-bytes sets [journal] cache_bytes = N (sled's page cache; default in the agent).
+# --broker-inflight sets Mosquitto's max_inflight_messages (default here 1000; Mosquitto's own
+# default is 20): how many QoS 1 messages a subscriber may hold unacknowledged, i.e. the most
+# one of the agent's group commits can take.
 # The agent's /proc/PID/status and smaps_rollup at the end of the steady interval are kept in
 # the trial directory (agent.status, agent.smaps_rollup).
 # Needs the bench-profile binaries (not built here; 2-core etiquette):
@@ -52,6 +56,7 @@ DEVICES=125
 OUT=""
 AGENT_OUTBOX_MAX=""
 AGENT_CACHE=""
+BROKER_INFLIGHT=1000
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --contestants) CONTESTANTS=$2; shift 2 ;;
@@ -63,6 +68,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift 2 ;;
     --agent-outbox-max-bytes) AGENT_OUTBOX_MAX=$2; shift 2 ;;
     --agent-cache-bytes) AGENT_CACHE=$2; shift 2 ;;
+    --broker-inflight) BROKER_INFLIGHT=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -102,7 +108,7 @@ listener $MQ 127.0.0.1
 allow_anonymous true
 persistence false
 max_queued_messages 0
-max_inflight_messages 1000
+max_inflight_messages $BROKER_INFLIGHT
 sys_interval 1
 CONF
   /usr/sbin/mosquitto -c "$T/mosquitto.conf" > "$T/mosquitto.log" 2>&1 &
