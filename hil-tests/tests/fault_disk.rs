@@ -550,7 +550,10 @@ async fn disk_full_stops_acks_then_resumes() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.contains("corrupt"))
         .collect();
-    assert!(set_aside.is_empty(), "the store was set aside: {set_aside:?}");
+    assert!(
+        set_aside.is_empty(),
+        "the store was set aside: {set_aside:?}"
+    );
     println!("{}", sim.await.unwrap().unwrap());
     check_all(&sink, &agent, &ledger, windows / 2).await;
     println!(

@@ -12,6 +12,13 @@ fn append(log: &mut JournalLog, ids: std::ops::RangeInclusive<u64>) {
     log.append(records.iter().map(|(id, r)| (*id, r))).unwrap();
 }
 
+/// A new, empty log in `dir`.
+fn new_log(dir: &Path) -> JournalLog {
+    let (log, reopened) = JournalLog::open(dir, 0).unwrap();
+    assert!(reopened.records.is_empty());
+    log
+}
+
 fn ids(r: &Reopened) -> Vec<u64> {
     r.records.iter().map(|(id, _)| *id).collect()
 }
@@ -42,7 +49,7 @@ fn committed_records_come_back_in_order_with_their_bytes() {
 #[test]
 fn records_past_the_commit_marker_are_cut_off_and_their_ids_reusable() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = JournalLog::open(dir.path(), 0).unwrap();
+    let mut log = new_log(dir.path());
     append(&mut log, 1..=3);
     append(&mut log, 4..=6); // the sled marker never said 7
     drop(log);
@@ -60,7 +67,7 @@ fn records_past_the_commit_marker_are_cut_off_and_their_ids_reusable() {
 #[test]
 fn a_store_without_a_marker_has_committed_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = JournalLog::open(dir.path(), 0).unwrap();
+    let mut log = new_log(dir.path());
     append(&mut log, 1..=2);
     drop(log);
     let (log, r) = JournalLog::open(dir.path(), 0).unwrap();
@@ -73,7 +80,7 @@ fn a_store_without_a_marker_has_committed_nothing() {
 #[test]
 fn a_torn_tail_after_the_last_committed_record_is_not_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = JournalLog::open(dir.path(), 0).unwrap();
+    let mut log = new_log(dir.path());
     append(&mut log, 1..=3);
     let path = log.segments[0].path.clone();
     let whole = std::fs::metadata(&path).unwrap().len();
@@ -95,8 +102,7 @@ fn a_torn_tail_after_the_last_committed_record_is_not_damage() {
 #[test]
 fn a_torn_first_frame_of_a_new_segment_is_not_damage_either() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = JournalLog::open(dir.path(), 0).unwrap();
-    let mut log = log.with_segment_bytes(1);
+    let mut log = new_log(dir.path()).with_segment_bytes(1);
     append(&mut log, 1..=1);
     log.release_below(2);
     append(&mut log, 2..=2); // segment 2 replaces segment 1, which is deleted
@@ -113,7 +119,7 @@ fn a_torn_first_frame_of_a_new_segment_is_not_damage_either() {
 #[test]
 fn a_damaged_committed_frame_is_set_aside_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = JournalLog::open(dir.path(), 0).unwrap();
+    let mut log = new_log(dir.path());
     append(&mut log, 1..=3);
     let path = log.segments[0].path.clone();
     drop(log);
@@ -140,8 +146,7 @@ fn a_damaged_committed_frame_is_set_aside_and_counted() {
 #[test]
 fn a_segment_goes_once_all_its_records_are_below_the_mark_but_not_while_current() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = JournalLog::open(dir.path(), 0).unwrap();
-    let mut log = log.with_segment_bytes(40);
+    let mut log = new_log(dir.path()).with_segment_bytes(40);
     append(&mut log, 1..=4); // segment 1, now past 40 bytes
     append(&mut log, 5..=6); // segment 5, current
     assert_eq!(log.segments(), 2);
@@ -168,7 +173,7 @@ fn a_segment_goes_once_all_its_records_are_below_the_mark_but_not_while_current(
 #[test]
 fn start_up_never_appends_to_a_segment_it_read() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = JournalLog::open(dir.path(), 0).unwrap();
+    let mut log = new_log(dir.path());
     append(&mut log, 1..=2);
     drop(log);
     let (mut log, r) = JournalLog::open(dir.path(), 3).unwrap();
