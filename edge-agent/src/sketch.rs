@@ -12,11 +12,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 /// Magnitudes below this are counted as zero.
 const MIN_MAGNITUDE: f64 = 1e-9;
 
-/// A DDSketch over f64 values.
-#[derive(Debug, Clone, PartialEq)]
+/// A DDSketch over f64 values (serializable for window checkpoints).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sketch {
     alpha: f64,
     ln_gamma: f64,

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use wire::{Escalation, LogTemplate, Verdict, WindowSummary};
 
 use crate::sketch::Sketch;
@@ -55,8 +56,9 @@ pub fn escalation_fits(e: &Escalation) -> bool {
     bytes <= 5 * MAX_ESCALATION_FEATURES
 }
 
-/// Running statistics of one window.
-#[derive(Debug, Clone)]
+/// Running statistics of one window (serializable for window checkpoints:
+/// everything but `last_update`, which a restored window takes afresh).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Window {
     pub start_ms: i64,
     pub end_ms: i64,
@@ -79,6 +81,7 @@ pub struct Window {
     /// while empty): the journal keeps everything from it on.
     pub(crate) first_message: u64,
     /// Wall-clock time of the last reading (drives idle closing).
+    #[serde(skip, default = "Instant::now")]
     pub(crate) last_update: Instant,
 }
 

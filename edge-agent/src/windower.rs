@@ -15,7 +15,8 @@
 //! distinct topics, and the readings are still counted and summarized.
 //!
 //! The windower also tells the journal's low-water mark: the oldest message
-//! an open window holds; the journal keeps that message and every later one.
+//! an open window holds; the journal keeps that message and every later one
+//! (or, once its open windows are checkpointed, those from the checkpoint on).
 //! It does no I/O; the pipeline persists what it returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -321,6 +322,8 @@ impl Windower {
         self.series.get_mut(device)?.get_mut(metric)
     }
 }
+
+pub mod checkpoint;
 
 #[cfg(test)]
 mod tests;

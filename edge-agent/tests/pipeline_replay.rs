@@ -145,3 +145,65 @@ fn a_crash_at_any_point_gives_the_same_windows_as_no_crash() {
         assert_eq!(counters.get(Reason::Late), 0);
     }
 }
+
+#[test]
+fn a_crash_after_window_checkpoints_gives_the_same_windows_as_no_crash() {
+    // Windows wider than the stream, checkpointed at every cut: the journal
+    // lets go of their messages while they are still open.
+    let wide = |dir: &std::path::Path| {
+        common::demo_settings(dir, |c| {
+            c.window.width = Duration::from_secs(60);
+            c.journal.checkpoint_bytes = 0;
+        })
+    };
+    let reference = {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Pipeline::open(
+            &wide(dir.path()),
+            ClassifyStage::default(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
+        p.ingest(&stream(), Instant::now()).unwrap();
+        drain(&mut p, 1).0
+    };
+    assert_eq!(reference.len(), 2, "one open window per pump");
+    for crash_after in [9, 30, 53] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = wide(dir.path());
+        let input = stream();
+        let mut t = Instant::now();
+        let mut mark = 0;
+        {
+            let mut p =
+                Pipeline::open(&s, ClassifyStage::default(), Arc::new(Notify::new())).unwrap();
+            for chunk in input[..crash_after].chunks(4) {
+                p.ingest(chunk, t).unwrap();
+                // A cut each batch interval (1 s), never long enough to close
+                // a window by idleness (3 s).
+                t += Duration::from_millis(1100);
+                let cut = p.tick(t).unwrap();
+                assert_eq!(
+                    cut.as_ref().map_or(0, |c| c.windows),
+                    0,
+                    "nothing closes: {cut:?}"
+                );
+                assert!(p.checkpoint_mark() > mark, "every cut checkpoints");
+                mark = p.checkpoint_mark();
+            }
+            // Messages after the last checkpoint, in the journal only.
+            p.ingest(&input[crash_after..crash_after + 2], t).unwrap();
+        } // crash
+        let mut p = Pipeline::open(&s, ClassifyStage::default(), Arc::new(Notify::new())).unwrap();
+        assert_eq!(
+            p.checkpoint_mark(),
+            mark,
+            "start-up restores the checkpoint"
+        );
+        let redeliver_from = crash_after.saturating_sub(3);
+        p.ingest(&input[redeliver_from..], Instant::now()).unwrap();
+        let (windows, counters) = drain(&mut p, 1);
+        assert_eq!(windows, reference, "crash after {crash_after} messages");
+        assert_eq!(counters.get(Reason::Late), 0);
+    }
+}

@@ -30,10 +30,12 @@
 # Usage: hil-tests/bench/compare.sh [--contestants "agent mosquitto_sub python node-red"]
 #          [--rates "1000 10000"] [--reps 3] [--warmup 15] [--steady 30] [--devices 125]
 #          [--out DIR] [--agent-outbox-max-bytes N] [--agent-cache-bytes N]
-#          [--broker-inflight N]
+#          [--broker-inflight N] [--agent-journal 'KEY = VALUE']...
 # --agent-outbox-max-bytes adds [outbox] max_bytes = N to the agent's config (default cap:
 # 256 MiB, which bounds the whole store, journal included).
 # --agent-cache-bytes sets [journal] cache_bytes = N (sled's page cache; default in the agent).
+# --agent-journal sets one [journal] key of the agent's config (repeatable), e.g.
+# --agent-journal 'commit_max_messages = 256'; the first replaces demo.toml's line for that key.
 # --broker-inflight sets Mosquitto's max_inflight_messages (default here 1000; Mosquitto's own
 # default is 20): how many QoS 1 messages a subscriber may hold unacknowledged, i.e. the most
 # one of the agent's group commits can take.
@@ -57,6 +59,7 @@ OUT=""
 AGENT_OUTBOX_MAX=""
 AGENT_CACHE=""
 BROKER_INFLIGHT=1000
+AGENT_JOURNAL=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --contestants) CONTESTANTS=$2; shift 2 ;;
@@ -69,6 +72,7 @@ while [[ $# -gt 0 ]]; do
     --agent-outbox-max-bytes) AGENT_OUTBOX_MAX=$2; shift 2 ;;
     --agent-cache-bytes) AGENT_CACHE=$2; shift 2 ;;
     --broker-inflight) BROKER_INFLIGHT=$2; shift 2 ;;
+    --agent-journal) AGENT_JOURNAL+=("$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -140,6 +144,10 @@ start_agent() {
       "$ROOT/configs/demo.toml" > "$T/agent.toml"
   [[ -z $AGENT_OUTBOX_MAX ]] || printf '\n[outbox]\nmax_bytes = %s\n' "$AGENT_OUTBOX_MAX" >> "$T/agent.toml"
   [[ -z $AGENT_CACHE ]] || sed -i "s/^\[journal\]\$/[journal]\ncache_bytes = $AGENT_CACHE/" "$T/agent.toml"
+  local kv
+  for kv in "${AGENT_JOURNAL[@]}"; do
+    sed -i -e "/^${kv%% *} = /d" -e "s/^\[journal\]\$/[journal]\n$kv/" "$T/agent.toml"
+  done
   (cd "$T" && EDGE_TOKEN=bench-token exec "$BIN/edge-agent" --config "$T/agent.toml" > "$T/agent.log" 2>&1) &
   CPID=$!; PIDS+=("$CPID")
   wait_for 30 curl -sf "http://127.0.0.1:$MPORT/metrics"
@@ -247,6 +255,7 @@ rec = {
   "contestant": "$c", "rate": rate, "rep": $rep, "devices": $DEVICES, "load_avg": "$load",
   "agent_cache_bytes": int("${AGENT_CACHE:-0}") or None,
   "agent_outbox_max_bytes": int("${AGENT_OUTBOX_MAX:-0}") or None,
+  "agent_journal": "${AGENT_JOURNAL[*]}", "broker_inflight": $BROKER_INFLIGHT,
   "warmup_s": $WARMUP, "steady_s": round(steady, 2), "published": $published, "consumed": $final,
   "msgs_in_steady": msgs, "consumed_rate": round(msgs / steady, 1),
   "cpu_s": cpu_s, "cpu_pct": round(100 * cpu_s / steady, 1),
@@ -270,7 +279,7 @@ PY
 }
 
 {
-  echo "# compare.sh $(date -u +%FT%TZ) contestants=[$CONTESTANTS] rates=[$RATES] reps=$REPS warmup=$WARMUP steady=$STEADY devices=$DEVICES agent_outbox_max_bytes=${AGENT_OUTBOX_MAX:-default} agent_cache_bytes=${AGENT_CACHE:-default} MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset}"
+  echo "# compare.sh $(date -u +%FT%TZ) contestants=[$CONTESTANTS] rates=[$RATES] reps=$REPS warmup=$WARMUP steady=$STEADY devices=$DEVICES agent_outbox_max_bytes=${AGENT_OUTBOX_MAX:-default} agent_cache_bytes=${AGENT_CACHE:-default} agent_journal=[${AGENT_JOURNAL[*]}] broker_inflight=$BROKER_INFLIGHT MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset}"
   echo "# $(nproc) cpus; $(uptime)"
 } | tee -a "$OUT/run.log" >&2
 for rep in $(seq "$REPS"); do

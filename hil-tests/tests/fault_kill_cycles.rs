@@ -7,7 +7,8 @@
 //! twice, as in end_to_end.rs); every judgement window stored once; and every start
 //! recovered the store. It also infers, from the agent's debug log and the sink, which
 //! phase each kill landed in, prints a histogram, and requires at least the ingest and
-//! send phases to be hit. It does not kill the broker or the sink (see fault_broker.rs
+//! send phases to be hit, and that restarts restored window checkpoints (taken every
+//! 256 KiB of journal here). It does not kill the broker or the sink (see fault_broker.rs
 //! and end_to_end.rs).
 //!
 //! Cycles come from `KILL_CYCLES` (default 10). The full run (100 cycles):
@@ -280,6 +281,9 @@ async fn agent_sigkill_cycles() {
     // device's later lines in that minute are dropped as `late` (an agent behaviour this test
     // is not about). With `idle_close` at the window width that cannot happen.
     common::set_agent_option(&config, "window", "idle_close", "60s");
+    // Checkpoint the open windows every 256 KiB of journal, so kills also land
+    // between checkpoints and restarts restore them (the default is 32 MiB).
+    common::set_agent_option(&config, "journal", "checkpoint_bytes", 256 * 1024);
     let mut agent = Agent::start_traced(&config, "info,edge_agent=debug");
     common::wait_subscribed(&agent).await;
 
@@ -298,6 +302,7 @@ async fn agent_sigkill_cycles() {
     let mut delivered: BTreeSet<u64> = BTreeSet::new();
     let mut highest_logged: Option<u64> = None;
     let mut replayed = Vec::new();
+    let mut checkpoint_marks = Vec::new();
     let mut send_latencies = Vec::new();
     let recovered = |l: &str| l.contains("store recovered");
     let (_, first) = agent
@@ -370,6 +375,7 @@ async fn agent_sigkill_cycles() {
                 )
             });
         replayed.push(field(&line, "replayed").unwrap_or(0));
+        checkpoint_marks.push(field(&line, "checkpoint_mark").unwrap_or(0));
         let outbox = field(&line, "outbox").unwrap_or(0);
         let next_seq = field(&line, "next_seq").unwrap_or(0);
         let known = highest_logged.max(sink_last).max(delivered.last().copied());
@@ -434,6 +440,11 @@ async fn agent_sigkill_cycles() {
     assert!(
         replayed.iter().any(|n| *n > 0),
         "no kill hit open windows: {replayed:?}"
+    );
+    println!("window checkpoint mark at each restart: {checkpoint_marks:?}");
+    assert!(
+        checkpoint_marks.iter().any(|m| *m > 0),
+        "no restart restored a window checkpoint: {checkpoint_marks:?}"
     );
 
     let outcomes = sink_outcomes(&sink.url).await;

@@ -213,6 +213,14 @@ pub struct JournalConfig {
     /// (BENCHMARKS.md). Default [`crate::store::DEFAULT_CACHE_BYTES`] (sled's own, 1 GiB).
     #[serde(default = "defaults::cache_bytes")]
     pub cache_bytes: u64,
+    /// Journal growth (bytes) since the last checkpoint at which a cut
+    /// checkpoints the open windows and lets the journal go below it.
+    /// Without checkpoints the journal keeps a window's every message until
+    /// the window ships (60 s at 30k msg/s is ~0.5 GB, past the store cap).
+    /// A checkpoint writes every open window (~1 KiB each), so small values
+    /// cost more than they save. `0`: at every cut that follows new messages.
+    #[serde(default = "defaults::checkpoint_bytes")]
+    pub checkpoint_bytes: u64,
 }
 
 /// How much disk the outbox may use while the uplink is down.
@@ -387,6 +395,9 @@ mod defaults {
     }
     pub fn commit_linger() -> Duration {
         Duration::from_millis(20)
+    }
+    pub fn checkpoint_bytes() -> u64 {
+        32 << 20
     }
     pub fn cache_bytes() -> u64 {
         crate::store::DEFAULT_CACHE_BYTES

@@ -1,8 +1,9 @@
 //! The cut: every `batch_interval`, close due windows, seal them with the
 //! counters into outbox batches (rolled up first if they would not fit the
-//! outbox's room), release the journal below the new low-water mark with a
-//! sensor snapshot, and report what was cut. It does not ingest (`mod.rs`)
-//! or wait for disk room (`run.rs`).
+//! outbox's room), checkpoint the open windows when the journal has grown
+//! by `checkpoint_bytes`, release the journal below the new low-water mark
+//! (or the checkpoint) with a sensor snapshot, and report what was cut. It
+//! does not ingest (`mod.rs`) or wait for disk room (`run.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -14,6 +15,7 @@ use super::{now_ms, CutReport, Pipeline, HEALTH_EVERY};
 use crate::outbox::{seal_batches, BatchExtras};
 use crate::rollup;
 use crate::store::{BatchCommit, StoreError};
+use crate::windower::checkpoint;
 
 impl Pipeline {
     /// The agent's state as the sink sees it with each cut.
@@ -56,15 +58,36 @@ impl Pipeline {
         self.last_cut = now;
         let pass = self.windower.close_due(now);
         let health_due = now.saturating_duration_since(self.counters_sealed) >= HEALTH_EVERY;
-        if pass.closed.is_empty() && self.counters.inputs_empty() && !health_due {
+        let journal_bytes = self.store.journal_bytes();
+        self.journal_floor = self.journal_floor.min(journal_bytes);
+        let checkpoint_due = self.next_message > self.windows_mark
+            && journal_bytes - self.journal_floor >= self.checkpoint_bytes;
+        if pass.closed.is_empty() && self.counters.inputs_empty() && !health_due && !checkpoint_due
+        {
             return Ok(None);
         }
         self.health.drain_into(&mut self.counters);
-        if pass.closed.is_empty() && self.counters.is_empty() {
+        if pass.closed.is_empty() && self.counters.is_empty() && !checkpoint_due {
             return Ok(None);
         }
         let mut commit = BatchCommit::default();
-        let below = self.windower.low_water().unwrap_or(self.next_message);
+        let mut below = self
+            .windower
+            .low_water()
+            .unwrap_or(self.next_message)
+            .max(self.windows_mark);
+        if checkpoint_due {
+            let bytes = checkpoint::encode(&self.windower.checkpoint());
+            if bytes.len() <= checkpoint::MAX_CHECKPOINT_BYTES {
+                commit.windows = Some((self.next_message, bytes));
+                below = self.next_message;
+            } else {
+                warn!(
+                    bytes = bytes.len(),
+                    "open windows too large to checkpoint; the journal keeps their messages"
+                );
+            }
+        }
         if below > self.journal_below {
             // A released message can no longer be re-judged at start-up.
             let (states, mark) = self.snapshot_sensors(now);
@@ -132,7 +155,12 @@ impl Pipeline {
             )
         };
         let first_seq = self.next_seq;
-        let mut batches = seal(&windows, taken.clone(), first_seq);
+        // A cut for the checkpoint alone seals no batch.
+        let mut batches = if windows.is_empty() && taken.is_empty() {
+            Vec::new()
+        } else {
+            seal(&windows, taken.clone(), first_seq)
+        };
         // Make room under the cap before the cut lands, by roll-ups only: a
         // burst cut can alone be over the budget (room 0), and dropping towards
         // that would empty the outbox of windows that still roll up. Drops are
@@ -190,10 +218,26 @@ impl Pipeline {
         report.batches = commit.batches.len();
         self.store.commit_batches(&commit)?;
         self.journal_below = self.journal_below.max(commit.journal_below);
-        self.counters_sealed = now;
+        if let Some((mark, bytes)) = &commit.windows {
+            self.windows_mark = *mark;
+            self.journal_floor = self.store.journal_bytes();
+            debug!(
+                mark,
+                bytes = bytes.len(),
+                open_windows = self.windower.open_windows(),
+                journal_bytes = self.journal_floor,
+                "open windows checkpointed; journal released below the mark"
+            );
+        }
+        if report.batches > 0 {
+            self.counters_sealed = now;
+        }
         // The cut alone may not fit: roll up the new batches too.
         self.enforce_budget()?;
         self.metrics.observe_store(&self.store);
+        if report.batches == 0 {
+            return Ok(None);
+        }
         self.outbox_ready.notify_one();
         Ok(Some(report))
     }

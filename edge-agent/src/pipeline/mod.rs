@@ -91,8 +91,16 @@ pub struct Pipeline {
     next_seq: u64,
     next_message: u64,
     /// The journal's low-water mark as last committed: every record below
-    /// it is released (no open window holds it).
+    /// it is released (no open window holds it, or a checkpoint does).
     journal_below: u64,
+    /// The mark of the last committed window checkpoint (0: none): open
+    /// windows hold the effect of every message below it in the store.
+    windows_mark: u64,
+    /// Journal growth (bytes) past `journal_floor` at which a cut
+    /// checkpoints the open windows.
+    checkpoint_bytes: u64,
+    /// The journal's smallest size since the last checkpoint (or start).
+    journal_floor: u64,
     last_cut: Instant,
     bytes_in: u64,
     /// Messages made durable since start (for progress logs and benchmarks).
@@ -144,6 +152,12 @@ impl Pipeline {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The journal mark of the newest committed window checkpoint (0: none
+    /// yet): start-up replays the journal from it on.
+    pub fn checkpoint_mark(&self) -> u64 {
+        self.windows_mark
     }
 
     /// Applies `deliveries` and makes their effect durable. The caller acks afterwards.

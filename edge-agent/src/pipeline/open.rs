@@ -1,13 +1,13 @@
-//! Opening the pipeline: the store, classifier state from its snapshot, and
-//! the journal replayed into open windows (re-judging what came after the
-//! sensor snapshot). What a group commit and a cut do is in the parent module;
+//! Opening the pipeline: the store, classifier state from its snapshot, the
+//! open windows from their checkpoint, and the journal after it replayed into
+//! them (re-judging what came after the sensor snapshot). What a group commit and a cut do is in the parent module;
 //! what the store recovers and how is in `store/recover.rs`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use wire::Reason;
 
 use super::{now_ms, Pipeline};
@@ -20,7 +20,7 @@ use crate::health::{Health, HealthCount};
 use crate::metrics::AgentMetrics;
 use crate::outbox::OutboxCap;
 use crate::store::{IngestCommit, Store, StoreError};
-use crate::windower::Windower;
+use crate::windower::{checkpoint, Windower};
 
 impl Pipeline {
     /// Opens the store, restores classifier state and replays the journal
@@ -44,6 +44,23 @@ impl Pipeline {
         classify.attach_metrics(&metrics);
         let (store, mut recovered) =
             Store::open_or_set_aside(&settings.data_dir, now_ms(), settings.journal.cache_bytes)?;
+        // The open windows as of the last checkpoint, if its bytes decode;
+        // if not, the journal replays what it still holds (counted).
+        let (checkpoint, windows_mark) = match recovered.windows.take() {
+            Some((mark, bytes)) => match checkpoint::decode(&bytes) {
+                Some(c) => (c, mark),
+                None => {
+                    error!(
+                        mark,
+                        bytes = bytes.len(),
+                        "window checkpoint does not decode; open windows lose what the journal released"
+                    );
+                    recovered.quarantined += 1;
+                    (Vec::new(), 0)
+                }
+            },
+            None => (Vec::new(), 0),
+        };
         metrics.count(Reason::CorruptRecord, recovered.quarantined);
         if recovered.quarantined > 0 {
             recovered
@@ -63,9 +80,15 @@ impl Pipeline {
             windower.restore_closed(device, metric, *closed_before);
         }
         let now = Instant::now();
+        windower.restore(checkpoint, now);
         let mut next_message = 1;
         let max_exemplars = classify.templates().map_or(0, |t| t.exemplars_per_window());
         for (id, record) in &recovered.journal {
+            next_message = id + 1;
+            if *id < windows_mark {
+                // In the checkpoint already (its segment was not deleted yet).
+                continue;
+            }
             let mut readings = record.readings.clone();
             windower.ingest(&record.device, &mut readings, *id, now, true);
             for e in &record.exemplars {
@@ -74,7 +97,6 @@ impl Pipeline {
             for x in &record.escalations {
                 windower.offer_escalation(&record.device, x);
             }
-            next_message = id + 1;
         }
         // Sensor states come from the last snapshot; the messages journaled
         // after it are judged again (for their state only). A store from
@@ -90,7 +112,10 @@ impl Pipeline {
             classify.replay_sensors(chunk);
         }
         // Ids only grow, also past a journal emptied by cuts.
-        let next_message = next_message.max(mark).max(recovered.journal_end);
+        let next_message = next_message
+            .max(mark)
+            .max(recovered.journal_end)
+            .max(windows_mark);
         // The snapshot as of now, so the next start re-judges nothing twice.
         store.commit_ingest(&IngestCommit {
             classifier: classify.take_sensor_states(),
@@ -100,12 +125,20 @@ impl Pipeline {
         // Records below the replayed windows (a crash came between a cut and
         // its segments' deletion, or their windows shipped): their segments
         // may go, now that the snapshot no longer needs them re-judged.
-        let journal_below = windower.low_water().unwrap_or(next_message);
+        let journal_below = windower
+            .low_water()
+            .unwrap_or(next_message)
+            .max(windows_mark);
         store.release_journal_below(journal_below);
         info!(
             epoch = recovered.epoch,
             next_seq = recovered.next_seq,
-            replayed = recovered.journal.len(),
+            checkpoint_mark = windows_mark,
+            replayed = recovered
+                .journal
+                .iter()
+                .filter(|(id, _)| *id >= windows_mark)
+                .count(),
             rejudged = after.len(),
             open_windows = windower.open_windows(),
             outbox = recovered.outbox_len,
@@ -133,6 +166,9 @@ impl Pipeline {
             next_seq: recovered.next_seq,
             next_message,
             journal_below,
+            windows_mark,
+            checkpoint_bytes: settings.journal.checkpoint_bytes,
+            journal_floor: u64::MAX,
             last_cut: now,
             bytes_in: 0,
             committed: 0,

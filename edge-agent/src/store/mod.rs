@@ -48,6 +48,7 @@ mod live;
 mod outbox;
 mod recover;
 mod snapshot;
+mod windows;
 mod witness;
 
 use crate::journal_record::JournalRecord;
@@ -104,6 +105,10 @@ pub struct Recovered {
     /// One past the last journal record ever committed (0: none): message
     /// ids start at or after it, even when the journal is empty.
     pub journal_end: u64,
+    /// The newest window checkpoint: its journal mark and its bytes
+    /// (`windower::checkpoint`); journal records below the mark are not
+    /// for the windows.
+    pub windows: Option<(u64, Vec<u8>)>,
 }
 
 /// One group commit of ingested messages.
@@ -133,6 +138,9 @@ pub struct BatchCommit {
     /// released message can no longer be re-judged at start-up.
     pub classifier: Vec<(String, String, Vec<u8>)>,
     pub sensor_mark: Option<u64>,
+    /// A window checkpoint (its mark and bytes), replacing the stored one;
+    /// `journal_below` is then the mark (and the sensor snapshot's).
+    pub windows: Option<(u64, Vec<u8>)>,
 }
 
 /// Handle to the store; cheap to clone, safe to share between threads.
@@ -351,6 +359,9 @@ impl Store {
             batch.insert(k, &(*closed_before as u64).to_be_bytes());
         }
         put_classifier(&mut batch, &commit.classifier, commit.sensor_mark);
+        if let Some((mark, bytes)) = &commit.windows {
+            windows::put(&live.tree, &mut batch, *mark, bytes)?;
+        }
         live.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         self.outbox

@@ -65,6 +65,7 @@ impl Store {
             Some(v) => Some(u64_of(&v, "sensor mark")?),
             None => None,
         };
+        r.windows = super::windows::get(&live.tree)?;
         let mut bad: Vec<(Vec<u8>, Vec<u8>, sled::IVec)> = Vec::new();
         if let Some(v) = live.tree.get(META_COUNTERS)? {
             match wire::decode_capped(&v, 1 << 20) {

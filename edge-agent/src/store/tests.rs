@@ -39,6 +39,7 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
                 journal_below: 8,
                 classifier: vec![("anomaly".into(), "d".into(), vec![4])],
                 sensor_mark: Some(9),
+                windows: None,
             })
             .unwrap();
         store.outbox_remove(1).unwrap();

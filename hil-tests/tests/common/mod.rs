@@ -292,7 +292,10 @@ pub fn agent_config(dir: &Path, broker_port: u16, sink_url: &str) -> PathBuf {
 /// Sets `[table] key = value` in the agent config file at `config`.
 pub fn set_agent_option(config: &Path, table: &str, key: &str, value: impl Into<toml::Value>) {
     let mut doc: toml::Table = std::fs::read_to_string(config).unwrap().parse().unwrap();
-    doc[table].as_table_mut().unwrap()[key] = value.into();
+    doc[table]
+        .as_table_mut()
+        .unwrap()
+        .insert(key.to_owned(), value.into());
     std::fs::write(config, toml::to_string(&doc).unwrap()).unwrap();
 }
 
