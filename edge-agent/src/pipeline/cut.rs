@@ -77,7 +77,7 @@ impl Pipeline {
             .unwrap_or(self.next_message)
             .max(self.windows_mark);
         if checkpoint_due {
-            let bytes = checkpoint::encode(&self.windower.checkpoint());
+            let bytes = self.windower.checkpoint();
             if bytes.len() <= checkpoint::MAX_CHECKPOINT_BYTES {
                 commit.windows = Some((self.next_message, bytes));
                 below = self.next_message;

@@ -28,24 +28,34 @@ pub struct SeriesCheckpoint {
     pub windows: Vec<Window>,
 }
 
+/// [`SeriesCheckpoint`] borrowed from the windower: encodes to the same bytes.
+#[derive(Serialize)]
+struct SeriesRef<'a> {
+    device: &'a str,
+    metric: &'a str,
+    max_ts: i64,
+    windows: Vec<&'a Window>,
+}
+
 impl Windower {
-    /// Every series with an open window, and those windows (the windower is unchanged).
-    pub fn checkpoint(&self) -> Vec<SeriesCheckpoint> {
+    /// The checkpoint's bytes (CBOR): every series with an open window, and
+    /// those windows (encoded in place, not copied; the windower is unchanged).
+    pub fn checkpoint(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (device, metrics) in &self.series {
             for (metric, series) in metrics {
                 if series.open.is_empty() {
                     continue;
                 }
-                out.push(SeriesCheckpoint {
-                    device: device.clone(),
-                    metric: metric.clone(),
+                out.push(SeriesRef {
+                    device,
+                    metric,
                     max_ts: series.max_ts,
-                    windows: series.open.values().cloned().collect(),
+                    windows: series.open.values().collect(),
                 });
             }
         }
-        out
+        wire::encode(&out)
     }
 
     /// Puts checkpointed windows back (at start-up, after the shipped
@@ -68,11 +78,6 @@ impl Windower {
             }
         }
     }
-}
-
-/// The checkpoint's bytes (CBOR).
-pub fn encode(checkpoint: &[SeriesCheckpoint]) -> Vec<u8> {
-    wire::encode(&checkpoint)
 }
 
 /// A checkpoint from its bytes; `None` if they are over the cap or do not decode.

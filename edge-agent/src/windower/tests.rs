@@ -199,7 +199,7 @@ fn a_restored_checkpoint_closes_the_same_windows_as_an_uninterrupted_run() {
             pieces.push(c.summary);
         }
     }
-    let bytes = checkpoint::encode(&before.checkpoint());
+    let bytes = before.checkpoint();
     let mut after = Windower::new(policy());
     for (device, metric, closed_before) in &horizons {
         after.restore_closed(device, metric, *closed_before);
@@ -229,7 +229,7 @@ fn a_window_that_shipped_after_the_checkpoint_is_not_restored() {
         now,
         false,
     );
-    let bytes = checkpoint::encode(&w.checkpoint());
+    let bytes = w.checkpoint();
     let mut restored = Windower::new(policy());
     // After the checkpoint, a cut shipped t's window [0, 10_000).
     restored.restore_closed("d", "t", 10_000);
