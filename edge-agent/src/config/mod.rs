@@ -217,7 +217,7 @@ pub struct JournalConfig {
     /// checkpoints the open windows and lets the journal go below it.
     /// Without checkpoints the journal keeps a window's every message until
     /// the window ships (60 s at 30k msg/s is ~0.5 GB, past the store cap).
-    /// A checkpoint writes every open window (~1 KiB each), so small values
+    /// A checkpoint writes every open window (~0.5 KiB each), so small values
     /// cost more than they save. `0`: at every cut that follows new messages.
     #[serde(default = "defaults::checkpoint_bytes")]
     pub checkpoint_bytes: u64,

@@ -60,7 +60,7 @@ impl Pipeline {
         let health_due = now.saturating_duration_since(self.counters_sealed) >= HEALTH_EVERY;
         let journal_bytes = self.store.journal_bytes();
         self.journal_floor = self.journal_floor.min(journal_bytes);
-        let checkpoint_due = self.next_message > self.windows_mark
+        let checkpoint_due = self.next_message > self.checkpoint_mark
             && journal_bytes - self.journal_floor >= self.checkpoint_bytes;
         if pass.closed.is_empty() && self.counters.inputs_empty() && !health_due && !checkpoint_due
         {
@@ -75,7 +75,7 @@ impl Pipeline {
             .windower
             .low_water()
             .unwrap_or(self.next_message)
-            .max(self.windows_mark);
+            .max(self.checkpoint_mark);
         if checkpoint_due {
             let bytes = self.windower.checkpoint();
             if bytes.len() <= checkpoint::MAX_CHECKPOINT_BYTES {
@@ -219,7 +219,7 @@ impl Pipeline {
         self.store.commit_batches(&commit)?;
         self.journal_below = self.journal_below.max(commit.journal_below);
         if let Some((mark, bytes)) = &commit.windows {
-            self.windows_mark = *mark;
+            self.checkpoint_mark = *mark;
             self.journal_floor = self.store.journal_bytes();
             debug!(
                 mark,
@@ -229,15 +229,13 @@ impl Pipeline {
                 "open windows checkpointed; journal released below the mark"
             );
         }
-        if report.batches > 0 {
-            self.counters_sealed = now;
-        }
         // The cut alone may not fit: roll up the new batches too.
         self.enforce_budget()?;
         self.metrics.observe_store(&self.store);
         if report.batches == 0 {
             return Ok(None);
         }
+        self.counters_sealed = now;
         self.outbox_ready.notify_one();
         Ok(Some(report))
     }

@@ -95,7 +95,7 @@ pub struct Pipeline {
     journal_below: u64,
     /// The mark of the last committed window checkpoint (0: none): open
     /// windows hold the effect of every message below it in the store.
-    windows_mark: u64,
+    checkpoint_mark: u64,
     /// Journal growth (bytes) past `journal_floor` at which a cut
     /// checkpoints the open windows.
     checkpoint_bytes: u64,
@@ -157,7 +157,7 @@ impl Pipeline {
     /// The journal mark of the newest committed window checkpoint (0: none
     /// yet): start-up replays the journal from it on.
     pub fn checkpoint_mark(&self) -> u64 {
-        self.windows_mark
+        self.checkpoint_mark
     }
 
     /// Applies `deliveries` and makes their effect durable. The caller acks afterwards.

@@ -1,7 +1,8 @@
 //! Opening the pipeline: the store, classifier state from its snapshot, the
 //! open windows from their checkpoint, and the journal after it replayed into
-//! them (re-judging what came after the sensor snapshot). What a group commit and a cut do is in the parent module;
-//! what the store recovers and how is in `store/recover.rs`.
+//! them (re-judging what came after the sensor snapshot). What a group commit
+//! and a cut do is in the parent module; what the store recovers and how is in
+//! `store/recover.rs`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,7 +47,7 @@ impl Pipeline {
             Store::open_or_set_aside(&settings.data_dir, now_ms(), settings.journal.cache_bytes)?;
         // The open windows as of the last checkpoint, if its bytes decode;
         // if not, the journal replays what it still holds (counted).
-        let (checkpoint, windows_mark) = match recovered.windows.take() {
+        let (checkpoint, checkpoint_mark) = match recovered.windows.take() {
             Some((mark, bytes)) => match checkpoint::decode(&bytes) {
                 Some(c) => (c, mark),
                 None => {
@@ -82,13 +83,15 @@ impl Pipeline {
         let now = Instant::now();
         windower.restore(checkpoint, now);
         let mut next_message = 1;
+        let mut replayed = 0usize;
         let max_exemplars = classify.templates().map_or(0, |t| t.exemplars_per_window());
         for (id, record) in &recovered.journal {
             next_message = id + 1;
-            if *id < windows_mark {
+            if *id < checkpoint_mark {
                 // In the checkpoint already (its segment was not deleted yet).
                 continue;
             }
+            replayed += 1;
             let mut readings = record.readings.clone();
             windower.ingest(&record.device, &mut readings, *id, now, true);
             for e in &record.exemplars {
@@ -115,7 +118,7 @@ impl Pipeline {
         let next_message = next_message
             .max(mark)
             .max(recovered.journal_end)
-            .max(windows_mark);
+            .max(checkpoint_mark);
         // The snapshot as of now, so the next start re-judges nothing twice.
         store.commit_ingest(&IngestCommit {
             classifier: classify.take_sensor_states(),
@@ -128,17 +131,13 @@ impl Pipeline {
         let journal_below = windower
             .low_water()
             .unwrap_or(next_message)
-            .max(windows_mark);
+            .max(checkpoint_mark);
         store.release_journal_below(journal_below);
         info!(
             epoch = recovered.epoch,
             next_seq = recovered.next_seq,
-            checkpoint_mark = windows_mark,
-            replayed = recovered
-                .journal
-                .iter()
-                .filter(|(id, _)| *id >= windows_mark)
-                .count(),
+            checkpoint_mark,
+            replayed,
             rejudged = after.len(),
             open_windows = windower.open_windows(),
             outbox = recovered.outbox_len,
@@ -166,7 +165,7 @@ impl Pipeline {
             next_seq: recovered.next_seq,
             next_message,
             journal_below,
-            windows_mark,
+            checkpoint_mark,
             checkpoint_bytes: settings.journal.checkpoint_bytes,
             journal_floor: u64::MAX,
             last_cut: now,

@@ -19,8 +19,9 @@ use crate::window::Window;
 /// `max_series` open windows encode to, far below what sled holds.
 pub const MAX_CHECKPOINT_BYTES: usize = 48 << 20;
 
-/// The open windows of one series, with its watermark's event time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The open windows of one series, with its watermark's event time, as
+/// decoded (the windower encodes them in place, as `SeriesRef`).
+#[derive(Debug, Deserialize)]
 pub struct SeriesCheckpoint {
     pub device: String,
     pub metric: String,
