@@ -69,6 +69,7 @@ pub fn decode_payload(format: Format, payload: &[u8]) {
     check_decoded(format, &rules, &limits, payload, &d);
     let record = JournalRecord {
         device: d.device.clone(),
+        seq: d.seq,
         readings: d.readings.clone(),
         exemplars: Vec::new(),
         escalations: Vec::new(),

@@ -1,7 +1,10 @@
-//! The byte format of one journaled message: its device and accepted readings.
+//! The byte format of one journaled message: its device, its sequence number
+//! (if it had one) and accepted readings.
 //!
 //! Internal to the agent (never on the wire), so a compact fixed layout with
-//! `bytes` is enough: `u16 len, device, u32 n, n × (u16 len, metric, i64 ts, f64 value)`,
+//! `bytes` is enough: for a message with a sequence number `u16 0xFFFF, u64 seq`
+//! first (never a device's length: names are capped far below 64 KiB), then
+//! `u16 len, device, u32 n, n × (u16 len, metric, i64 ts, f64 value)`,
 //! then, only if the message kept exemplars or escalations, `u32 m, m × (u16 len, metric, i64 ts,
 //! u16 len, line)`, and then, only if it kept escalations, `u32 k ≥ 1, k × (u16 len, series, i64 ts,
 //! u8 alarm, f64 score, f64 confidence, u16 f, f × f32)`, and then, only if one of them is
@@ -16,10 +19,16 @@ use bytes::{Buf, BufMut};
 use crate::classify::router::Escalated;
 use crate::decode::{Exemplar, Reading};
 
+/// Leads a record that carries its message's sequence number.
+const SEQ_TAG: u16 = u16::MAX;
+
 /// A message as the journal keeps it until every window it touched has shipped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalRecord {
     pub device: String,
+    /// The message's sequence number: start-up rebuilds the duplicate check
+    /// from the journal, so a group commit need not write it to sled.
+    pub seq: Option<u64>,
     pub readings: Vec<Reading>,
     /// Log lines the windows kept as exemplars (already redacted), replayed with the readings.
     pub exemplars: Vec<Exemplar>,
@@ -38,6 +47,7 @@ impl JournalRecord {
     /// A lower bound of the encoded size (exact without escalations).
     fn encoded_len_hint(&self) -> usize {
         6 + self.device.len()
+            + if self.seq.is_some() { 10 } else { 0 }
             + self
                 .readings
                 .iter()
@@ -53,6 +63,10 @@ impl JournalRecord {
     /// Appends the encoded record to `buf` (the journal log frames records
     /// in one buffer per group commit, without a buffer per record).
     pub fn encode_into(&self, buf: &mut impl BufMut) {
+        if let Some(seq) = self.seq {
+            buf.put_u16(SEQ_TAG);
+            buf.put_u64(seq);
+        }
         put_str(buf, &self.device);
         buf.put_u32(u32::try_from(self.readings.len()).expect("readings per message fit u32"));
         for r in &self.readings {
@@ -105,6 +119,16 @@ impl JournalRecord {
 
     /// Decodes a record; `None` if the bytes are not a whole, valid record.
     pub fn decode(mut bytes: &[u8]) -> Option<JournalRecord> {
+        let seq = match bytes.get(..2) {
+            Some(tag) if tag == SEQ_TAG.to_be_bytes() => {
+                bytes.advance(2);
+                if bytes.remaining() < 8 {
+                    return None;
+                }
+                Some(bytes.get_u64())
+            }
+            _ => None,
+        };
         let device = get_str(&mut bytes)?;
         if bytes.remaining() < 4 {
             return None;
@@ -174,6 +198,7 @@ impl JournalRecord {
         }
         bytes.is_empty().then_some(JournalRecord {
             device,
+            seq,
             readings,
             exemplars,
             escalations,
@@ -232,7 +257,11 @@ fn get_extension(bytes: &mut &[u8], e: &mut wire::Escalation) -> Option<()> {
 }
 
 fn put_str(buf: &mut impl BufMut, s: &str) {
-    buf.put_u16(u16::try_from(s.len()).expect("names are capped far below 64 KiB"));
+    let len = u16::try_from(s.len())
+        .ok()
+        .filter(|&l| l != SEQ_TAG)
+        .expect("names are capped far below 64 KiB");
+    buf.put_u16(len);
     buf.put_slice(s.as_bytes());
 }
 
@@ -258,6 +287,7 @@ mod tests {
         #[test]
         fn round_trips(
             device in ".{0,20}",
+            seq in prop::option::of(any::<u64>()),
             readings in prop::collection::vec((".{0,10}", any::<i64>(), -1e9f64..1e9), 0..20),
             exemplars in prop::collection::vec((".{0,10}", any::<i64>(), ".{0,40}"), 0..4),
             escalations in prop::collection::vec(
@@ -269,6 +299,7 @@ mod tests {
         ) {
             let rec = JournalRecord {
                 device,
+                seq,
                 readings: readings.into_iter().map(|(metric, ts_ms, value)| Reading { metric, ts_ms, value }).collect(),
                 exemplars: exemplars.into_iter().map(|(metric, ts_ms, line)| Exemplar { metric, ts_ms, line }).collect(),
                 escalations: escalations
@@ -285,10 +316,20 @@ mod tests {
 
         #[test]
         fn a_record_without_exemplars_keeps_the_older_layout(device in ".{0,20}", metric in ".{0,10}", ts in any::<i64>()) {
-            let rec = JournalRecord { device, readings: vec![Reading { metric, ts_ms: ts, value: 1.0 }], exemplars: vec![], escalations: vec![] };
+            let rec = JournalRecord { device, seq: None, readings: vec![Reading { metric, ts_ms: ts, value: 1.0 }], exemplars: vec![], escalations: vec![] };
             let bytes = rec.encode();
             // The older layout ends right after the last reading's value.
             prop_assert_eq!(bytes.len(), 2 + rec.device.len() + 4 + 2 + rec.readings[0].metric.len() + 16);
+        }
+
+        #[test]
+        fn a_sequence_number_leads_the_older_layout(device in ".{0,20}", seq in any::<u64>()) {
+            let plain = JournalRecord { device, seq: None, readings: vec![], exemplars: vec![], escalations: vec![] };
+            let with = JournalRecord { seq: Some(seq), ..plain.clone() };
+            let mut expected = vec![0xFF, 0xFF];
+            expected.extend_from_slice(&seq.to_be_bytes());
+            expected.extend_from_slice(&plain.encode());
+            prop_assert_eq!(with.encode(), expected);
         }
 
         #[test]

@@ -51,6 +51,8 @@ pub type StateUpdate = (String, String, Vec<u8>);
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub device: String,
+    /// The message's sequence number, journaled with it.
+    pub seq: Option<u64>,
     pub readings: Vec<Reading>,
     /// The payload of a text (log) route, for the log model and the template miner.
     pub text: Option<String>,

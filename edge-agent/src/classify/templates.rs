@@ -210,6 +210,7 @@ mod tests {
     fn message(lines: &str) -> Accepted {
         Accepted {
             device: "gw".into(),
+            seq: None,
             readings: vec![Reading {
                 metric: text::LOG_METRIC.into(),
                 ts_ms: 7,

@@ -215,6 +215,9 @@ impl Pipeline {
         report.bytes_out = batches.iter().map(|(_, b)| b.len() as u64).sum();
         commit.batches = batches;
         commit.next_seq = self.next_seq;
+        // Before the journal below the mark goes, its sequence numbers land in sled.
+        (commit.device_seqs, commit.seqs_mark) = self.take_unsaved_seqs();
+        commit.journal_end = self.next_message;
         report.batches = commit.batches.len();
         self.store.commit_batches(&commit)?;
         self.journal_below = self.journal_below.max(commit.journal_below);

@@ -3,8 +3,9 @@
 //! It runs on one dedicated thread that owns the [`Windower`] and is the only
 //! writer of journal and outbox. Each loop takes whatever messages are queued
 //! (up to `commit_max_messages`), applies them in memory, makes their effect
-//! durable in one sled commit, and only then acks them: the journal's group
-//! commit is the durability point of guarantee 1. Every `batch_interval` it
+//! durable in one group commit, and only then acks them: the journal's sync
+//! is the durability point of guarantee 1 (sled is written too only when the
+//! group changed more than the journal holds: counters, classifier state). Every `batch_interval` it
 //! closes due windows and seals them, with the counters, into outbox batches.
 //! Start-up replays the journal so open windows come back exactly as they were.
 //! It does no network I/O; the source and the syncer do. The cut is in
@@ -81,6 +82,9 @@ pub struct Pipeline {
     store: Store,
     windower: Windower,
     device_seqs: HashMap<String, u64>,
+    /// Devices whose sequence number changed since it was last written to
+    /// sled: until then their journal records carry it.
+    seqs_unsaved: BTreeSet<String>,
     /// Sparkplug B session state (births, aliases, seq) of `format = "sparkplug"` routes.
     sparkplug: Sparkplug,
     /// Rebirth requests to publish (taken by `run` after each group; at most
@@ -152,6 +156,19 @@ impl Pipeline {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The sequence numbers not yet written to sled, for a commit that
+    /// writes them, and the message id they are current up to.
+    fn take_unsaved_seqs(&mut self) -> (Vec<(String, u64)>, Option<u64>) {
+        let seqs = std::mem::take(&mut self.seqs_unsaved)
+            .into_iter()
+            .map(|d| {
+                let seq = self.device_seqs[&d];
+                (d, seq)
+            })
+            .collect();
+        (seqs, Some(self.next_message))
     }
 
     /// The journal mark of the newest committed window checkpoint (0: none
@@ -235,6 +252,7 @@ impl Pipeline {
                 .then(|| String::from_utf8_lossy(&delivery.payload).into_owned());
             accepted.push(Accepted {
                 device: decoded.device,
+                seq: decoded.seq,
                 readings: decoded.readings,
                 text,
                 exemplars: Vec::new(),
@@ -245,8 +263,12 @@ impl Pipeline {
         if !self.classify.is_empty() {
             commit.classifier = self.classify.apply(&mut accepted);
         }
+        // A sequence number that no journal record of this group carries
+        // goes to sled with the group (with every other one not saved yet).
+        let mut seqs_uncovered = false;
         for Accepted {
             device,
+            seq,
             mut readings,
             exemplars,
             escalations,
@@ -306,11 +328,14 @@ impl Pipeline {
             self.counters.add(Reason::Late, outcome.late);
             self.counters
                 .add(Reason::TooManySeries, outcome.too_many_series);
-            if !readings.is_empty() {
+            if readings.is_empty() {
+                seqs_uncovered |= seq.is_some();
+            } else {
                 commit.journal.push((
                     id,
                     JournalRecord {
                         device,
+                        seq,
                         readings,
                         exemplars,
                         escalations,
@@ -323,13 +348,10 @@ impl Pipeline {
             let refused = self.classify.router.take_over_budget();
             self.counters.add(Reason::EscalationOverBudget, refused);
         }
-        commit.device_seqs = seq_updates
-            .into_iter()
-            .map(|d| {
-                let seq = self.device_seqs[&d];
-                (d, seq)
-            })
-            .collect();
+        self.seqs_unsaved.extend(seq_updates);
+        if seqs_uncovered {
+            (commit.device_seqs, commit.seqs_mark) = self.take_unsaved_seqs();
+        }
         if self.counters != before {
             commit.counters = Some(self.counters.clone());
         }

@@ -120,9 +120,13 @@ impl Pipeline {
             .max(recovered.journal_end)
             .max(checkpoint_mark);
         // The snapshot as of now, so the next start re-judges nothing twice.
+        // And every sequence number, before the release below drops records
+        // that carried some.
         store.commit_ingest(&IngestCommit {
             classifier: classify.take_sensor_states(),
             sensor_mark: Some(next_message),
+            device_seqs: recovered.device_seqs.clone().into_iter().collect(),
+            seqs_mark: Some(next_message),
             ..IngestCommit::default()
         })?;
         // Records below the replayed windows (a crash came between a cut and
@@ -158,6 +162,7 @@ impl Pipeline {
             store,
             windower,
             device_seqs: recovered.device_seqs,
+            seqs_unsaved: Default::default(),
             sparkplug: Sparkplug::default(),
             commands: Vec::new(),
             counters: recovered.counters,

@@ -3,10 +3,13 @@
 //! `fdatasync`; a segment is deleted once every record in it is below the
 //! low-water mark (the oldest message an open window still holds).
 //!
-//! It does not decide what is committed: the store writes its commit marker
-//! (the next message id) to sled *after* the append, and [`JournalLog::open`]
-//! cuts off every record at or past the marker (appended, never acknowledged).
-//! Nor does it decide where the low-water mark is: the windower does. A
+//! A group's `fdatasync` is its commit: [`JournalLog::open`] reads back every
+//! whole frame, and a damaged tail of the last segment past what sled knows
+//! was committed (its journal end, written with cuts) is a write a crash cut
+//! short, never acknowledged. A store from before kept a commit marker in
+//! sled with every group; its log is read once up to the marker
+//! ([`CommitBound::Marker`]). The log does not decide where the low-water
+//! mark is: the windower does. A
 //! deletion a crash undid is harmless: start-up replays the records into
 //! windows that have shipped, which skip them.
 //!
@@ -50,6 +53,33 @@ struct Segment {
     bytes: u64,
 }
 
+/// What [`JournalLog::open`] takes as committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitBound {
+    /// Every whole frame; records below `known_end` were committed before
+    /// the last cut, so damage among them is damage, not a torn write.
+    Frames { known_end: u64 },
+    /// Records below the marker only (a store from before frames committed).
+    Marker(u64),
+}
+
+impl CommitBound {
+    /// Records at or past this were never committed.
+    fn cut_off(self) -> u64 {
+        match self {
+            CommitBound::Frames { .. } => u64::MAX,
+            CommitBound::Marker(end) => end,
+        }
+    }
+
+    /// Every record below this is known committed.
+    fn known_end(self) -> u64 {
+        match self {
+            CommitBound::Frames { known_end } | CommitBound::Marker(known_end) => known_end,
+        }
+    }
+}
+
 /// What [`JournalLog::open`] read back.
 #[derive(Debug, Default)]
 pub struct Reopened {
@@ -77,13 +107,13 @@ pub struct JournalLog {
 }
 
 impl JournalLog {
-    /// Opens (creating it if new) the log in `dir` and reads back every record
-    /// with an id below `committed_below`, cutting off the rest. A damaged
+    /// Opens (creating it if new) the log in `dir` and reads back every
+    /// record `bound` says is committed, cutting off the rest. A damaged
     /// frame (bad length or checksum) ends what can be read of its segment:
     /// the rest is copied to `damaged-<segment>-<offset>` for inspection and
-    /// counted, unless it is the unsynced tail of the last segment after the
-    /// last committed record (a write a crash cut short; never acknowledged).
-    pub fn open(dir: &Path, committed_below: u64) -> io::Result<(JournalLog, Reopened)> {
+    /// counted, unless it is the unsynced tail of the last segment past every
+    /// record known committed (a write a crash cut short; never acknowledged).
+    pub fn open(dir: &Path, bound: CommitBound) -> io::Result<(JournalLog, Reopened)> {
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
             if let Some(parent) = dir.parent() {
@@ -114,7 +144,7 @@ impl JournalLog {
         let count = found.len();
         for (i, (first, path)) in found.into_iter().enumerate() {
             let last = i + 1 == count;
-            let kept = log.read_segment(first, &path, committed_below, last, &mut out)?;
+            let kept = log.read_segment(first, &path, bound, last, &mut out)?;
             match kept {
                 Some((end, bytes)) if bytes > 0 => log.segments.push(Segment { end, path, bytes }),
                 _ => {
@@ -138,10 +168,11 @@ impl JournalLog {
         &self,
         first: u64,
         path: &Path,
-        committed_below: u64,
+        bound: CommitBound,
         last_segment: bool,
         out: &mut Reopened,
     ) -> io::Result<Option<(u64, u64)>> {
+        let committed_below = bound.cut_off();
         let bytes = std::fs::read(path)?;
         let mut at = 0usize;
         let mut last_id = out.records.last().map(|(id, _)| *id);
@@ -168,14 +199,15 @@ impl JournalLog {
         };
         if end < bytes.len() && out.uncommitted == 0 {
             // Frames stop short of the file's end without reaching uncommitted
-            // ids. The marker is one past the last committed record, so if the
-            // next id this segment could hold is at or past it, every committed
-            // record has been read and the rest never committed.
+            // ids. If the next id this segment could hold is at or past every
+            // record known committed, the rest is the last group's write that
+            // a crash cut short (its sync never returned, so nothing in it
+            // was acknowledged).
             let next_here = match seg_last {
                 Some(l) => l + 1,
                 None => first,
             };
-            if last_segment && next_here >= committed_below {
+            if last_segment && next_here >= bound.known_end() {
                 out.uncommitted += 1; // a torn write of a group that never committed
             } else {
                 let aside = self.dir.join(format!("damaged-{}-{end}", file_stem(path)));
@@ -200,8 +232,9 @@ impl JournalLog {
 
     /// Appends `records` (id, record) as frames to the current segment (a new
     /// one when there is none or it is full) and syncs them to disk. Ids must
-    /// rise. On error nothing may be acknowledged: what was written is cut
-    /// off at the next start, having no commit marker.
+    /// rise. Once this returns they are committed. On error nothing may be
+    /// acknowledged: what was written is given back, or cut off at the next
+    /// start as a torn tail.
     pub fn append<'a, R>(
         &mut self,
         records: impl IntoIterator<Item = (u64, &'a R)>,

@@ -1,7 +1,7 @@
 //! The agent's durable state on sled: ingest journal, outbox, and bookkeeping.
 //!
 //! One sled tree, keys prefixed by kind, so every state change the pipeline
-//! makes is a single atomic `apply_batch` followed by `flush()`:
+//! makes in sled is a single atomic `apply_batch` followed by `flush()`:
 //!
 //! | prefix | key                | value                                    |
 //! |--------|--------------------|------------------------------------------|
@@ -10,14 +10,19 @@
 //! | `q`    | batch seq (u64 BE) | envelope refused as a conflict, or corrupt |
 //! | `x`    | message id (u64 BE)| journal record that failed to decode      |
 //! | `s`    | device \0 metric   | `closed_before` (i64 BE): shipped horizon |
-//! | `d`    | device             | highest device sequence number seen       |
+//! | `d`    | device             | highest device sequence number seen (as of the seqs mark) |
 //! | `c`    | series \0 device   | classifier state of a device (calibration)|
-//! | `m`    | name               | epoch, next batch seq, pending counters, sensor mark, journal end |
+//! | `m`    | name               | epoch, next batch seq, pending counters, sensor mark, seqs mark, journal end, journal mode |
 //!
 //! The journal itself (the messages of open windows) is not in sled but in
-//! a [`journal_log`] of segment files beside it: a group commit appends its
-//! records there first, then commits the rest with the journal's end marker
-//! in sled; start-up cuts off whatever the log holds past the marker.
+//! a [`journal_log`] of segment files beside it, and its sync is a group
+//! commit's commit point: each record carries its message's sequence number,
+//! so a group that changed nothing else (no rejection counted, no classifier
+//! state) writes nothing to sled at all. Sequence numbers reach sled with the
+//! next cut (or a commit that writes sled anyway), with the seqs mark: start-up
+//! takes sled's and then those of the journal records at or past the mark.
+//! A store from before (no journal mode key) wrote a journal end marker with
+//! every commit; its log is read once up to that marker, then the mode is set.
 //!
 //! Nothing here decides *what* to write; the pipeline and syncer do. sled 0.34
 //! `flush()` makes writes survive a process kill; [`crate::disk_sync`] adds
@@ -30,17 +35,16 @@
 //! sled's page cache size is configurable ([`DEFAULT_CACHE_BYTES`],
 //! `[journal] cache_bytes`), the same for every generation opened.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use tracing::{error, info};
-use wire::Counters;
 
 use crate::chunked;
 
 pub mod ballast;
+mod commits;
 mod compact;
 mod generation;
 mod journal_log;
@@ -52,8 +56,9 @@ mod windows;
 mod witness;
 
 use crate::journal_record::JournalRecord;
+pub use commits::{BatchCommit, IngestCommit, Recovered};
 pub use compact::{CompactError, Compaction};
-use journal_log::JournalLog;
+use journal_log::{CommitBound, JournalLog};
 use live::Live;
 pub use live::{DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES};
 use outbox::OutboxShared;
@@ -64,9 +69,14 @@ const META_NEXT_SEQ: &[u8] = b"mnext_seq";
 const META_COUNTERS: &[u8] = b"mcounters";
 /// The first journal message id the stored sensor states do not include.
 const META_SENSOR_MARK: &[u8] = b"msensor_mark";
-/// One past the last journal record committed (the journal log holds
-/// nothing committed at or after it).
+/// Journal ids start at or after this, even when the log is empty (written
+/// with cuts; before [`META_JOURNAL_MODE`], with every group commit, and the
+/// log held nothing committed at or after it).
 const META_JOURNAL_END: &[u8] = b"mjournal_end";
+/// Present once the journal log's own frames are what is committed.
+const META_JOURNAL_MODE: &[u8] = b"mjournal_mode";
+/// The first journal message id whose sequence number the `d` keys do not include.
+const META_SEQS_MARK: &[u8] = b"mseqs_mark";
 
 /// The journal log's directory in the data directory.
 pub const JOURNAL_DIR: &str = "journal";
@@ -81,66 +91,6 @@ pub enum StoreError {
     Journal(#[source] std::io::Error),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
-}
-
-/// State found on disk at start-up.
-#[derive(Debug, Default)]
-pub struct Recovered {
-    pub epoch: u64,
-    pub next_seq: u64,
-    pub counters: Counters,
-    pub closed: Vec<(String, String, i64)>,
-    pub device_seqs: HashMap<String, u64>,
-    /// Journaled messages in id order.
-    pub journal: Vec<(u64, JournalRecord)>,
-    pub outbox_len: usize,
-    /// Classifier state per (model series, device).
-    pub classifier: Vec<(String, String, Vec<u8>)>,
-    /// Sensor states are current up to this journal message id; later
-    /// journaled messages must be re-judged. `None`: a store from before
-    /// snapshots, whose states were committed with every message.
-    pub sensor_mark: Option<u64>,
-    /// Records that failed their checks and were moved to quarantine.
-    pub quarantined: u64,
-    /// One past the last journal record ever committed (0: none): message
-    /// ids start at or after it, even when the journal is empty.
-    pub journal_end: u64,
-    /// The newest window checkpoint: its journal mark and its bytes
-    /// (`windower::checkpoint`); journal records below the mark are not
-    /// for the windows.
-    pub windows: Option<(u64, Vec<u8>)>,
-}
-
-/// One group commit of ingested messages.
-#[derive(Debug, Default)]
-pub struct IngestCommit {
-    pub journal: Vec<(u64, JournalRecord)>,
-    pub device_seqs: Vec<(String, u64)>,
-    pub counters: Option<Counters>,
-    /// Classifier state per (model series, device), replacing the old.
-    pub classifier: Vec<(String, String, Vec<u8>)>,
-    /// With a sensor snapshot in `classifier`: the next message id it does not include.
-    pub sensor_mark: Option<u64>,
-}
-
-/// One cut of closed windows into outbox batches.
-#[derive(Debug, Default)]
-pub struct BatchCommit {
-    pub batches: Vec<(u64, Vec<u8>)>,
-    pub next_seq: u64,
-    /// Counters left pending after the cut (normally empty).
-    pub counters: Counters,
-    pub closed: Vec<(String, String, i64)>,
-    /// The journal's new low-water mark: no open window holds a message
-    /// below it, so those records may go once the cut is durable (0: none).
-    pub journal_below: u64,
-    /// Sensor snapshot: required whenever `journal_below` rises, since a
-    /// released message can no longer be re-judged at start-up.
-    pub classifier: Vec<(String, String, Vec<u8>)>,
-    pub sensor_mark: Option<u64>,
-    /// A window checkpoint (its mark and bytes), replacing the stored one;
-    /// `journal_below` is then the mark (and the sensor snapshot's).
-    pub windows: Option<(u64, Vec<u8>)>,
 }
 
 /// Handle to the store; cheap to clone, safe to share between threads.
@@ -176,6 +126,18 @@ fn put_classifier(
     }
     if let Some(mark) = sensor_mark {
         batch.insert(META_SENSOR_MARK, &mark.to_be_bytes());
+    }
+}
+
+/// Device sequence numbers (key `d` device) and their mark into `batch`.
+fn put_seqs(batch: &mut sled::Batch, seqs: &[(String, u64)], mark: Option<u64>) {
+    for (device, seq) in seqs {
+        let mut k = vec![b'd'];
+        k.extend_from_slice(device.as_bytes());
+        batch.insert(k, &seq.to_be_bytes());
+    }
+    if let Some(mark) = mark {
+        batch.insert(META_SEQS_MARK, &mark.to_be_bytes());
     }
 }
 
@@ -245,8 +207,21 @@ impl Store {
             Some(v) => u64_of(&v, "journal end")?,
             None => 0,
         };
-        let (log, reopened) = JournalLog::open(&dir.join(JOURNAL_DIR), journal_end)
-            .map_err(|e| live.journal_failed(e))?;
+        let bound = if live.tree.contains_key(META_JOURNAL_MODE)? {
+            CommitBound::Frames {
+                known_end: journal_end,
+            }
+        } else {
+            CommitBound::Marker(journal_end)
+        };
+        let (log, reopened) =
+            JournalLog::open(&dir.join(JOURNAL_DIR), bound).map_err(|e| live.journal_failed(e))?;
+        if matches!(bound, CommitBound::Marker(_)) {
+            // The log now holds only what the marker committed; from here on
+            // its frames are the commit.
+            live.tree.insert(META_JOURNAL_MODE, &[1u8])?;
+            live.flush()?;
+        }
         let store = Store {
             live: Arc::new(RwLock::new(live)),
             journal: Arc::new(Mutex::new(log)),
@@ -258,6 +233,7 @@ impl Store {
         let mut recovered = store.recover(now_ms)?;
         recovered.journal_end = journal_end;
         store.recover_journal(reopened, &mut recovered)?;
+        recovered.replay_seqs();
         Ok((store, recovered))
     }
 
@@ -316,20 +292,23 @@ impl Store {
     /// appended to the log and synced first, then the rest, with the
     /// journal's new end, is one sled batch; the sled flush is the commit.
     pub fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        if let Some((last, _)) = commit.journal.last() {
+        if !commit.journal.is_empty() {
             self.journal()
                 .append(commit.journal.iter().map(|(id, r)| (*id, r)))
                 .map_err(|e| self.live().journal_failed(e))?;
-            batch.insert(META_JOURNAL_END, &(last + 1).to_be_bytes());
+        }
+        let sled_part = !commit.device_seqs.is_empty()
+            || commit.seqs_mark.is_some()
+            || commit.counters.is_some()
+            || !commit.classifier.is_empty()
+            || commit.sensor_mark.is_some();
+        if !sled_part {
+            return Ok(()); // the journal's sync was the commit
         }
         // Taken after the journal's sync: a compaction waits for sled's part only.
         let live = self.live();
-        for (device, seq) in &commit.device_seqs {
-            let mut k = vec![b'd'];
-            k.extend_from_slice(device.as_bytes());
-            batch.insert(k, &seq.to_be_bytes());
-        }
+        let mut batch = sled::Batch::default();
+        put_seqs(&mut batch, &commit.device_seqs, commit.seqs_mark);
         if let Some(counters) = &commit.counters {
             batch.insert(META_COUNTERS, wire::encode(counters));
         }
@@ -359,6 +338,10 @@ impl Store {
             batch.insert(k, &(*closed_before as u64).to_be_bytes());
         }
         put_classifier(&mut batch, &commit.classifier, commit.sensor_mark);
+        put_seqs(&mut batch, &commit.device_seqs, commit.seqs_mark);
+        if commit.journal_end > 0 {
+            batch.insert(META_JOURNAL_END, &commit.journal_end.to_be_bytes());
+        }
         if let Some((mark, bytes)) = &commit.windows {
             windows::put(&live.tree, &mut batch, *mark, bytes)?;
         }

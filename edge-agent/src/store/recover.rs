@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use tracing::{error, warn};
 
 use super::journal_log::Reopened;
+use super::META_SEQS_MARK;
 use super::{chunked, key, new_epoch, u64_of, JournalRecord, Recovered, Store, StoreError};
 use super::{META_COUNTERS, META_EPOCH, META_JOURNAL_END, META_NEXT_SEQ, META_SENSOR_MARK};
 
@@ -88,6 +89,9 @@ impl Store {
                 metric.to_owned(),
                 u64_of(&v, "closed_before")? as i64,
             ));
+        }
+        if let Some(v) = live.tree.get(META_SEQS_MARK)? {
+            r.seqs_mark = u64_of(&v, "seqs mark")?;
         }
         for item in live.tree.scan_prefix(b"d") {
             let (k, v) = item?;

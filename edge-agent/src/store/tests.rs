@@ -2,12 +2,14 @@
 
 use super::*;
 use crate::decode::Reading;
+use wire::Counters;
 
 #[test]
 fn commits_survive_reopen_and_batches_leave_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let record = JournalRecord {
         device: "d".into(),
+        seq: None,
         readings: vec![Reading {
             metric: "m".into(),
             ts_ms: 5,
@@ -28,6 +30,7 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
                 counters: Some(counters),
                 classifier: vec![("anomaly".into(), "d".into(), vec![1, 2, 3])],
                 sensor_mark: None,
+                seqs_mark: Some(9),
             })
             .unwrap();
         store
@@ -40,6 +43,9 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
                 classifier: vec![("anomaly".into(), "d".into(), vec![4])],
                 sensor_mark: Some(9),
                 windows: None,
+                device_seqs: Vec::new(),
+                seqs_mark: None,
+                journal_end: 9,
             })
             .unwrap();
         store.outbox_remove(1).unwrap();
@@ -254,6 +260,7 @@ fn a_compaction_writes_the_ballast_back_however_it_ends() {
 fn record_of(device: &str, ts_ms: i64) -> JournalRecord {
     JournalRecord {
         device: device.into(),
+        seq: None,
         readings: vec![crate::decode::Reading {
             metric: "m".into(),
             ts_ms,
@@ -276,6 +283,7 @@ fn a_journal_kept_in_sled_moves_into_the_log_once() {
             live.tree.insert(key(b'j', id), record.encode()).unwrap();
         }
         live.tree.remove(META_JOURNAL_END).unwrap();
+        live.tree.remove(META_JOURNAL_MODE).unwrap();
         live.db.flush().unwrap();
     }
     let want: Vec<u64> = vec![3, 4, 9];
@@ -303,7 +311,7 @@ fn a_journal_kept_in_sled_moves_into_the_log_once() {
 }
 
 #[test]
-fn journal_records_whose_sled_commit_never_happened_are_cut_off() {
+fn a_synced_journal_group_is_committed_without_sled() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (store, _) = Store::open(dir.path(), T).unwrap();
@@ -313,20 +321,50 @@ fn journal_records_whose_sled_commit_never_happened_are_cut_off() {
                 ..IngestCommit::default()
             })
             .unwrap();
-        // A kill after the next group's append, before its sled commit.
+        // A kill after the next group's sync: it is committed (and may not be acked).
         let late = [(3u64, record_of("d", 3)), (4, record_of("d", 4))];
         store
             .journal()
             .append(late.iter().map(|(id, r)| (*id, r)))
             .unwrap();
     }
-    let (store, r) = reopen(dir.path());
+    let (_, r) = reopen(dir.path());
     assert_eq!(
         r.journal.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-        [1, 2]
+        [1, 2, 3, 4]
     );
-    assert_eq!((r.journal_end, r.quarantined), (3, 0));
-    // The next life reuses ids 3 and 4 for other messages.
+    assert_eq!(r.quarantined, 0);
+}
+
+#[test]
+fn a_store_from_before_frames_committed_is_cut_at_its_marker_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), T).unwrap();
+        let early = [(1u64, record_of("d", 1)), (2, record_of("d", 2))];
+        store
+            .journal()
+            .append(early.iter().map(|(id, r)| (*id, r)))
+            .unwrap();
+        // As an older agent left it: the marker says 3, and a group appended
+        // after it never had its sled commit.
+        let live = store.live();
+        live.tree
+            .insert(META_JOURNAL_END, &3u64.to_be_bytes())
+            .unwrap();
+        live.tree.remove(META_JOURNAL_MODE).unwrap();
+        live.db.flush().unwrap();
+        drop(live);
+        let late = [(3u64, record_of("d", 3)), (4, record_of("d", 4))];
+        store
+            .journal()
+            .append(late.iter().map(|(id, r)| (*id, r)))
+            .unwrap();
+    }
+    let ids = |r: &Recovered| r.journal.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    let (store, r) = reopen(dir.path());
+    assert_eq!((ids(&r), r.journal_end, r.quarantined), (vec![1, 2], 3, 0));
+    // The next life reuses ids 3 and 4 for other messages, committed by their frames.
     store
         .commit_ingest(&IngestCommit {
             journal: vec![(3, record_of("e", 30))],
@@ -337,6 +375,43 @@ fn journal_records_whose_sled_commit_never_happened_are_cut_off() {
     let (_, r) = reopen(dir.path());
     assert_eq!(r.journal.last(), Some(&(3, record_of("e", 30))));
     assert_eq!(r.journal.len(), 3);
+}
+
+#[test]
+fn sequence_numbers_come_back_from_sled_and_the_journal_past_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_seq = |device: &str, id: u64, seq: u64| {
+        let mut r = record_of(device, id as i64);
+        r.seq = Some(seq);
+        (id, r)
+    };
+    {
+        let (store, _) = Store::open(dir.path(), T).unwrap();
+        // Before the mark: in sled, and the journal's copies are older.
+        store
+            .commit_ingest(&IngestCommit {
+                journal: vec![with_seq("a", 1, 10), with_seq("b", 2, 20)],
+                device_seqs: vec![("a".into(), 11), ("b".into(), 20)],
+                seqs_mark: Some(3),
+                ..IngestCommit::default()
+            })
+            .unwrap();
+        // Past it: only in the journal; "a" restarted its counter.
+        store
+            .commit_ingest(&IngestCommit {
+                journal: vec![
+                    with_seq("a", 3, 2),
+                    with_seq("c", 4, 7),
+                    with_seq("a", 5, 3),
+                ],
+                ..IngestCommit::default()
+            })
+            .unwrap();
+    }
+    let (_, r) = reopen(dir.path());
+    let mut seqs: Vec<_> = r.device_seqs.into_iter().collect();
+    seqs.sort();
+    assert_eq!(seqs, [("a".into(), 3), ("b".into(), 20), ("c".into(), 7)]);
 }
 
 #[test]
