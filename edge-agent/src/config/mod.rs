@@ -199,7 +199,7 @@ pub struct JournalConfig {
     pub commit_max_messages: usize,
     /// How long a group commit may wait, after its first message, for more
     /// while they keep arriving (it stops at the first 2 ms without one, or
-    /// at `commit_max_messages`). Each commit costs a flush and an fdatasync
+    /// at `commit_max_messages`). Each commit costs a write and an fdatasync
     /// whatever its size, so at low rates this is most of the agent's CPU;
     /// acks are delayed by at most this. `0ms` commits whatever is queued.
     #[serde(default = "defaults::commit_linger", with = "humantime_serde")]
