@@ -5,8 +5,9 @@
 //! (up to `commit_max_messages`), applies them in memory, makes their effect
 //! durable in one group commit, and only then acks them: the journal's sync
 //! is the durability point of guarantee 1 (sled is written too only when the
-//! group changed more than the journal holds: counters, classifier state). Every `batch_interval` it
-//! closes due windows and seals them, with the counters, into outbox batches.
+//! group changed more than the journal holds: counters, classifier state).
+//! Every `batch_interval` it closes due windows and seals them, with the
+//! counters, into outbox batches.
 //! Start-up replays the journal so open windows come back exactly as they were.
 //! It does no network I/O; the source and the syncer do. The cut is in
 //! `cut.rs`, start-up in `open.rs`, the loop itself and its disk-pressure

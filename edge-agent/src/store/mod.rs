@@ -19,8 +19,9 @@
 //! commit's commit point: each record carries its message's sequence number,
 //! so a group that changed nothing else (no rejection counted, no classifier
 //! state) writes nothing to sled at all. Sequence numbers reach sled with the
-//! next cut (or a commit that writes sled anyway), with the seqs mark: start-up
-//! takes sled's and then those of the journal records at or past the mark.
+//! next cut (or with a group holding a message that left no record), with the
+//! seqs mark: start-up takes sled's and then those of the journal records at
+//! or past the mark.
 //! A store from before (no journal mode key) wrote a journal end marker with
 //! every commit; its log is read once up to that marker, then the mode is set.
 //!
