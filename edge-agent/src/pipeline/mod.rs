@@ -202,7 +202,6 @@ impl Pipeline {
         let before = self.counters.clone();
         // Persisted with this group (the counters changed), shipped with the next cut.
         self.health.drain_into(&mut self.counters);
-        let mut seq_updates = BTreeSet::new();
         let mut accepted = Vec::with_capacity(deliveries.len());
         let mut landed = 0u64;
         for delivery in deliveries {
@@ -247,7 +246,9 @@ impl Pipeline {
                     continue;
                 }
                 self.device_seqs.insert(decoded.device.clone(), seq);
-                seq_updates.insert(decoded.device.clone());
+                if !self.seqs_unsaved.contains(&decoded.device) {
+                    self.seqs_unsaved.insert(decoded.device.clone());
+                }
             }
             let text = (route.rules.format == Format::Text && self.classify.judges_text())
                 .then(|| String::from_utf8_lossy(&delivery.payload).into_owned());
@@ -349,7 +350,6 @@ impl Pipeline {
             let refused = self.classify.router.take_over_budget();
             self.counters.add(Reason::EscalationOverBudget, refused);
         }
-        self.seqs_unsaved.extend(seq_updates);
         if seqs_uncovered {
             (commit.device_seqs, commit.seqs_mark) = self.take_unsaved_seqs();
         }
