@@ -27,8 +27,8 @@ pub struct Recovered {
     pub sensor_mark: Option<u64>,
     /// Records that failed their checks and were moved to quarantine.
     pub quarantined: u64,
-    /// One past the last journal record ever committed (0: none): message
-    /// ids start at or after it, even when the journal is empty.
+    /// The next message id as of the last cut (0: none; stores from before
+    /// `mjournal_mode` wrote it with every commit): ids start at or after it.
     pub journal_end: u64,
     /// The newest window checkpoint: its journal mark and its bytes
     /// (`windower::checkpoint`); journal records below the mark are not

@@ -459,7 +459,7 @@ fn a_journal_record_that_does_not_decode_is_quarantined_and_counted_once() {
             ..IngestCommit::default()
         };
         store.commit_ingest(&commit(1)).unwrap();
-        // Bytes this agent cannot read, committed by the next group's marker.
+        // Bytes this agent cannot read, committed by their own synced frame.
         let unreadable: &[u8] = b"\xff\xfe";
         store.journal().append([(2u64, unreadable)]).unwrap();
         store.commit_ingest(&commit(3)).unwrap();
