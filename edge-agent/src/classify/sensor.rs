@@ -8,13 +8,13 @@
 //! continues exactly where the last commit left off. It does not know about
 //! MQTT, windows or the store itself.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use crate::model::ModelError;
 
 use super::pool::InferencePool;
 use super::sensor_recipe::{
-    threshold_from_calibration, Calibration, Decider, Featurizer, SensorRecipe,
+    threshold_from_calibration, Calibration, Decider, Featurizer, Rows, SensorRecipe,
 };
 
 /// One judged row. `score` is normalized so that the device threshold is 1:
@@ -58,7 +58,9 @@ struct Ready {
     featurizer: Featurizer,
     decider: Decider,
     cal: Calibration,
-    history: VecDeque<Vec<f64>>,
+    /// The last `history_rows` raw rows (what [`warm_up`] replays), in one flat
+    /// ring, so remembering a row allocates nothing.
+    history: Rows,
 }
 
 #[derive(Debug, Clone)]
@@ -122,10 +124,14 @@ impl SensorClassifier {
         let mut features = Vec::with_capacity(rows.len() * width);
         let mut pending = Vec::new();
         for (i, (device, row)) in rows.iter().enumerate() {
-            let state = self
-                .devices
-                .entry((*device).to_owned())
-                .or_insert_with(|| DeviceState::Calibrating(Vec::new()));
+            // A device seen before costs no key allocation (`entry` would take an owned one).
+            if !self.devices.contains_key(*device) {
+                let calibrating = DeviceState::Calibrating(Vec::new());
+                self.devices.insert((*device).to_owned(), calibrating);
+            }
+            let Some(state) = self.devices.get_mut(*device) else {
+                continue;
+            };
             match state {
                 DeviceState::Calibrating(seen) => {
                     seen.push(row.clone());
@@ -136,7 +142,7 @@ impl SensorClassifier {
                 }
                 DeviceState::Ready(ready) => {
                     ready.featurizer.push(row, &mut features);
-                    remember(&mut ready.history, row, self.recipe.history_rows());
+                    ready.history.push(row);
                     pending.push(i);
                 }
             }
@@ -177,7 +183,7 @@ impl SensorClassifier {
         match self.devices.get(device)? {
             DeviceState::Calibrating(rows) => {
                 out.push(0);
-                put_rows(&mut out, rows.iter());
+                put_rows(&mut out, rows.len(), rows.iter().map(Vec::as_slice));
             }
             DeviceState::Ready(r) => {
                 out.push(1);
@@ -185,7 +191,7 @@ impl SensorClassifier {
                 let cal = r.cal.to_bytes();
                 out.extend_from_slice(&(cal.len() as u32).to_le_bytes());
                 out.extend_from_slice(&cal);
-                put_rows(&mut out, r.history.iter());
+                put_rows(&mut out, r.history.len(), r.history.iter());
             }
         }
         Some(out)
@@ -252,9 +258,7 @@ fn fit(
     let cal = Calibration::fit(recipe, rows);
     let (featurizer, scores) = featurize_and_score(recipe, pool, &cal, rows)?;
     let threshold = threshold_from_calibration(recipe, &scores);
-    let keep = recipe.history_rows();
-    let history = rows[rows.len().saturating_sub(keep)..].to_vec();
-    Ok(ready(recipe, cal, threshold, featurizer, &scores, history))
+    Ok(ready(recipe, cal, threshold, featurizer, &scores, rows))
 }
 
 /// Rebuilds featurizer and decider state from the last `history_rows` rows.
@@ -266,7 +270,7 @@ fn warm_up(
     history: Vec<Vec<f64>>,
 ) -> Result<Ready, ModelError> {
     let (featurizer, scores) = featurize_and_score(recipe, pool, &cal, &history)?;
-    Ok(ready(recipe, cal, threshold, featurizer, &scores, history))
+    Ok(ready(recipe, cal, threshold, featurizer, &scores, &history))
 }
 
 /// Runs `rows` through a fresh featurizer and the model: the featurizer's
@@ -294,30 +298,29 @@ fn ready(
     threshold: f64,
     featurizer: Featurizer,
     scores: &[f32],
-    history: Vec<Vec<f64>>,
+    rows: &[Vec<f64>],
 ) -> Ready {
     let mut decider = Decider::new(recipe, threshold);
     for s in scores {
         decider.push(*s);
+    }
+    // The history is the last `history_rows` of the rows seen (older ones fall out).
+    let mut history = Rows::new(recipe.channels().len(), recipe.history_rows());
+    for row in rows {
+        history.push(row);
     }
     Ready {
         threshold,
         featurizer,
         decider,
         cal,
-        history: history.into(),
+        history,
     }
 }
 
-fn remember(history: &mut VecDeque<Vec<f64>>, row: &[f64], keep: usize) {
-    if history.len() == keep {
-        history.pop_front();
-    }
-    history.push_back(row.to_vec());
-}
-
-fn put_rows<'a>(out: &mut Vec<u8>, rows: impl ExactSizeIterator<Item = &'a Vec<f64>>) {
-    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+/// Row count, then every value of `rows` (`n` of them, in order) as little-endian f64.
+fn put_rows<'a>(out: &mut Vec<u8>, n: usize, rows: impl Iterator<Item = &'a [f64]>) {
+    out.extend_from_slice(&(n as u32).to_le_bytes());
     for row in rows {
         for v in row {
             out.extend_from_slice(&v.to_le_bytes());

@@ -381,4 +381,5 @@ pub fn threshold_from_calibration(recipe: &SensorRecipe, calibration_scores: &[f
 mod calibration;
 mod rows;
 pub use calibration::Calibration;
-use rows::{tail_mean, Rows};
+use rows::tail_mean;
+pub(crate) use rows::Rows;

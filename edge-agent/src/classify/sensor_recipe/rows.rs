@@ -1,13 +1,13 @@
-//! A device's bounded history of feature rows for the sensor recipe: the last
-//! `cap` rows of `c` values in one flat ring, and trailing means over it. It
-//! does not know what the rows mean (`sensor_recipe.rs` does).
+//! A device's bounded history of rows for the sensor recipe: the last `cap`
+//! rows of `c` values in one flat ring, and trailing means over it. It does
+//! not know what the rows mean (`sensor_recipe.rs` and `sensor.rs` do).
 
 /// The last `cap` rows of `c` values each, in one flat ring. It replaced a
 /// `VecDeque<Vec<f64>>` (one allocation per row), whose push was 10% of the
 /// agent's CPU samples at 10k msg/s over 1,000 devices (perf, BENCHMARKS.md).
 /// Sums run oldest to newest, as over a deque, so results are bit-identical.
 #[derive(Debug, Clone)]
-pub(super) struct Rows {
+pub(crate) struct Rows {
     c: usize,
     cap: usize,
     values: Vec<f64>,
@@ -17,7 +17,7 @@ pub(super) struct Rows {
 }
 
 impl Rows {
-    pub(super) fn new(c: usize, cap: usize) -> Rows {
+    pub(crate) fn new(c: usize, cap: usize) -> Rows {
         let cap = cap.max(1);
         Rows {
             c,
@@ -28,7 +28,7 @@ impl Rows {
         }
     }
 
-    pub(super) fn push(&mut self, row: &[f64]) {
+    pub(crate) fn push(&mut self, row: &[f64]) {
         if self.len < self.cap {
             // Filling: the ring has not wrapped, so rows sit in order from 0.
             self.values.extend_from_slice(row);
@@ -41,8 +41,17 @@ impl Rows {
         self.start = (at + 1) % self.cap;
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Every row held, oldest first ([`Self::len`] of them).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[f64]> + '_ {
+        // Until the ring wraps `start` is 0; after, the oldest row is at `start`.
+        let (wrapped, oldest) = self.values.split_at(self.start * self.c);
+        oldest
+            .chunks_exact(self.c)
+            .chain(wrapped.chunks_exact(self.c))
     }
 
     /// Channel `j` of the last `n` rows held, oldest first.
@@ -86,6 +95,9 @@ mod tests {
             }
             naive.push_back(row);
             assert_eq!(ring.len(), naive.len());
+            let rows: Vec<&[f64]> = ring.iter().collect();
+            let want: Vec<&[f64]> = naive.iter().map(Vec::as_slice).collect();
+            assert_eq!(rows, want, "rows after push {i}");
             for w in [1, 3, cap, cap + 5] {
                 for j in 0..c {
                     let n = naive.len().min(w);
