@@ -17,7 +17,7 @@
 use bytes::{Buf, BufMut};
 
 use crate::classify::router::Escalated;
-use crate::decode::{Exemplar, Reading};
+use crate::decode::{Exemplar, MetricName, Reading};
 
 /// Leads a record that carries its message's sequence number.
 const SEQ_TAG: u16 = u16::MAX;
@@ -136,7 +136,7 @@ impl JournalRecord {
         let n = bytes.get_u32() as usize;
         let mut readings = Vec::with_capacity(n.min(bytes.remaining() / 18));
         for _ in 0..n {
-            let metric = get_str(&mut bytes)?;
+            let metric: MetricName = get_str_as(&mut bytes)?;
             if bytes.remaining() < 16 {
                 return None;
             }
@@ -266,6 +266,10 @@ fn put_str(buf: &mut impl BufMut, s: &str) {
 }
 
 fn get_str(bytes: &mut &[u8]) -> Option<String> {
+    get_str_as(bytes)
+}
+
+fn get_str_as<'a, T: From<&'a str>>(bytes: &mut &'a [u8]) -> Option<T> {
     if bytes.remaining() < 2 {
         return None;
     }
@@ -273,8 +277,9 @@ fn get_str(bytes: &mut &[u8]) -> Option<String> {
     if bytes.remaining() < len {
         return None;
     }
-    let s = std::str::from_utf8(&bytes[..len]).ok()?.to_owned();
-    bytes.advance(len);
+    let (s, rest) = bytes.split_at(len);
+    let s = T::from(std::str::from_utf8(s).ok()?);
+    *bytes = rest;
     Some(s)
 }
 
@@ -300,7 +305,7 @@ mod tests {
             let rec = JournalRecord {
                 device,
                 seq,
-                readings: readings.into_iter().map(|(metric, ts_ms, value)| Reading { metric, ts_ms, value }).collect(),
+                readings: readings.into_iter().map(|(metric, ts_ms, value)| Reading { metric: metric.into(), ts_ms, value }).collect(),
                 exemplars: exemplars.into_iter().map(|(metric, ts_ms, line)| Exemplar { metric, ts_ms, line }).collect(),
                 escalations: escalations
                     .into_iter()
@@ -316,7 +321,7 @@ mod tests {
 
         #[test]
         fn a_record_without_exemplars_keeps_the_older_layout(device in ".{0,20}", metric in ".{0,10}", ts in any::<i64>()) {
-            let rec = JournalRecord { device, seq: None, readings: vec![Reading { metric, ts_ms: ts, value: 1.0 }], exemplars: vec![], escalations: vec![] };
+            let rec = JournalRecord { device, seq: None, readings: vec![Reading { metric: metric.into(), ts_ms: ts, value: 1.0 }], exemplars: vec![], escalations: vec![] };
             let bytes = rec.encode();
             // The older layout ends right after the last reading's value.
             prop_assert_eq!(bytes.len(), 2 + rec.device.len() + 4 + 2 + rec.readings[0].metric.len() + 16);

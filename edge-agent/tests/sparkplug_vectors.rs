@@ -41,7 +41,7 @@ fn outcome(d: Result<edge_agent::decode::Decoded, wire::Reason>) -> Value {
             let readings: Vec<Value> = d
                 .readings
                 .iter()
-                .map(|r| serde_json::json!([r.metric, r.ts_ms, r.value]))
+                .map(|r| serde_json::json!([r.metric.as_str(), r.ts_ms, r.value]))
                 .collect();
             serde_json::json!({ "device": d.device, "readings": readings, "problems": problems })
         }

@@ -172,7 +172,7 @@ impl ClassifyStage {
                 self.judged += 1;
                 let m = &mut messages[i];
                 m.readings.push(Reading {
-                    metric: s.series.clone(),
+                    metric: s.series.as_str().into(),
                     ts_ms: ts,
                     value: j.score,
                 });
@@ -278,7 +278,7 @@ impl ClassifyStage {
                 }
             }
             let reading = |metric: &str, value: f64| Reading {
-                metric: metric.to_owned(),
+                metric: metric.into(),
                 ts_ms: ts,
                 value,
             };
@@ -349,7 +349,7 @@ fn extract_row(channels: &[String], readings: &[Reading]) -> Option<(i64, Vec<f6
     let mut row = Vec::with_capacity(channels.len());
     let mut ts = None;
     for ch in channels {
-        let r = readings.iter().find(|r| &r.metric == ch)?;
+        let r = readings.iter().find(|r| r.metric == ch)?;
         ts.get_or_insert(r.ts_ms);
         row.push(r.value);
     }

@@ -113,7 +113,7 @@ impl TemplateStage {
                 let redacted = self.redact(&c.line);
                 for (kind, n) in redacted.counts {
                     counts.push(Reading {
-                        metric: format!("{REDACTED_PREFIX}{kind}"),
+                        metric: format!("{REDACTED_PREFIX}{kind}").into(),
                         ts_ms: c.ts_ms,
                         value: n as f64,
                     });
@@ -175,19 +175,19 @@ impl TemplateStage {
                 }
                 for (k, value) in found.params.as_slice().iter().take(MAX_PARAMS).enumerate() {
                     derived.push(Reading {
-                        metric: format!("{series}.p{k}"),
+                        metric: format!("{series}.p{k}").into(),
                         ts_ms: ts,
                         value: *value,
                     });
                 }
                 derived.push(Reading {
-                    metric: series,
+                    metric: series.into(),
                     ts_ms: ts,
                     value: 1.0,
                 });
                 if found.is_new {
                     derived.push(Reading {
-                        metric: NEW_TEMPLATE_METRIC.to_owned(),
+                        metric: NEW_TEMPLATE_METRIC.into(),
                         ts_ms: ts,
                         value: 1.0,
                     });
@@ -226,7 +226,7 @@ mod tests {
         m.readings
             .iter()
             .skip(1)
-            .map(|r| (r.metric.clone(), r.value))
+            .map(|r| (r.metric.to_string(), r.value))
             .collect()
     }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use wire::{Counters, Reason};
 
+use super::json_object::{self, Field};
 use super::{time, DecodeLimits, DecodeRules, Decoded, Reading};
 
 /// What a decoder needs besides the payload.
@@ -19,13 +20,6 @@ pub(super) struct Context<'a> {
     pub rules: &'a DecodeRules,
     pub limits: &'a DecodeLimits,
     pub now_ms: i64,
-}
-
-/// A field value reduced to what matters here.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Field {
-    Number(f64),
-    Other,
 }
 
 /// CBOR values as the map decoder sees them (anything not a number is `Other`).
@@ -41,13 +35,8 @@ pub(super) fn decode_json(
     device: &str,
     payload: &[u8],
 ) -> Result<Decoded, Reason> {
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(payload).map_err(|_| Reason::Malformed)?;
-    let fields = map.iter().map(|(k, v)| {
-        let field = v.as_f64().map_or(Field::Other, Field::Number);
-        (k.as_str(), field)
-    });
-    collect(ctx, device, fields)
+    let fields = json_object::read_object(payload).map_err(|_| Reason::Malformed)?;
+    collect(ctx, device, fields.iter().map(|(k, v)| (k.as_ref(), *v)))
 }
 
 pub(super) fn decode_cbor(
@@ -111,7 +100,7 @@ fn collect<'f>(
         readings: values
             .into_iter()
             .map(|(metric, value)| Reading {
-                metric: metric.to_owned(),
+                metric: metric.into(),
                 ts_ms,
                 value,
             })

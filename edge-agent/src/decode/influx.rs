@@ -39,7 +39,7 @@ pub(super) fn decode(
             None => ctx.now_ms,
         };
         for (field, value) in parsed.fields {
-            let metric = format!("{}.{}", parsed.measurement, field);
+            let metric = compact_str::format_compact!("{}.{}", parsed.measurement, field);
             if metric.len() > ctx.limits.max_name_bytes {
                 problems.add(Reason::TooLarge, 1);
                 continue;

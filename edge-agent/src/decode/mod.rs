@@ -9,6 +9,7 @@
 
 mod fields;
 mod influx;
+mod json_object;
 pub mod sparkplug;
 pub mod text;
 mod time;
@@ -17,10 +18,14 @@ use wire::{Counters, Reason};
 
 pub use time::TimeUnit;
 
+/// A metric's name: inline up to 24 bytes (every name of the SKAB and Sparkplug
+/// streams here), so a reading costs no allocation of its own.
+pub type MetricName = compact_str::CompactString;
+
 /// One numeric observation of one metric at one event time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
-    pub metric: String,
+    pub metric: MetricName,
     pub ts_ms: i64,
     pub value: f64,
 }

@@ -24,7 +24,7 @@ pub(super) fn decode(device: &str, payload: &[u8], now_ms: i64) -> Result<Decode
     let text = std::str::from_utf8(payload).map_err(|_| Reason::Malformed)?;
     let readings = lines(text)
         .map(|l| Reading {
-            metric: LOG_METRIC.to_owned(),
+            metric: LOG_METRIC.into(),
             ts_ms: now_ms,
             value: l.len() as f64,
         })

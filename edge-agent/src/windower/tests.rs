@@ -15,7 +15,7 @@ fn policy() -> WindowPolicy {
 
 fn r(metric: &str, ts_ms: i64, value: f64) -> Reading {
     Reading {
-        metric: metric.to_owned(),
+        metric: metric.into(),
         ts_ms,
         value,
     }

@@ -304,7 +304,7 @@ fn reading(
         None => now_ms,
     };
     Ok(Some(Reading {
-        metric: name.to_owned(),
+        metric: name.into(),
         ts_ms,
         value,
     }))
