@@ -211,6 +211,9 @@ struct Raw {
     /// This row's z and detrended z (reused: no allocation per row).
     row_z: Vec<f64>,
     row_zl: Vec<f64>,
+    /// This row's trailing means and stds, what [`Raw::push`] returns (reused too).
+    means: Vec<f64>,
+    stds: Vec<f64>,
 }
 
 impl Raw {
@@ -234,12 +237,14 @@ impl Raw {
             zl: Rows::new(c, zl_cap),
             row_z: Vec::with_capacity(c),
             row_zl: Vec::with_capacity(c),
+            means: Vec::with_capacity(c * recipe.mean_windows.len()),
+            stds: Vec::with_capacity(c),
         }
     }
 
     /// Pushes one raw row; returns (trailing means, one block of `c` values
     /// per mean window, and the trailing std of z per channel).
-    fn push(&mut self, row: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    fn push(&mut self, row: &[f64]) -> (&[f64], &[f64]) {
         let c = self.mu.len();
         self.row_z.clear();
         self.row_z.extend((0..c).map(|j| {
@@ -255,19 +260,18 @@ impl Raw {
             }
         }
         self.zl.push(&self.row_zl);
-        let mut means = Vec::with_capacity(c * self.mean_windows.len());
+        self.means.clear();
         for &w in &self.mean_windows {
-            means.extend((0..c).map(|j| tail_mean(&self.zl, w, j)));
+            self.means.extend((0..c).map(|j| tail_mean(&self.zl, w, j)));
         }
-        let stds = (0..c)
-            .map(|j| {
-                let n = self.z.len().min(self.std_window);
-                let m = tail_mean(&self.z, self.std_window, j);
-                let ss: f64 = self.z.tail(n, j).map(|v| (v - m).powi(2)).sum();
-                (ss / n as f64).sqrt()
-            })
-            .collect();
-        (means, stds)
+        self.stds.clear();
+        self.stds.extend((0..c).map(|j| {
+            let n = self.z.len().min(self.std_window);
+            let m = tail_mean(&self.z, self.std_window, j);
+            let ss: f64 = self.z.tail(n, j).map(|v| (v - m).powi(2)).sum();
+            (ss / n as f64).sqrt()
+        }));
+        (&self.means, &self.stds)
     }
 }
 

@@ -245,7 +245,13 @@ impl Pipeline {
                     self.counters.add(Reason::Duplicate, 1);
                     continue;
                 }
-                self.device_seqs.insert(decoded.device.clone(), seq);
+                // A device seen before costs no key allocation.
+                match self.device_seqs.get_mut(decoded.device.as_str()) {
+                    Some(h) => *h = seq,
+                    None => {
+                        self.device_seqs.insert(decoded.device.clone(), seq);
+                    }
+                }
                 if !self.seqs_unsaved.contains(&decoded.device) {
                     self.seqs_unsaved.insert(decoded.device.clone());
                 }
@@ -315,7 +321,7 @@ impl Pipeline {
                 .iter()
                 .flat_map(|x| {
                     x.redacted.iter().map(|(kind, n)| Reading {
-                        metric: format!("{REDACTED_PREFIX}{kind}"),
+                        metric: format!("{REDACTED_PREFIX}{kind}").into(),
                         ts_ms: x.escalation.ts_ms,
                         value: *n as f64,
                     })
@@ -361,7 +367,7 @@ impl Pipeline {
             commit.classifier.extend(states);
             commit.sensor_mark = Some(mark);
         }
-        self.store.commit_ingest(&commit)?;
+        self.store.commit_ingest(commit)?;
         // Counted once durable; a group whose commit failed stops the agent.
         let n = accepted_messages as u64;
         self.metrics.messages_accepted.inc_by(n);

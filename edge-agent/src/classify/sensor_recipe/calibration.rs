@@ -40,8 +40,8 @@ impl Calibration {
         let mut stds = Vec::with_capacity(rows.len());
         for row in rows {
             let (m, v) = raw.push(row);
-            means.push(m);
-            stds.push(v);
+            means.push(m.to_vec());
+            stds.push(v.to_vec());
         }
         let s = (0..blocks * c)
             .map(|k| {
