@@ -69,7 +69,9 @@ pub struct ClosePass {
 struct Series {
     closed_before: i64,
     max_ts: i64,
-    open: BTreeMap<i64, Window>,
+    /// Boxed: a B-tree leaf has room for 11 values, so unboxed windows (~250 B)
+    /// cost ~2.9 KB per series even with one open (heaptrack: 3.3 MB of 1,125).
+    open: BTreeMap<i64, Box<Window>>,
 }
 
 impl Series {
@@ -170,7 +172,7 @@ impl Windower {
             self.series_mut(device, &reading.metric, replay)
         };
         let Some(series) = found else {
-            reading.metric = OVERFLOW_METRIC.to_owned();
+            reading.metric = OVERFLOW_METRIC.into();
             return match self.add(device, reading, message, now, replay) {
                 Added::Yes => Added::Overflow,
                 late => late,
@@ -184,7 +186,7 @@ impl Windower {
         let window = series
             .open
             .entry(start)
-            .or_insert_with(|| Window::new(start, start + width, alpha, now));
+            .or_insert_with(|| Box::new(Window::new(start, start + width, alpha, now)));
         window.add(reading.value, reading.ts_ms, message, now);
         Added::Yes
     }
@@ -220,7 +222,7 @@ impl Windower {
             .get(device)
             .and_then(|m| m.get(series))
             .and_then(|s| s.open.get(&start))
-            .is_some_and(Window::has_escalation_room)
+            .is_some_and(|w| w.has_escalation_room())
     }
 
     /// Keeps an escalated row in the open window of `device`/`x.series` holding

@@ -83,7 +83,7 @@ fn compaction_killed_at_random_points_loses_nothing() {
         let (store, _) = Store::open(dir.path(), T).unwrap();
         for seq in 1..=BATCHES {
             store
-                .commit_batches(&BatchCommit {
+                .commit_batches(BatchCommit {
                     batches: vec![(seq, envelope(seq))],
                     next_seq: seq + 1,
                     ..BatchCommit::default()
@@ -124,7 +124,7 @@ fn compaction_killed_at_random_points_loses_nothing() {
     check(dir.path(), &store);
     // The store still takes writes after all that.
     store
-        .commit_batches(&BatchCommit {
+        .commit_batches(BatchCommit {
             batches: vec![(BATCHES + 1, envelope(BATCHES + 1))],
             next_seq: BATCHES + 2,
             ..BatchCommit::default()

@@ -156,7 +156,7 @@ impl Agent {
         }
         self.next_seq += batches.len() as u64;
         store
-            .commit_batches(&BatchCommit {
+            .commit_batches(BatchCommit {
                 batches,
                 next_seq: self.next_seq,
                 ..BatchCommit::default()

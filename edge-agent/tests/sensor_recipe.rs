@@ -292,6 +292,9 @@ fn restored_state_continues_exactly_like_an_uninterrupted_device() {
         }
         got.extend(c.judge(&batch(part)).unwrap());
         state = c.encode_state("d");
+        // Sized exactly (a snapshot holds every device's state at once), calibrating or ready.
+        let s = state.as_ref().unwrap();
+        assert_eq!(s.len(), s.capacity(), "state buffer sized exactly");
     }
     assert_eq!(got.len(), want.len());
     let mut alarms = 0;

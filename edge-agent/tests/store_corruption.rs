@@ -25,7 +25,7 @@ fn write_store(dir: &Path) {
         };
         let bytes = Envelope::seal(&key, 0, &Body::default()).to_bytes();
         store
-            .commit_batches(&BatchCommit {
+            .commit_batches(BatchCommit {
                 batches: vec![(seq, bytes)],
                 next_seq: seq + 1,
                 ..BatchCommit::default()

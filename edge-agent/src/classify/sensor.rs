@@ -179,16 +179,21 @@ impl SensorClassifier {
 
     /// The device's state for the store (`None` if never seen).
     pub fn encode_state(&self, device: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
+        // Sized exactly: a snapshot holds every device's state at once, and a
+        // doubling buffer kept ~40% more than the bytes (heaptrack, 10k msg/s).
+        let rows_bytes = |n: usize| 4 + n * self.recipe.channels().len() * 8;
+        let mut out;
         match self.devices.get(device)? {
             DeviceState::Calibrating(rows) => {
+                out = Vec::with_capacity(1 + rows_bytes(rows.len()));
                 out.push(0);
                 put_rows(&mut out, rows.len(), rows.iter().map(Vec::as_slice));
             }
             DeviceState::Ready(r) => {
+                let cal = r.cal.to_bytes();
+                out = Vec::with_capacity(1 + 8 + 4 + cal.len() + rows_bytes(r.history.len()));
                 out.push(1);
                 out.extend_from_slice(&r.threshold.to_le_bytes());
-                let cal = r.cal.to_bytes();
                 out.extend_from_slice(&(cal.len() as u32).to_le_bytes());
                 out.extend_from_slice(&cal);
                 put_rows(&mut out, r.history.len(), r.history.iter());

@@ -105,7 +105,7 @@ fn put(store: &Store, epoch: u64, next: &mut u64, windows: &[WindowSummary]) {
     let batches = seal_batches("g", epoch, *next.., windows, 100, counters, 0);
     *next += batches.len() as u64;
     store
-        .commit_batches(&crate::store::BatchCommit {
+        .commit_batches(crate::store::BatchCommit {
             batches,
             next_seq: *next,
             ..Default::default()

@@ -219,14 +219,16 @@ impl Pipeline {
         (commit.device_seqs, commit.seqs_mark) = self.take_unsaved_seqs();
         commit.journal_end = self.next_message;
         report.batches = commit.batches.len();
-        self.store.commit_batches(&commit)?;
-        self.journal_below = self.journal_below.max(commit.journal_below);
-        if let Some((mark, bytes)) = &commit.windows {
-            self.checkpoint_mark = *mark;
+        let journal_below = commit.journal_below;
+        let checkpoint = commit.windows.as_ref().map(|(mark, b)| (*mark, b.len()));
+        self.store.commit_batches(commit)?;
+        self.journal_below = self.journal_below.max(journal_below);
+        if let Some((mark, bytes)) = checkpoint {
+            self.checkpoint_mark = mark;
             self.journal_floor = self.store.journal_bytes();
             debug!(
                 mark,
-                bytes = bytes.len(),
+                bytes,
                 open_windows = self.windower.open_windows(),
                 journal_bytes = self.journal_floor,
                 "open windows checkpointed; journal released below the mark"

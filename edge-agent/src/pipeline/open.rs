@@ -67,7 +67,7 @@ impl Pipeline {
             recovered
                 .counters
                 .add(Reason::CorruptRecord, recovered.quarantined);
-            store.commit_ingest(&IngestCommit {
+            store.commit_ingest(IngestCommit {
                 counters: Some(recovered.counters.clone()),
                 ..IngestCommit::default()
             })?;
@@ -122,7 +122,7 @@ impl Pipeline {
         // The snapshot as of now, so the next start re-judges nothing twice.
         // And every sequence number, before the release below drops records
         // that carried some.
-        store.commit_ingest(&IngestCommit {
+        store.commit_ingest(IngestCommit {
             classifier: classify.take_sensor_states(),
             sensor_mark: Some(next_message),
             device_seqs: recovered.device_seqs.clone().into_iter().collect(),

@@ -113,9 +113,11 @@ pub struct Store {
 }
 
 /// Classifier states (key `c` series \0 device) and the sensor mark into `batch`.
+/// Takes `states` by value: each encoded state is dropped once the batch holds
+/// its copy, so a sensor snapshot (~23 KB per device) is not in memory twice.
 fn put_classifier(
     batch: &mut sled::Batch,
-    states: &[(String, String, Vec<u8>)],
+    states: Vec<(String, String, Vec<u8>)>,
     sensor_mark: Option<u64>,
 ) {
     for (series, device, state) in states {
@@ -292,7 +294,8 @@ impl Store {
     /// Makes one group of ingested messages durable: the journal records are
     /// appended to the log and synced first, then the rest, with the
     /// journal's new end, is one sled batch; the sled flush is the commit.
-    pub fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), StoreError> {
+    /// Takes the commit by value so its large parts are freed as they are copied.
+    pub fn commit_ingest(&self, commit: IngestCommit) -> Result<(), StoreError> {
         if !commit.journal.is_empty() {
             self.journal()
                 .append(commit.journal.iter().map(|(id, r)| (*id, r)))
@@ -313,20 +316,23 @@ impl Store {
         if let Some(counters) = &commit.counters {
             batch.insert(META_COUNTERS, wire::encode(counters));
         }
-        put_classifier(&mut batch, &commit.classifier, commit.sensor_mark);
+        put_classifier(&mut batch, commit.classifier, commit.sensor_mark);
         live.tree.apply_batch(batch)?;
         live.flush()?;
         Ok(())
     }
 
     /// Makes a cut durable: new outbox batches, shipped horizons, then releases
-    /// the journal below the cut's low-water mark.
-    pub fn commit_batches(&self, commit: &BatchCommit) -> Result<(), StoreError> {
+    /// the journal below the cut's low-water mark. Takes the commit by value:
+    /// each sealed batch is freed once its chunks are in the sled batch, so a
+    /// cut's outbox bytes are not held twice.
+    pub fn commit_batches(&self, commit: BatchCommit) -> Result<(), StoreError> {
         let live = self.live();
         let mut batch = sled::Batch::default();
         let mut added = 0u64;
-        for (seq, bytes) in &commit.batches {
-            chunked::insert(&mut batch, b'o', *seq, bytes);
+        let sealed = commit.batches.len() as u64;
+        for (seq, bytes) in commit.batches {
+            chunked::insert(&mut batch, b'o', seq, &bytes);
             added += bytes.len() as u64;
         }
         batch.insert(META_NEXT_SEQ, &commit.next_seq.to_be_bytes());
@@ -338,19 +344,17 @@ impl Store {
             k.extend_from_slice(metric.as_bytes());
             batch.insert(k, &(*closed_before as u64).to_be_bytes());
         }
-        put_classifier(&mut batch, &commit.classifier, commit.sensor_mark);
+        put_classifier(&mut batch, commit.classifier, commit.sensor_mark);
         put_seqs(&mut batch, &commit.device_seqs, commit.seqs_mark);
         if commit.journal_end > 0 {
             batch.insert(META_JOURNAL_END, &commit.journal_end.to_be_bytes());
         }
-        if let Some((mark, bytes)) = &commit.windows {
-            windows::put(&live.tree, &mut batch, *mark, bytes)?;
+        if let Some((mark, bytes)) = commit.windows {
+            windows::put(&live.tree, &mut batch, mark, &bytes)?;
         }
         live.tree.apply_batch(batch)?;
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
-        self.outbox
-            .batches
-            .fetch_add(commit.batches.len() as u64, Ordering::SeqCst);
+        self.outbox.batches.fetch_add(sealed, Ordering::SeqCst);
         live.flush()?;
         self.write_witness(&live, commit.next_seq)?;
         // After the cut is durable: a crash before this replays the released

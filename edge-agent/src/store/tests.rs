@@ -24,7 +24,7 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
         let mut counters = Counters::default();
         counters.add(wire::Reason::Late, 3);
         store
-            .commit_ingest(&IngestCommit {
+            .commit_ingest(IngestCommit {
                 journal: vec![(7, record.clone()), (8, record.clone())],
                 device_seqs: vec![("d".into(), 99)],
                 counters: Some(counters),
@@ -34,7 +34,7 @@ fn commits_survive_reopen_and_batches_leave_in_order() {
             })
             .unwrap();
         store
-            .commit_batches(&BatchCommit {
+            .commit_batches(BatchCommit {
                 batches: vec![(1, envelope(1)), (2, envelope(2))],
                 next_seq: 3,
                 counters: Counters::default(),
@@ -153,7 +153,7 @@ fn churned_store(dir: &Path, n: u64, size: usize, keep: u64) -> Store {
         };
         let bytes = wire::Envelope::seal(&key, 0, &wire::Body::default()).to_bytes();
         store
-            .commit_batches(&BatchCommit {
+            .commit_batches(BatchCommit {
                 batches: vec![(seq, bytes)],
                 next_seq: seq + 1,
                 ..BatchCommit::default()
@@ -316,7 +316,7 @@ fn a_synced_journal_group_is_committed_without_sled() {
     {
         let (store, _) = Store::open(dir.path(), T).unwrap();
         store
-            .commit_ingest(&IngestCommit {
+            .commit_ingest(IngestCommit {
                 journal: vec![(1, record_of("d", 1)), (2, record_of("d", 2))],
                 ..IngestCommit::default()
             })
@@ -366,7 +366,7 @@ fn a_store_from_before_frames_committed_is_cut_at_its_marker_once() {
     assert_eq!((ids(&r), r.journal_end, r.quarantined), (vec![1, 2], 3, 0));
     // The next life reuses ids 3 and 4 for other messages, committed by their frames.
     store
-        .commit_ingest(&IngestCommit {
+        .commit_ingest(IngestCommit {
             journal: vec![(3, record_of("e", 30))],
             ..IngestCommit::default()
         })
@@ -389,7 +389,7 @@ fn sequence_numbers_come_back_from_sled_and_the_journal_past_its_mark() {
         let (store, _) = Store::open(dir.path(), T).unwrap();
         // Before the mark: in sled, and the journal's copies are older.
         store
-            .commit_ingest(&IngestCommit {
+            .commit_ingest(IngestCommit {
                 journal: vec![with_seq("a", 1, 10), with_seq("b", 2, 20)],
                 device_seqs: vec![("a".into(), 11), ("b".into(), 20)],
                 seqs_mark: Some(3),
@@ -398,7 +398,7 @@ fn sequence_numbers_come_back_from_sled_and_the_journal_past_its_mark() {
             .unwrap();
         // Past it: only in the journal; "a" restarted its counter.
         store
-            .commit_ingest(&IngestCommit {
+            .commit_ingest(IngestCommit {
                 journal: vec![
                     with_seq("a", 3, 2),
                     with_seq("c", 4, 7),
@@ -423,7 +423,7 @@ fn a_snapshot_sled_never_finished_writing_does_not_cost_the_store() {
     {
         let (store, _) = Store::open(dir.path(), T).unwrap();
         store
-            .commit_ingest(&IngestCommit {
+            .commit_ingest(IngestCommit {
                 journal: vec![(1, record_of("d", 1))],
                 device_seqs: vec![("d".into(), 41)],
                 ..IngestCommit::default()
@@ -458,11 +458,11 @@ fn a_journal_record_that_does_not_decode_is_quarantined_and_counted_once() {
             journal: vec![(id, record_of("d", id as i64))],
             ..IngestCommit::default()
         };
-        store.commit_ingest(&commit(1)).unwrap();
+        store.commit_ingest(commit(1)).unwrap();
         // Bytes this agent cannot read, committed by their own synced frame.
         let unreadable: &[u8] = b"\xff\xfe";
         store.journal().append([(2u64, unreadable)]).unwrap();
-        store.commit_ingest(&commit(3)).unwrap();
+        store.commit_ingest(commit(3)).unwrap();
     }
     let ids = |r: &Recovered| r.journal.iter().map(|(id, _)| *id).collect::<Vec<_>>();
     let (store, r) = reopen(dir.path());

@@ -46,7 +46,7 @@ mod tests {
 
     fn cut_with(store: &Store, next_seq: u64, mark: u64, bytes: Vec<u8>) {
         store
-            .commit_batches(&BatchCommit {
+            .commit_batches(BatchCommit {
                 next_seq,
                 journal_below: mark,
                 sensor_mark: Some(mark),

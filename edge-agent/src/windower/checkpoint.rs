@@ -52,7 +52,7 @@ impl Windower {
                     device,
                     metric,
                     max_ts: series.max_ts,
-                    windows: series.open.values().collect(),
+                    windows: series.open.values().map(|w| &**w).collect(),
                 });
             }
         }
@@ -75,7 +75,7 @@ impl Windower {
                     continue;
                 }
                 window.last_update = now;
-                series.open.insert(window.start_ms, window);
+                series.open.insert(window.start_ms, Box::new(window));
             }
         }
     }
