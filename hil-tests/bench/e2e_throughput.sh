@@ -10,12 +10,17 @@
 # same run on the same broker. Prints a markdown table row for BENCHMARKS.md.
 #
 # Usage: hil-tests/bench/e2e_throughput.sh [RUNS]   (default 5). Not part of CI.
+# With BIN_DIR set (edge-agent, cloud-sink, fleet-sim), those binaries run and nothing is built.
 set -euo pipefail
 RUNS=${1:-5}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-cargo build --profile bench -p edge-agent -p cloud-sink -p hil-tests --bins -q
-BIN=$ROOT/target/release
+if [[ -n ${BIN_DIR:-} ]]; then
+  BIN=$BIN_DIR
+else
+  cargo build --profile bench -p edge-agent -p cloud-sink -p hil-tests --bins -q
+  BIN=$ROOT/target/release
+fi
 WORK=$(mktemp -d)
 # shellcheck source=lib.sh
 source "$ROOT/hil-tests/bench/lib.sh"  # before the trap below, which replaces lib.sh's
@@ -54,6 +59,7 @@ agent_rate() {
   sed -e 's/^gateway_id = .*/gateway_id = "gw-bench"/' -e "s#^data_dir = .*#data_dir = \"$dir/data\"#" \
       -e "s/^port = 1883/port = $MQ/" -e "s#^url = .*#url = \"http://127.0.0.1:$SINK\"#" \
       -e "s/^client_id = .*/client_id = \"bench-agent-$1\"/" -e 's/^subscribe = .*/subscribe = ["plant\/+\/sensors"]/' \
+      -e "s#^path = \"\.\./models/#path = \"$ROOT/models/#" \
       configs/demo.toml > "$dir/agent.toml"
   # First start creates the persistent session; then the backlog is published while it is away.
   EDGE_TOKEN=bench-token "$BIN/edge-agent" --config "$dir/agent.toml" > "$dir/first.log" 2>&1 &
