@@ -30,7 +30,10 @@
 # Usage: hil-tests/bench/compare.sh [--contestants "agent mosquitto_sub python node-red"]
 #          [--rates "1000 10000"] [--reps 3] [--warmup 15] [--steady 30] [--devices 125]
 #          [--out DIR] [--agent-outbox-max-bytes N] [--agent-cache-bytes N]
-#          [--broker-inflight N] [--agent-journal 'KEY = VALUE']...
+#          [--broker-inflight N] [--agent-journal 'KEY = VALUE']... [--log-file PATH]
+# --log-file makes the stream plain-text log lines of PATH (e.g. a Loghub sample), one per message,
+# on plant/<device>/logs: the agent's text route (log model on every line, template mining);
+# only the agent and mosquitto_sub take this workload (the peers window sensor rows).
 # --agent-outbox-max-bytes adds [outbox] max_bytes = N to the agent's config (default cap:
 # 256 MiB, which bounds the whole store, journal included).
 # --agent-cache-bytes sets [journal] cache_bytes = N (sled's page cache; default in the agent).
@@ -60,6 +63,7 @@ AGENT_OUTBOX_MAX=""
 AGENT_CACHE=""
 BROKER_INFLIGHT=1000
 AGENT_JOURNAL=()
+LOG_FILE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --contestants) CONTESTANTS=$2; shift 2 ;;
@@ -73,6 +77,7 @@ while [[ $# -gt 0 ]]; do
     --agent-cache-bytes) AGENT_CACHE=$2; shift 2 ;;
     --broker-inflight) BROKER_INFLIGHT=$2; shift 2 ;;
     --agent-journal) AGENT_JOURNAL+=("$2"); shift 2 ;;
+    --log-file) LOG_FILE=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -81,6 +86,14 @@ done
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/../.." && pwd)
 BIN=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+KIND=sensors
+if [[ -n $LOG_FILE ]]; then
+  KIND=logs
+  [[ -r $LOG_FILE ]] || { echo "--log-file $LOG_FILE: not readable" >&2; exit 2; }
+  for c in $CONTESTANTS; do
+    [[ $c == agent || $c == mosquitto_sub ]] || { echo "--log-file: $c does not take the log workload (only agent, mosquitto_sub)" >&2; exit 2; }
+  done
+fi
 need=(load-gen)
 [[ " $CONTESTANTS " == *" agent "* ]] && need+=(edge-agent cloud-sink)
 for b in "${need[@]}"; do
@@ -160,7 +173,7 @@ start_contestant() {
   case "$1" in
     agent) start_agent ;;
     mosquitto_sub)
-      mosquitto_sub -h 127.0.0.1 -p "$MQ" -q 1 -i bench-sub -t 'plant/+/sensors' -F '%l' > "$T/sub.out" 2> "$T/sub.err" &
+      mosquitto_sub -h 127.0.0.1 -p "$MQ" -q 1 -i bench-sub -t "plant/+/$KIND" -F '%l' > "$T/sub.out" 2> "$T/sub.err" &
       CPID=$!; PIDS+=("$CPID") ;;
     python)
       "$PY" "$BENCH/peers/paho_ort.py" --port "$MQ" --stats "$T/stats" --outbox "$T/outbox.jsonl" > "$T/python.log" 2>&1 &
@@ -201,6 +214,7 @@ trial() {
   wait_for 60 subscribed || { echo "$c never subscribed" >&2; return 1; }
   local total=$((WARMUP + STEADY))
   "$BIN/load-gen" --broker "127.0.0.1:$MQ" --devices "$DEVICES" --rate "$rate" --secs "$total" \
+    ${LOG_FILE:+--log-file "$LOG_FILE"} \
     --progress "$T/load.progress" > "$T/load.json" 2> "$T/load.err" &
   local lpid=$!; PIDS+=("$lpid")
   local t_start; t_start=$(date +%s.%N)
@@ -252,7 +266,7 @@ lag1 = (pub($t1) - $got1) / rate
 msgs = $got1 - $got0
 cpu_s = ($cpu1 - $cpu0) / $CLK_TCK
 rec = {
-  "contestant": "$c", "rate": rate, "rep": $rep, "devices": $DEVICES, "load_avg": "$load",
+  "contestant": "$c", "rate": rate, "rep": $rep, "devices": $DEVICES, "workload": "$KIND", "load_avg": "$load",
   "agent_cache_bytes": int("${AGENT_CACHE:-0}") or None,
   "agent_outbox_max_bytes": int("${AGENT_OUTBOX_MAX:-0}") or None,
   "agent_journal": "${AGENT_JOURNAL[*]}", "broker_inflight": $BROKER_INFLIGHT,
@@ -279,7 +293,7 @@ PY
 }
 
 {
-  echo "# compare.sh $(date -u +%FT%TZ) contestants=[$CONTESTANTS] rates=[$RATES] reps=$REPS warmup=$WARMUP steady=$STEADY devices=$DEVICES agent_outbox_max_bytes=${AGENT_OUTBOX_MAX:-default} agent_cache_bytes=${AGENT_CACHE:-default} agent_journal=[${AGENT_JOURNAL[*]}] broker_inflight=$BROKER_INFLIGHT MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset}"
+  echo "# compare.sh $(date -u +%FT%TZ) contestants=[$CONTESTANTS] rates=[$RATES] reps=$REPS warmup=$WARMUP steady=$STEADY devices=$DEVICES agent_outbox_max_bytes=${AGENT_OUTBOX_MAX:-default} agent_cache_bytes=${AGENT_CACHE:-default} agent_journal=[${AGENT_JOURNAL[*]}] broker_inflight=$BROKER_INFLIGHT MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset} workload=$KIND${LOG_FILE:+ log_file=$LOG_FILE}"
   echo "# $(nproc) cpus; $(uptime)"
 } | tee -a "$OUT/run.log" >&2
 for rep in $(seq "$REPS"); do

@@ -2,6 +2,8 @@
 //! (`hil-tests/bench/compare.sh`). Publishes SKAB sensor rows for a fleet of devices at a
 //! fixed offered rate, QoS 1, and reports how many the broker acknowledged.
 //!
+//! With `--log-file` it publishes plain-text log lines (e.g. a Loghub sample) instead.
+//!
 //! Unlike `fleet-sim` it keeps no ledger and never republishes: it is built to offer a steady
 //! rate for a long time with little CPU of its own.
 
@@ -25,6 +27,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 /// starts at row 37·d). ts is the wall clock at publish time, unless --event-start-ms is
 /// given: then device message k carries event-start-ms + k·event-step-ms (a simulated
 /// timeline, e.g. a day offline published in seconds).
+///
+/// With --log-file, message i is instead one line of that file as plain text (device d starts
+/// at line 37·d and cycles), on topic {prefix}/{device}/logs; no seq, no ts.
 ///
 /// Pacing: message i is due at start + i/rate; due messages are handed to the client in
 /// bursts of at most 1 ms worth. The run ends after --secs seconds or --count messages,
@@ -58,6 +63,10 @@ struct Cli {
     /// SKAB csv whose rows supply the values; default <data>/SKAB/data/anomaly-free/anomaly-free.csv.
     #[arg(long)]
     skab_file: Option<PathBuf>,
+    /// Publish the lines of this log file (plain text, topic {prefix}/{device}/logs) instead of
+    /// SKAB rows.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
     /// Simulated timeline: first event time (epoch ms) of every device.
     #[arg(long)]
     event_start_ms: Option<i64>,
@@ -78,29 +87,13 @@ struct Cli {
     progress: Option<PathBuf>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    if cli.rate.is_nan() || cli.rate <= 0.0 || cli.devices == 0 {
-        bail!("--rate and --devices must be positive");
-    }
-    let path = cli
-        .skab_file
-        .clone()
+/// Each SKAB row's metric fields rendered once: `"Name":value,…`.
+fn sensor_bodies(file: Option<PathBuf>) -> anyhow::Result<Vec<String>> {
+    let path = file
         .unwrap_or_else(|| hil_tests::paths::skab_dir().join("data/anomaly-free/anomaly-free.csv"));
     let file =
         hil_tests::skab::read_file(&path).with_context(|| format!("reading {}", path.display()))?;
-    if file.rows.is_empty() {
-        bail!("{} has no rows", path.display());
-    }
-    // Pre-render each row's metric fields once: `"Name":value,…`.
-    let bodies: Vec<String> = file
+    Ok(file
         .rows
         .iter()
         .map(|r| {
@@ -113,9 +106,35 @@ async fn main() -> anyhow::Result<()> {
             }
             s
         })
-        .collect();
+        .collect())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.rate.is_nan() || cli.rate <= 0.0 || cli.devices == 0 {
+        bail!("--rate and --devices must be positive");
+    }
+    let bodies = match &cli.log_file {
+        Some(path) => hil_tests::loglines::read_log_lines(path, None)?,
+        None => sensor_bodies(cli.skab_file.clone())?,
+    };
+    if bodies.is_empty() {
+        bail!("no rows or lines to publish");
+    }
+    let kind = if cli.log_file.is_some() {
+        "logs"
+    } else {
+        "sensors"
+    };
     let topics: Vec<String> = (0..cli.devices)
-        .map(|d| format!("{}/dev-{d:03}/sensors", cli.topic_prefix))
+        .map(|d| format!("{}/dev-{d:03}/{kind}", cli.topic_prefix))
         .collect();
 
     let (host, port) = cli
@@ -200,7 +219,11 @@ async fn main() -> anyhow::Result<()> {
                 None => wall,
             };
             payload.clear();
-            let _ = write!(payload, "{{\"seq\":{},\"ts\":{ts},{row}}}", k + 1);
+            if cli.log_file.is_some() {
+                payload.push_str(row);
+            } else {
+                let _ = write!(payload, "{{\"seq\":{},\"ts\":{ts},{row}}}", k + 1);
+            }
             if client
                 .publish_bytes(
                     topics[d].clone(),
