@@ -31,7 +31,7 @@ use wire::{Counters, Reason, WindowSummary};
 use crate::rollup;
 use crate::store::{OutboxRewrite, Store, StoreError};
 use batches::open_all;
-pub use batches::{seal_batches, worst_window_bytes, BatchExtras};
+pub use batches::{worst_window_bytes, BatchExtras, BatchSealer};
 
 /// Batches decoded and rolled up together in one step (bounds memory).
 const CHUNK_BATCHES: usize = 16;
@@ -79,9 +79,8 @@ pub struct OutboxCap {
     /// Live bytes of sealed batches allowed now (steered by disk use).
     budget: u64,
     max_width_ms: i64,
-    max_windows_per_batch: usize,
-    gateway: String,
-    epoch: u64,
+    /// Seals the batches its roll-ups rewrite.
+    sealer: BatchSealer,
     /// Batches at or below this seq are already as coarse as allowed.
     coarse_until: u64,
     /// Where the windows it rolls up and drops are counted, if anywhere.
@@ -94,9 +93,7 @@ impl OutboxCap {
     pub fn new(
         max_bytes: u64,
         max_rollup_width: Duration,
-        max_windows_per_batch: usize,
-        gateway: &str,
-        epoch: u64,
+        sealer: BatchSealer,
         live: u64,
     ) -> OutboxCap {
         let start = live.max(max_bytes / BUDGET_START_DIVISOR);
@@ -104,9 +101,7 @@ impl OutboxCap {
             max_bytes,
             budget: start.clamp(max_bytes / BUDGET_FLOOR_DIVISOR, max_bytes),
             max_width_ms: i64::try_from(max_rollup_width.as_millis()).unwrap_or(i64::MAX),
-            max_windows_per_batch: max_windows_per_batch.max(1),
-            gateway: gateway.to_owned(),
-            epoch,
+            sealer,
             coarse_until: 0,
             metrics: None,
         }
@@ -314,15 +309,9 @@ impl OutboxCap {
                 loss.add(Reason::EscalationOverBudget, refused);
                 self.count(Reason::EscalationOverBudget, refused);
                 // Never more batches than it replaces: a roll-up has fewer windows.
-                let insert = seal_batches(
-                    &self.gateway,
-                    self.epoch,
-                    seqs.iter().copied(),
-                    &rolled,
-                    self.max_windows_per_batch,
-                    extras,
-                    now_ms,
-                );
+                let insert = self
+                    .sealer
+                    .seal(seqs.iter().copied(), &rolled, extras, now_ms);
                 if coarsest {
                     self.coarse_until = insert.last().map_or(seqs[0], |(seq, _)| *seq);
                 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use edge_agent::outbox::{seal_batches, OutboxCap};
+use edge_agent::outbox::{BatchSealer, OutboxCap};
 use edge_agent::store::{BatchCommit, Store};
 use proptest::prelude::*;
 use wire::{Counters, Envelope, Reason, WindowSummary};
@@ -29,6 +29,12 @@ const WIDTH: i64 = 1_000;
 const CAP: u64 = 8 * 1024;
 const MAX_WIDTH: i64 = 4_000;
 const PER_BATCH: usize = 8;
+
+/// Gateway "g", [`PER_BATCH`] windows a batch, values exact: the model
+/// compares merged values exactly.
+fn sealer(epoch: u64) -> BatchSealer {
+    BatchSealer::new("g", epoch, PER_BATCH, wire::BodyEncoding::EXACT)
+}
 const SERIES: [&str; 3] = ["a", "b", "c"];
 
 #[derive(Debug, Clone)]
@@ -106,7 +112,7 @@ impl Agent {
         Agent {
             cap_bytes,
             max_width,
-            cap: OutboxCap::new(cap_bytes, max_width, PER_BATCH, "g", r.epoch, 0),
+            cap: OutboxCap::new(cap_bytes, max_width, sealer(r.epoch), 0),
             epoch: r.epoch,
             next_seq: r.next_seq,
             pending: r.counters,
@@ -123,14 +129,7 @@ impl Agent {
         drop(self.store.take());
         let (store, r) = open(self.dir.path());
         let live = store.outbox_bytes();
-        self.cap = OutboxCap::new(
-            self.cap_bytes,
-            self.max_width,
-            PER_BATCH,
-            "g",
-            r.epoch,
-            live,
-        );
+        self.cap = OutboxCap::new(self.cap_bytes, self.max_width, sealer(r.epoch), live);
         (self.epoch, self.next_seq, self.pending) = (r.epoch, r.next_seq, r.counters);
         self.store = Some(store);
     }
@@ -139,9 +138,8 @@ impl Agent {
     fn cut(&mut self, windows: Vec<WindowSummary>, mut counters: Counters) {
         counters.merge(&std::mem::take(&mut self.pending));
         let epoch = self.epoch;
-        let seal = |counters: Counters, first: u64| {
-            seal_batches("g", epoch, first.., &windows, PER_BATCH, counters, 0)
-        };
+        let seal =
+            |counters: Counters, first: u64| sealer(epoch).seal(first.., &windows, counters, 0);
         let mut batches = seal(counters.clone(), self.next_seq);
         let incoming: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();
         let room = self.cap_bytes.saturating_sub(incoming);
@@ -170,27 +168,30 @@ impl Agent {
     }
 }
 
+/// A window of mean 1.5 (so a merged window's sum must be `count × 1.5`)
+/// whose other fields differ from each other and from its neighbours'
+/// (sevenths: full f64 mantissas), so batches are about as large as real ones.
 fn window(series: &str, start_ms: i64, readings: u8) -> WindowSummary {
     let count = u64::from(readings);
-    let sum = count as f64 * 1.5;
+    let v = 1.5 + (start_ms / WIDTH % 97) as f64 / 7e3;
     WindowSummary {
         device: "dev".into(),
         metric: series.into(),
         start_ms,
         end_ms: start_ms + WIDTH,
         count,
-        sum,
-        min: 1.5,
-        max: 1.5,
+        sum: count as f64 * 1.5,
+        min: v - 3.0 / 7.0,
+        max: v + 2.0 / 7.0,
         mean: 1.5,
-        stddev: 0.0,
-        p50: 1.5,
-        p95: 1.5,
-        p99: 1.5,
+        stddev: 1.0 / 7.0 + v / 1e3,
+        p50: v + 1.0 / 70.0,
+        p95: v + 1.0 / 7.0,
+        p99: v + 1.5 / 7.0,
         sketch_alpha: 0.01,
-        first: 1.5,
+        first: v - 1.0 / 7.0,
         first_ms: start_ms,
-        last: 1.5,
+        last: v + 1.0 / 21.0,
         last_ms: start_ms + WIDTH - 1,
         verdict: None,
         rolled_up: 0,

@@ -17,8 +17,10 @@
 # cloud_sink_received_bytes_total (request bodies as sent: gzip).
 #
 # Usage: hil-tests/bench/outage_drain.sh [--span-h 24] [--step-ms 10000] [--rate 10000]
-#          [--devices 125] [--agent-outbox-max-bytes N] [--agent-cache-bytes N] [--out DIR]
+#          [--devices 125] [--agent-outbox-max-bytes N] [--agent-cache-bytes N]
+#          [--agent-relative-error A] [--out DIR]
 # --agent-outbox-max-bytes sets [outbox] max_bytes (the store cap; default in the agent, 256 MiB),
+# --agent-relative-error sets [uplink] relative_error (window values' rounding; default 0.0001),
 # --agent-cache-bytes sets [journal] cache_bytes (sled's page cache).
 # Prints one JSON line (also appended to OUT/drain.jsonl). Needs the bench-profile binaries:
 #   cargo build --profile bench -p edge-agent -p cloud-sink -p hil-tests --bins
@@ -34,6 +36,7 @@ DEVICES=125
 OUT=""
 AGENT_OUTBOX_MAX=""
 AGENT_CACHE=""
+AGENT_REL=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --span-h) SPAN_H=$2; shift 2 ;;
@@ -42,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --devices) DEVICES=$2; shift 2 ;;
     --agent-outbox-max-bytes) AGENT_OUTBOX_MAX=$2; shift 2 ;;
     --agent-cache-bytes) AGENT_CACHE=$2; shift 2 ;;
+    --agent-relative-error) AGENT_REL=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -81,6 +85,7 @@ sed -e 's/^gateway_id = .*/gateway_id = "gw-bench"/' -e "s#^data_dir = .*#data_d
     -e "s#^path = \"\.\./models/#path = \"$ROOT/models/#" \
     "$ROOT/configs/demo.toml" > "$T/agent.toml"
 [[ -z $AGENT_OUTBOX_MAX ]] || printf '\n[outbox]\nmax_bytes = %s\n' "$AGENT_OUTBOX_MAX" >> "$T/agent.toml"
+[[ -z $AGENT_REL ]] || sed -i "s/^\[uplink\]\$/[uplink]\nrelative_error = $AGENT_REL/" "$T/agent.toml"
 [[ -z $AGENT_CACHE ]] || sed -i "s/^\[journal\]\$/[journal]\ncache_bytes = $AGENT_CACHE/" "$T/agent.toml"
 (cd "$T" && EDGE_TOKEN=bench-token exec "$BIN/edge-agent" --config "$T/agent.toml" > "$T/agent.log" 2>&1) &
 APID=$!; PIDS+=("$APID")
@@ -149,6 +154,7 @@ rec = {
   "dropped_windows": m(before, "edge_agent_dropped_windows_total"),
   "agent_outbox_max_bytes": int("${AGENT_OUTBOX_MAX:-0}") or None,
   "agent_cache_bytes": int("${AGENT_CACHE:-0}") or None,
+  "agent_relative_error": "${AGENT_REL:-default}",
   "drain_s": round(drain, 2), "sink_windows_stored": wins,
   "windows_per_s": round(wins / drain, 0), "sink_bytes_received": up,
   "raw_payload_bytes": load["payload_bytes"], "raw_over_uplink": round(load["payload_bytes"] / up, 1) if up else None,

@@ -144,12 +144,26 @@ impl fmt::Display for CheckReport {
 }
 
 /// Checks `stored` against the windows of `ledger`'s readings (window length `window_ms`,
-/// quantile sketch relative accuracy `alpha`).
+/// quantile sketch relative accuracy `alpha`), values exact (`uplink.relative_error = 0`).
 pub fn check(
     ledger: &[LedgerRecord],
     window_ms: i64,
     stored: &[StoredWindow],
     alpha: f64,
+) -> CheckReport {
+    check_rounded(ledger, window_ms, stored, alpha, 0.0)
+}
+
+/// [`check`] for an agent whose uplink rounds window values to within
+/// `relative_error` (its `uplink.relative_error`; 0 is exact): counts and
+/// times must still match exactly, values within that error (quantiles within
+/// the sketch's and the rounding's). Roll-ups are checked exactly either way.
+pub fn check_rounded(
+    ledger: &[LedgerRecord],
+    window_ms: i64,
+    stored: &[StoredWindow],
+    alpha: f64,
+    relative_error: f64,
 ) -> CheckReport {
     let expected = expected_windows(ledger, window_ms);
     let mut report = CheckReport {
@@ -190,7 +204,7 @@ pub fn check(
             );
             report.problem(ProblemKind::Duplicate, key, detail);
         }
-        compare(&mut report, key, exp, copies[0], alpha);
+        compare(&mut report, key, exp, copies[0], alpha, relative_error);
     }
     for (key, copies) in &by_key {
         if !expected.contains_key(key) {
@@ -291,6 +305,7 @@ fn compare(
     exp: &ExpectedWindow,
     got: &StoredWindow,
     alpha: f64,
+    relative_error: f64,
 ) {
     let mut field = |name: &str, ok: bool, expected: String, stored: String| {
         if !ok {
@@ -298,7 +313,10 @@ fn compare(
             report.problem(ProblemKind::FieldMismatch, key, detail);
         }
     };
-    let exact = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+    // Exact, or within the uplink's rounding of the expected value.
+    let exact = |e: f64, g: f64| {
+        e == g || (e.is_nan() && g.is_nan()) || (g - e).abs() <= relative_error * e.abs()
+    };
     let s = |v: f64| format!("{v:?}");
     field(
         "count",
@@ -329,15 +347,17 @@ fn compare(
         }
     }
     let stddev_ok = (exp.stddev - got.stddev).abs()
-        <= (1e-9 * exp.stddev.abs().max(got.stddev.abs())).max(1e-12);
+        <= (relative_error.max(1e-9) * exp.stddev.abs().max(got.stddev.abs())).max(1e-12);
     field("stddev", stddev_ok, s(exp.stddev), s(got.stddev));
     for (name, e, g) in [
         ("p50", exp.p50, got.p50),
         ("p95", exp.p95, got.p95),
         ("p99", exp.p99, got.p99),
     ] {
-        let ok = (g - e).abs() <= alpha * e.abs() + 1e-12;
-        field(name, ok, format!("{e:?} ±{alpha}"), s(g));
+        // Within the sketch's error, then rounded: |g − e| ≤ (α + a(1 + α))·|e|.
+        let within = alpha + relative_error * (1.0 + alpha);
+        let ok = (g - e).abs() <= within * e.abs() + 1e-12;
+        field(name, ok, format!("{e:?} ±{within}"), s(g));
     }
     for (name, e, g) in [("sum", exp.sum, got.sum), ("mean", exp.mean, got.mean)] {
         if !exact(e, g) {

@@ -23,7 +23,7 @@ pub mod skab_eval;
 pub mod webdriver;
 pub mod windows;
 
-pub use checker::{check, CheckReport, StoredWindow};
+pub use checker::{check, check_rounded, CheckReport, StoredWindow};
 pub use ledger::{read_ledger, LedgerRecord};
 pub use malformed::MalformedKind;
 pub use mosquitto::{require_or_skip, Mosquitto};

@@ -61,9 +61,11 @@ async fn assert_all_delivered(
     agent: &Agent,
     ledger_path: &Path,
     exact_counters: bool,
+    relative_error: f64,
 ) {
     let ledger = hil_tests::read_ledger(ledger_path).unwrap();
     let report = CheckWait::new(&ledger, WINDOW_MS, ALPHA, Duration::from_secs(180))
+        .relative_error(relative_error)
         .agent_log(&|| agent.log())
         .run(sink)
         .await;
@@ -72,6 +74,15 @@ async fn assert_all_delivered(
         "replay too small to mean anything: {report}"
     );
     println!("{report}");
+    if relative_error > 0.0 {
+        // The values did travel rounded: an exact check finds them off.
+        let stored = fetch_windows(&sink.url, GATEWAY).await.unwrap();
+        let exact = hil_tests::check(&ledger, WINDOW_MS, &common::sensor_windows(&stored), ALPHA);
+        assert!(
+            exact.field_mismatches + exact.mean_mismatches > 0,
+            "rounding at {relative_error} changed no value: {exact}"
+        );
+    }
     let expected = expected_counters(&ledger);
     let logs = logs_published(&ledger);
     // Counters and log windows arrive with the same batches, but may trail by a cut.
@@ -147,7 +158,11 @@ async fn replay_arrives_exactly_once_with_bad_input_counted() {
         return;
     };
     let sink = Sink::start(&dir.path().join("sink"), "127.0.0.1:0");
-    let agent = Agent::start(&agent_config(dir.path(), broker.port(), &sink.url));
+    // The agent's default uplink rounding (the other tests send values exact).
+    let config = agent_config(dir.path(), broker.port(), &sink.url);
+    let rounding = 1e-4;
+    common::set_agent_option(&config, "uplink", "relative_error", rounding);
+    let agent = Agent::start(&config);
     common::wait_subscribed(&agent).await;
     let ledger = dir.path().join("ledger.jsonl");
     let report: SimReport = hil_tests::run(sim_options(broker.broker(), &ledger))
@@ -155,7 +170,7 @@ async fn replay_arrives_exactly_once_with_bad_input_counted() {
         .unwrap();
     println!("{report}");
     assert_ledger_is_the_csv_rows(&hil_tests::read_ledger(&ledger).unwrap());
-    assert_all_delivered(&sink, &agent, &ledger, true).await;
+    assert_all_delivered(&sink, &agent, &ledger, true, rounding).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +202,7 @@ async fn agent_killed_with_sigkill_mid_run_loses_and_duplicates_nothing() {
     sim.await.unwrap().unwrap();
     // Messages without a device seq (the malformed ones, log lines) are
     // at-least-once across a kill; readings are exactly-once.
-    assert_all_delivered(&sink, &agent, &ledger, false).await;
+    assert_all_delivered(&sink, &agent, &ledger, false, 0.0).await;
     let judged = common::assert_judgements_once(&sink.url).await;
     assert!(judged > 1000, "only {judged} rows judged");
     // Every start recovered the store, and at least one kill hit while windows
@@ -236,5 +251,5 @@ async fn sink_outage_is_buffered_then_drained() {
     )
     .await;
     let sink = Sink::start(&sink_dir, &listen);
-    assert_all_delivered(&sink, &agent, &ledger, true).await;
+    assert_all_delivered(&sink, &agent, &ledger, true, 0.0).await;
 }

@@ -6,7 +6,63 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{codec, Body, CodecError, MAX_ENVELOPE_BYTES, MIN_SCHEMA_VERSION, SCHEMA_VERSION};
+use crate::quantize::Quantizer;
+use crate::{
+    codec, columnar, Body, CodecError, MAX_ENVELOPE_BYTES, MIN_SCHEMA_VERSION, SCHEMA_VERSION,
+};
+
+/// How a body is laid out when sealed (each is one schema version).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BodyEncoding {
+    /// Schema version 2: one packed CBOR row per window, values exact.
+    Packed,
+    /// Schema version 3: per-series columns (see [`crate::columnar`]), values
+    /// within `relative_error` of the originals, or exact when it is 0.
+    Columnar { relative_error: f64 },
+}
+
+impl BodyEncoding {
+    /// The columnar encoding with exact values (what [`Envelope::seal`] uses).
+    pub const EXACT: BodyEncoding = BodyEncoding::Columnar {
+        relative_error: 0.0,
+    };
+
+    /// The schema version a body sealed this way carries.
+    pub fn version(&self) -> u16 {
+        match self {
+            BodyEncoding::Packed => 2,
+            BodyEncoding::Columnar { .. } => 3,
+        }
+    }
+
+    /// Checks the encoding's parameters: a relative error is 0 or within
+    /// [`crate::MIN_RELATIVE_ERROR`, `crate::MAX_RELATIVE_ERROR`].
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            BodyEncoding::Packed => Ok(()),
+            BodyEncoding::Columnar { relative_error } => {
+                Quantizer::new(*relative_error).map(|_| ()).ok_or_else(|| {
+                    format!(
+                        "relative error {relative_error} is not 0 (exact) or within [{}, {}]",
+                        crate::MIN_RELATIVE_ERROR,
+                        crate::MAX_RELATIVE_ERROR
+                    )
+                })
+            }
+        }
+    }
+
+    fn encode(&self, body: &Body) -> Vec<u8> {
+        match self {
+            BodyEncoding::Packed => codec::encode_packed(body),
+            BodyEncoding::Columnar { relative_error } => {
+                let quantizer = Quantizer::new(*relative_error)
+                    .expect("a validated relative error (see BodyEncoding::validate)");
+                columnar::encode(body, quantizer)
+            }
+        }
+    }
+}
 
 /// The idempotency key of a batch: the sink stores each key at most once.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,7 +85,8 @@ pub struct Envelope {
     pub created_ms: i64,
     #[serde(with = "serde_bytes")]
     pub body_sha256: Vec<u8>,
-    /// The CBOR encoding of [`Body`] (packed since version 2), exactly the bytes that were hashed.
+    /// The encoded [`Body`] (named CBOR in version 1, packed in 2, columnar in
+    /// 3), exactly the bytes that were hashed.
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
@@ -48,11 +105,23 @@ pub enum OpenError {
 }
 
 impl Envelope {
-    /// Encodes `body` (packed, schema version 2) and wraps it with its hash and the given key.
+    /// Encodes `body` in columns with exact values (schema version 3) and wraps
+    /// it with its hash and the given key: the body opens to exactly `body`.
     pub fn seal(key: &BatchKey, created_ms: i64, body: &Body) -> Envelope {
-        let body = codec::encode_packed(body);
+        Envelope::seal_as(key, created_ms, body, BodyEncoding::EXACT)
+    }
+
+    /// Encodes `body` as `encoding` says and wraps it with its hash and the
+    /// given key. Panics on a relative error [`BodyEncoding::validate`] refuses.
+    pub fn seal_as(
+        key: &BatchKey,
+        created_ms: i64,
+        body: &Body,
+        encoding: BodyEncoding,
+    ) -> Envelope {
+        let body = encoding.encode(body);
         Envelope {
-            version: SCHEMA_VERSION,
+            version: encoding.version(),
             gateway: key.gateway.clone(),
             epoch: key.epoch,
             seq: key.seq,
@@ -76,7 +145,12 @@ impl Envelope {
         if Sha256::digest(&env.body).as_slice() != env.body_sha256.as_slice() {
             return Err(OpenError::HashMismatch);
         }
-        let body = codec::decode_capped(&env.body, MAX_ENVELOPE_BYTES).map_err(OpenError::Body)?;
+        let body = if env.version >= 3 {
+            columnar::decode(&env.body)
+        } else {
+            codec::decode_capped(&env.body, MAX_ENVELOPE_BYTES)
+        }
+        .map_err(OpenError::Body)?;
         Ok((env, body))
     }
 

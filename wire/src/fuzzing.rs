@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::quantize::Quantizer;
 use crate::{
-    decode_capped, encode, encode_packed, Body, CodecError, Counters, Envelope, MIN_SCHEMA_VERSION,
-    SCHEMA_VERSION,
+    columnar, decode_capped, encode, encode_packed, Body, CodecError, Counters, Envelope,
+    MIN_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 
 /// The cap the agent applies when it reads counters back from its store.
@@ -25,8 +26,9 @@ pub const COUNTERS_CAP: usize = 1 << 20;
 /// is applied before decoding (one byte under the input's length refuses it
 /// as too large); an opened envelope has a supported schema version and a body that
 /// hashes to its header; and sealing the opened body again under the same key
-/// gives an envelope that opens to the same key and body bytes that re-encode
-/// identically (the encoder is deterministic, so retries send the same bytes).
+/// gives an envelope that opens to the same key and to a body that seals to
+/// the same bytes again (the encoder is deterministic, so retries send the
+/// same bytes).
 pub fn open_envelope(bytes: &[u8]) {
     if let Some(cap) = bytes.len().checked_sub(1) {
         assert!(matches!(
@@ -45,10 +47,38 @@ pub fn open_envelope(bytes: &[u8]) {
     assert_eq!(again, resealed);
     assert_eq!(again.version, SCHEMA_VERSION);
     assert_eq!(
-        encode_packed(&body_again),
+        Envelope::seal(&env.key(), env.created_ms, &body_again).body,
         resealed.body,
         "body encoding is unstable"
     );
+}
+
+/// The schema-3 (columnar) body decoder on untrusted bytes, as `open` runs it
+/// once the hash matched. Asserts: a decoded body encodes with exact values
+/// to bytes that decode and encode again to the same bytes, and with rounded
+/// values to bytes that decode to as many windows, series by series in the
+/// same order.
+pub fn decode_columnar(bytes: &[u8]) {
+    let Ok(body) = columnar::decode(bytes) else {
+        return;
+    };
+    let exact = columnar::encode(&body, Quantizer::Exact);
+    let again = columnar::decode(&exact).expect("an encoded body decodes");
+    assert_eq!(
+        columnar::encode(&again, Quantizer::Exact),
+        exact,
+        "columnar encoding is unstable"
+    );
+    let rounded = Quantizer::new(1e-4).expect("a valid error");
+    let coarse =
+        columnar::decode(&columnar::encode(&body, rounded)).expect("a rounded body decodes");
+    let names = |b: &Body| -> Vec<(String, String, i64)> {
+        b.windows
+            .iter()
+            .map(|w| (w.device.clone(), w.metric.clone(), w.start_ms))
+            .collect()
+    };
+    assert_eq!(names(&coarse), names(&body));
 }
 
 /// `decode_capped::<Body>` under the envelope cap (what `open` does with the

@@ -2,7 +2,8 @@
 //!
 //! A gateway sends [`Envelope`]s: a small header (who, which boot epoch, which
 //! sequence number, a SHA-256 of the body) around an opaque CBOR [`Body`] of
-//! closed-window summaries and input counters. Hashing the *encoded* body means
+//! closed-window summaries and input counters, laid out in per-series columns
+//! since schema version 3. Hashing the *encoded* body means
 //! the idempotency check at the sink never depends on re-encoding.
 //!
 //! This crate owns every use of `serde_cbor` (unmaintained, RUSTSEC-2021-0127):
@@ -12,21 +13,27 @@
 
 mod body;
 mod codec;
+mod columnar;
 mod counters;
 mod envelope;
 pub mod fuzzing;
+mod quantize;
 pub mod transport;
 
 pub use body::{Body, Escalation, Gauges, LogTemplate, Verdict, WindowSummary};
 pub use codec::{decode_capped, encode, encode_packed, CodecError};
+pub use columnar::MAX_WINDOWS_PER_BODY;
 pub use counters::{Counters, Reason, HEALTH_PREFIX};
-pub use envelope::{BatchKey, Envelope, OpenError};
+pub use envelope::{BatchKey, BodyEncoding, Envelope, OpenError};
+pub use quantize::{MAX_RELATIVE_ERROR, MIN_RELATIVE_ERROR};
 
 /// Schema version of the envelopes this build seals. Bump on incompatible change.
 ///
 /// 1: body CBOR with named struct keys. 2: the same body with packed (index) keys,
 /// about 40% smaller; the header stays named so any version can read `version`.
-pub const SCHEMA_VERSION: u16 = 2;
+/// 3: the body in per-series columns, values exact or rounded to a relative
+/// error (see [`BodyEncoding`]); a sink that opens 3 still opens 1 and 2.
+pub const SCHEMA_VERSION: u16 = 3;
 
 /// Oldest schema version this build still opens (outboxes sealed before an upgrade).
 pub const MIN_SCHEMA_VERSION: u16 = 1;

@@ -17,6 +17,11 @@ fn wire_body_corpus() {
 }
 
 #[test]
+fn wire_columnar_corpus() {
+    replay_corpus("wire_columnar", fuzzing::decode_columnar);
+}
+
+#[test]
 fn wire_counters_corpus() {
     replay_corpus("wire_counters", fuzzing::decode_counters);
 }

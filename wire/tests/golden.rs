@@ -2,9 +2,29 @@
 //!
 //! If one of these fails, the bytes on the wire changed. That breaks every
 //! deployed gateway/sink pair, so it needs a schema version bump, not a new vector.
-//! Version 2 (packed body keys) is sealed today; the version 1 vector must still open.
+//! Version 3 (columnar body, values exact or rounded) is sealed today; version 2
+//! (packed body keys) can still be sealed and must open, and so must version 1.
 
-use wire::{BatchKey, Body, Counters, Envelope, Reason, WindowSummary};
+use wire::{BatchKey, Body, BodyEncoding, Counters, Envelope, Reason, WindowSummary};
+
+const V2: BodyEncoding = BodyEncoding::Packed;
+/// The agent's default rounding (`uplink.relative_error`).
+const ROUNDED: BodyEncoding = BodyEncoding::Columnar {
+    relative_error: 1e-4,
+};
+
+/// Seals `body` as version 2, version 3 exact and version 3 rounded, checks
+/// each body's SHA-256 against `hashes` in that order, and that the first two
+/// open to `body` exactly.
+fn assert_frozen(body: &Body, hashes: [&str; 3]) {
+    let sealed = [V2, BodyEncoding::EXACT, ROUNDED]
+        .map(|encoding| Envelope::seal_as(&sample_key(), 1_700_000_000_000, body, encoding));
+    let got = sealed.each_ref().map(Envelope::body_hash_hex);
+    assert_eq!(got, hashes.map(str::to_owned), "v2, v3 exact, v3 rounded");
+    for env in &sealed[..2] {
+        assert_eq!(&Envelope::open(&env.to_bytes()).unwrap().1, body);
+    }
+}
 
 fn sample_body() -> Body {
     let mut counters = Counters::default();
@@ -63,13 +83,13 @@ const GOLDEN_V1_ENVELOPE: &str = concat!(
 
 #[test]
 fn body_hash_is_frozen() {
-    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &sample_body());
+    let env = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &sample_body(), V2);
     assert_eq!(env.body_hash_hex(), GOLDEN_BODY_SHA256);
 }
 
 #[test]
 fn envelope_bytes_are_frozen() {
-    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &sample_body());
+    let env = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &sample_body(), V2);
     assert_eq!(hex::encode(env.to_bytes()), GOLDEN_ENVELOPE);
 }
 
@@ -80,7 +100,7 @@ fn version_1_envelopes_still_open() {
     assert_eq!(env.version, 1);
     assert_eq!(env.key(), sample_key());
     assert_eq!(body, sample_body());
-    let packed = Envelope::seal(&sample_key(), 1_700_000_000_000, &body);
+    let packed = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &body, V2);
     assert!(
         packed.body.len() * 10 < env.body.len() * 7,
         "packed {} vs named {}",
@@ -112,15 +132,16 @@ fn template_body() -> Body {
     body
 }
 
-const GOLDEN_TEMPLATE_BODY_SHA256: &str =
-    "95f782588c59f5e3591acee3056c54ba0afb555db1dd6d0245a293f0c46aa900";
-
 #[test]
 fn template_window_bytes_are_frozen() {
-    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &template_body());
-    assert_eq!(env.body_hash_hex(), GOLDEN_TEMPLATE_BODY_SHA256);
-    let (_, body) = Envelope::open(&env.to_bytes()).unwrap();
-    assert_eq!(body, template_body());
+    assert_frozen(
+        &template_body(),
+        [
+            "95f782588c59f5e3591acee3056c54ba0afb555db1dd6d0245a293f0c46aa900",
+            "70f716bf77a56611279d744bce4b9f546a14f4a0fc8f68e5193755f96aff3702",
+            "7086e8e90f7641d906ed63a8e8126d60f2d3f7684c74772d6de1de4edba8bef9",
+        ],
+    );
 }
 
 /// A judgement window with a sensor escalation (dense row) and a log escalation
@@ -154,20 +175,22 @@ fn escalation_body() -> Body {
     body
 }
 
-const GOLDEN_ESCALATION_BODY_SHA256: &str =
-    "3d2ee51ad499187318c584c090c6ca0aef73b71ece4780dc87c5490996d7ac9b";
-
 #[test]
 fn escalation_bytes_are_frozen() {
-    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &escalation_body());
-    let (_, body) = Envelope::open(&env.to_bytes()).unwrap();
-    assert_eq!(body, escalation_body());
+    assert_frozen(
+        &escalation_body(),
+        [
+            "3d2ee51ad499187318c584c090c6ca0aef73b71ece4780dc87c5490996d7ac9b",
+            "681370b3c77a60b208ed3fb2111158ff64905f1f80f69655693a6039e6aa8ad0",
+            "c804e4c42e1d25029503fa0d8b793d60a9d615d8ad9aaa384b05e9fb75b6181d",
+        ],
+    );
+    let body = escalation_body();
     let dense = wire::encode_packed(&body.windows[0].escalations[0]);
     // Map of 5 entries (keys 0..4): no key for `indices` or `exemplar`.
     assert_eq!(dense[0], 0xa5, "{}", hex::encode(&dense));
     let sparse = wire::encode_packed(&body.windows[0].escalations[1]);
     assert_eq!(sparse[0], 0xa7, "{}", hex::encode(&sparse));
-    assert_eq!(env.body_hash_hex(), GOLDEN_ESCALATION_BODY_SHA256);
 }
 
 /// The sample with the agent's health: a health count in the counters and gauges.
@@ -179,18 +202,61 @@ fn health_body() -> Body {
     body
 }
 
-const GOLDEN_HEALTH_BODY_SHA256: &str =
-    "901e41e3d64136ad2b169fef31fa7e7b951bd0dde7ba23518bdce4ea0884c7cd";
-
 #[test]
 fn health_bytes_are_frozen() {
-    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &health_body());
-    let (_, body) = Envelope::open(&env.to_bytes()).unwrap();
-    assert_eq!(body, health_body());
+    assert_frozen(
+        &health_body(),
+        [
+            "901e41e3d64136ad2b169fef31fa7e7b951bd0dde7ba23518bdce4ea0884c7cd",
+            "7281b0d4e2a916a9c28de010accdb503eebbf84bb8d7c296cfc62cad9322fa71",
+            "16c34a34758cd545a72416b4ac1c4a8b90ff1f654dd539e42783315b20c029a3",
+        ],
+    );
+    let body = health_body();
     assert_eq!(body.counters.health("uplink_failures"), 3);
     let packed = wire::encode_packed(&body);
     // Map of 3 entries (windows, counters, gauges); without gauges it has 2.
     assert_eq!(packed[0], 0xa3, "{}", hex::encode(&packed));
     assert_eq!(wire::encode_packed(&sample_body())[0], 0xa2);
-    assert_eq!(env.body_hash_hex(), GOLDEN_HEALTH_BODY_SHA256);
+}
+
+/// The sample sealed as version 3, exact values: what `Envelope::seal` sends.
+const GOLDEN_V3_ENVELOPE: &str = "a76776657273696f6e0367676174657761796467772d316565706f63680763736571182a6a637265617465645f6d731b0000018bcfe568006b626f64795f736861323536582041551b7540ac8eea64bfcf3f0064c017601d07e31efb6a29c6a91e002e79edca64626f6479585ba400826670756d702d316743757272656e7401583000010100c0a90780e9cbec975c0300a08a0700bf88ea8bfec8ab8a7bbff003bfc0030000fff003000080108010fff00302410004a2646c61746501696d616c666f726d656402";
+
+/// The sample sealed as version 3 with values rounded to 1e-4 (the agent's default).
+const GOLDEN_V3_ROUNDED_ENVELOPE: &str = "a76776657273696f6e0367676174657761796467772d316565706f63680763736571182a6a637265617465645f6d731b0000018bcfe568006b626f64795f736861323536582028ec6cfbed2ccd8076a4371657753addf6ab10da036d608417a5082b7b010ebf64626f6479585ba400826670756d702d316743757272656e740158300001010dc0a90780e9cbec975c0300a08a0700bf88ea8bfec8ab8a7b80c0ff078080fe07000080400000ff3fff3f804002410004a2646c61746501696d616c666f726d656402";
+
+#[test]
+fn version_3_envelope_bytes_are_frozen() {
+    let exact = Envelope::seal(&sample_key(), 1_700_000_000_000, &sample_body());
+    assert_eq!(exact.version, 3);
+    assert_eq!(hex::encode(exact.to_bytes()), GOLDEN_V3_ENVELOPE);
+    let rounded = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &sample_body(), ROUNDED);
+    assert_eq!(hex::encode(rounded.to_bytes()), GOLDEN_V3_ROUNDED_ENVELOPE);
+    // The sample's values are exact on the grid or within its error.
+    let (env, body) = Envelope::open(&hex::decode(GOLDEN_V3_ROUNDED_ENVELOPE).unwrap()).unwrap();
+    assert_eq!(env.key(), sample_key());
+    let (w, want) = (&body.windows[0], &sample_body().windows[0]);
+    assert_eq!(
+        (w.count, w.start_ms, w.end_ms, w.last_ms),
+        (want.count, want.start_ms, want.end_ms, want.last_ms)
+    );
+    assert_eq!(w.sketch_alpha, want.sketch_alpha, "alpha travels exact");
+    for (got, want) in [
+        (w.sum, want.sum),
+        (w.min, want.min),
+        (w.p95, want.p95),
+        (w.stddev, want.stddev),
+    ] {
+        assert!((got - want).abs() <= 1e-4 * want.abs(), "{got} vs {want}");
+    }
+    assert_eq!(body.counters, sample_body().counters);
+    // Version 3 is smaller than version 2 even for one window.
+    let v2 = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &sample_body(), V2);
+    assert!(
+        rounded.body.len() < v2.body.len(),
+        "{} vs {}",
+        rounded.body.len(),
+        v2.body.len()
+    );
 }

@@ -1,11 +1,12 @@
 //! Outbox batches as bytes: sealing windows (with the counters and gauges
 //! in the first) into envelopes of at most `max_windows_per_batch` windows,
+//! in the uplink's body encoding,
 //! opening them again for a roll-up, and the upper bound on one encoded
 //! window that config validation sizes batches by. It does not store or
 //! decide anything ([`super::OutboxCap`] and [`crate::store`] do).
 
 use tracing::warn;
-use wire::{BatchKey, Body, Counters, Envelope, Gauges, WindowSummary};
+use wire::{BatchKey, Body, BodyEncoding, Counters, Envelope, Gauges, WindowSummary};
 
 /// An upper bound on one encoded window: fixed fields and a verdict (512), device and
 /// metric names (`max_name_bytes` each, at least 64: derived series names are
@@ -50,43 +51,65 @@ impl From<Counters> for BatchExtras {
     }
 }
 
-/// Seals `windows` into batches of at most `per_batch` windows, one batch per
-/// seq taken from `seqs` in order, with `extras` in the first; counters
-/// without windows make one empty batch, and nothing at all makes none. The
-/// pipeline's cut and the cap's rewrites both seal through here.
-pub fn seal_batches(
-    gateway: &str,
-    epoch: u64,
-    seqs: impl IntoIterator<Item = u64>,
-    windows: &[WindowSummary],
-    per_batch: usize,
-    extras: impl Into<BatchExtras>,
-    now_ms: i64,
-) -> Vec<(u64, Vec<u8>)> {
-    let BatchExtras {
-        mut counters,
-        mut gauges,
-    } = extras.into();
-    let mut chunks: Vec<&[WindowSummary]> = windows.chunks(per_batch.max(1)).collect();
-    if chunks.is_empty() && !counters.is_empty() {
-        chunks.push(&[]);
+/// How this gateway seals batches: the key's gateway and outbox epoch, the
+/// most windows a batch holds and the body encoding (`uplink.relative_error`).
+/// The pipeline's cut and the cap's rewrites both seal through one of these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSealer {
+    pub gateway: String,
+    pub epoch: u64,
+    pub per_batch: usize,
+    pub encoding: BodyEncoding,
+}
+
+impl BatchSealer {
+    /// A sealer for `gateway`'s outbox `epoch`, at most `per_batch` windows a
+    /// batch (at least 1), bodies as `encoding` says.
+    pub fn new(gateway: &str, epoch: u64, per_batch: usize, encoding: BodyEncoding) -> Self {
+        BatchSealer {
+            gateway: gateway.to_owned(),
+            epoch,
+            per_batch: per_batch.max(1),
+            encoding,
+        }
     }
-    seqs.into_iter()
-        .zip(chunks)
-        .map(|(seq, chunk)| {
-            let key = BatchKey {
-                gateway: gateway.to_owned(),
-                epoch,
-                seq,
-            };
-            let body = Body {
-                windows: chunk.to_vec(),
-                counters: std::mem::take(&mut counters),
-                gauges: std::mem::take(&mut gauges),
-            };
-            (seq, Envelope::seal(&key, now_ms, &body).to_bytes())
-        })
-        .collect()
+
+    /// Seals `windows` into batches of at most `per_batch` windows, one batch
+    /// per seq taken from `seqs` in order, with `extras` in the first; counters
+    /// without windows make one empty batch, and nothing at all makes none.
+    pub fn seal(
+        &self,
+        seqs: impl IntoIterator<Item = u64>,
+        windows: &[WindowSummary],
+        extras: impl Into<BatchExtras>,
+        now_ms: i64,
+    ) -> Vec<(u64, Vec<u8>)> {
+        let BatchExtras {
+            mut counters,
+            mut gauges,
+        } = extras.into();
+        let mut chunks: Vec<&[WindowSummary]> = windows.chunks(self.per_batch).collect();
+        if chunks.is_empty() && !counters.is_empty() {
+            chunks.push(&[]);
+        }
+        seqs.into_iter()
+            .zip(chunks)
+            .map(|(seq, chunk)| {
+                let key = BatchKey {
+                    gateway: self.gateway.clone(),
+                    epoch: self.epoch,
+                    seq,
+                };
+                let body = Body {
+                    windows: chunk.to_vec(),
+                    counters: std::mem::take(&mut counters),
+                    gauges: std::mem::take(&mut gauges),
+                };
+                let sealed = Envelope::seal_as(&key, now_ms, &body, self.encoding);
+                (seq, sealed.to_bytes())
+            })
+            .collect()
+    }
 }
 
 /// Windows, counters (summed), the newest gauges and the seqs of the given

@@ -4,8 +4,13 @@ use super::*;
 
 const MIB: u64 = 1024 * 1024;
 
+/// Gateway "g", 100 windows a batch, values exact (so merges compare exactly).
+fn sealer(epoch: u64) -> BatchSealer {
+    BatchSealer::new("g", epoch, 100, wire::BodyEncoding::EXACT)
+}
+
 fn cap(live: u64) -> OutboxCap {
-    OutboxCap::new(64 * MIB, Duration::from_secs(3600), 100, "g", 1, live)
+    OutboxCap::new(64 * MIB, Duration::from_secs(3600), sealer(1), live)
 }
 
 #[test]
@@ -102,7 +107,7 @@ fn two_seconds(metric: &str, start_ms: i64) -> WindowSummary {
 fn put(store: &Store, epoch: u64, next: &mut u64, windows: &[WindowSummary]) {
     let mut counters = Counters::default();
     counters.add(Reason::RolledUp, 1);
-    let batches = seal_batches("g", epoch, *next.., windows, 100, counters, 0);
+    let batches = sealer(epoch).seal(*next.., windows, counters, 0);
     *next += batches.len() as u64;
     store
         .commit_batches(crate::store::BatchCommit {
@@ -123,7 +128,7 @@ fn room_for_a_cut_drops_nothing_and_a_counters_only_batch_freezes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, r) = Store::open(dir.path(), 1_700_000_000_000).unwrap();
     let mut next = r.next_seq;
-    let mut c = OutboxCap::new(64 * MIB, Duration::from_secs(3600), 100, "g", r.epoch, 0);
+    let mut c = OutboxCap::new(64 * MIB, Duration::from_secs(3600), sealer(r.epoch), 0);
     // The head (never rewritten), one window of x, a counters-only batch.
     put(&store, r.epoch, &mut next, &[two_seconds("x", 0)]);
     put(&store, r.epoch, &mut next, &[two_seconds("x", 4000)]);

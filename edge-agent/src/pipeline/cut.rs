@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use wire::{Counters, Reason};
 
 use super::{now_ms, CutReport, Pipeline, HEALTH_EVERY};
-use crate::outbox::{seal_batches, BatchExtras};
+use crate::outbox::BatchExtras;
 use crate::rollup;
 use crate::store::{BatchCommit, StoreError};
 use crate::windower::checkpoint;
@@ -138,21 +138,13 @@ impl Pipeline {
         };
         let gauges = self.gauges(disk, now);
         let taken = std::mem::take(&mut self.counters);
-        let (gateway, epoch, per_batch) = (&self.gateway, self.epoch, self.max_windows_per_batch);
+        let sealer = &self.sealer;
         let seal = |windows: &[wire::WindowSummary], counters: Counters, first_seq: u64| {
             let extras = BatchExtras {
                 counters,
                 gauges: gauges.clone(),
             };
-            seal_batches(
-                gateway,
-                epoch,
-                first_seq..,
-                windows,
-                per_batch,
-                extras,
-                now_ms(),
-            )
+            sealer.seal(first_seq.., windows, extras, now_ms())
         };
         let first_seq = self.next_seq;
         // A cut for the checkpoint alone seals no batch.

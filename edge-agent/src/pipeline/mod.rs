@@ -73,11 +73,11 @@ pub struct CutReport {
 /// The pipeline state (single owner, one thread).
 #[derive(Debug)]
 pub struct Pipeline {
-    gateway: String,
     routes: Vec<Route>,
     limits: DecodeLimits,
     batch_interval: Duration,
-    max_windows_per_batch: usize,
+    /// Seals each cut's batches (gateway, epoch, batch size, body encoding).
+    sealer: crate::outbox::BatchSealer,
     commit_max_messages: usize,
     commit_linger: Duration,
     store: Store,
@@ -92,7 +92,6 @@ pub struct Pipeline {
     /// [`MAX_PENDING_COMMANDS`], the rest are asked again after the retry interval).
     commands: Vec<Command>,
     counters: Counters,
-    epoch: u64,
     next_seq: u64,
     next_message: u64,
     /// The journal's low-water mark as last committed: every record below

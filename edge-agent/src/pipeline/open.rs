@@ -19,7 +19,7 @@ use crate::decode::Reading;
 use crate::disk_guard::DiskGuard;
 use crate::health::{Health, HealthCount};
 use crate::metrics::AgentMetrics;
-use crate::outbox::OutboxCap;
+use crate::outbox::{BatchSealer, OutboxCap};
 use crate::store::{IngestCommit, Store, StoreError};
 use crate::windower::{checkpoint, Windower};
 
@@ -151,12 +151,17 @@ impl Pipeline {
         let health = Arc::new(Health::mirrored(metrics.health_counters()));
         health.add(HealthCount::Starts, 1);
         metrics.observe_store(&store);
+        let sealer = BatchSealer::new(
+            &settings.gateway_id,
+            recovered.epoch,
+            settings.uplink.max_windows_per_batch,
+            settings.uplink.body_encoding(),
+        );
         let mut pipeline = Pipeline {
-            gateway: settings.gateway_id.clone(),
             routes: settings.routes.clone(),
             limits: settings.limits,
             batch_interval: settings.uplink.batch_interval,
-            max_windows_per_batch: settings.uplink.max_windows_per_batch,
+            sealer: sealer.clone(),
             commit_max_messages: settings.journal.commit_max_messages,
             commit_linger: settings.journal.commit_linger,
             store,
@@ -166,7 +171,6 @@ impl Pipeline {
             sparkplug: Sparkplug::default(),
             commands: Vec::new(),
             counters: recovered.counters,
-            epoch: recovered.epoch,
             next_seq: recovered.next_seq,
             next_message,
             journal_below,
@@ -181,9 +185,7 @@ impl Pipeline {
             cap: OutboxCap::new(
                 settings.outbox.max_bytes,
                 settings.outbox.max_rollup_width,
-                settings.uplink.max_windows_per_batch,
-                &settings.gateway_id,
-                recovered.epoch,
+                sealer,
                 outbox_live,
             )
             .with_metrics(metrics.clone()),

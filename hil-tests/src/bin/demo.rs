@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use hil_tests::{check, data_dir, fetch_windows, read_ledger, workspace_root, SimOptions};
+use hil_tests::{check_rounded, data_dir, fetch_windows, read_ledger, workspace_root, SimOptions};
 use sha2::{Digest, Sha256};
 
 const GATEWAY: &str = "gw-demo";
@@ -235,6 +235,8 @@ async fn main() -> Result<()> {
     let settings = agent_settings(&dir, broker_port, &sink_url)?;
     let window_ms = settings.window.width_ms;
     let alpha = settings.window.sketch_alpha;
+    // Window values travel rounded to within this (0: exact); the check allows it.
+    let rounding = settings.uplink.relative_error;
     let _agent = tokio::spawn(edge_agent::agent::run(settings, std::future::pending()));
     println!(
         "demo: broker mqtt://127.0.0.1:{broker_port}, sink {sink_url}, state in {}",
@@ -264,7 +266,7 @@ async fn main() -> Result<()> {
     let verdict = loop {
         let stored = fetch_windows(&sink_url, GATEWAY).await?;
         let sensors: Vec<_> = stored.into_iter().filter(|w| w.is_raw_sensor()).collect();
-        let verdict = check(&ledger, window_ms, &sensors, alpha);
+        let verdict = check_rounded(&ledger, window_ms, &sensors, alpha, rounding);
         if verdict.is_ok() || Instant::now() > deadline {
             break verdict;
         }

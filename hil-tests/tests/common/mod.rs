@@ -263,6 +263,9 @@ pub fn agent_config(dir: &Path, broker_port: u16, sink_url: &str) -> PathBuf {
     uplink["url"] = sink_url.into();
     uplink["batch_interval"] = "200ms".into();
     uplink["retry_max"] = "1s".into();
+    // The checker compares window values with the ledger's exactly (roll-ups
+    // included); `end_to_end.rs` checks the default rounding on its own.
+    uplink.insert("relative_error".into(), 0.0.into());
     // Model paths in demo.toml are relative to configs/; this config lives elsewhere.
     let configs = hil_tests::workspace_root().join("configs");
     if let Some(models) = doc.get_mut("models").and_then(|m| m.as_table_mut()) {
@@ -710,6 +713,7 @@ pub struct CheckWait<'a> {
     ledger: &'a [LedgerRecord],
     window_ms: i64,
     alpha: f64,
+    relative_error: f64,
     limit: Duration,
     skip: &'a dyn Fn(&StoredWindow) -> bool,
     accept: &'a dyn Fn(&CheckReport) -> bool,
@@ -723,12 +727,19 @@ impl<'a> CheckWait<'a> {
             ledger,
             window_ms,
             alpha,
+            relative_error: 0.0,
             limit,
             skip: &|_| false,
             accept: &|_| true,
             agent_log: &String::new,
             context: &String::new,
         }
+    }
+
+    /// Window values were rounded to within `relative_error` on the uplink.
+    pub fn relative_error(mut self, relative_error: f64) -> Self {
+        self.relative_error = relative_error;
+        self
     }
 
     /// Stored windows to leave out of the comparison.
@@ -768,7 +779,13 @@ impl<'a> CheckWait<'a> {
                         .into_iter()
                         .filter(|w| !(self.skip)(w))
                         .collect();
-                    let report = check(self.ledger, self.window_ms, &stored, self.alpha);
+                    let report = hil_tests::check_rounded(
+                        self.ledger,
+                        self.window_ms,
+                        &stored,
+                        self.alpha,
+                        self.relative_error,
+                    );
                     if report.is_ok() && (self.accept)(&report) {
                         return report;
                     }

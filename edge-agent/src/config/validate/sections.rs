@@ -159,10 +159,17 @@ pub(super) fn check_uplink(u: &UplinkConfig, c: &mut Checker) {
         "must be at least 10ms",
     );
     c.require(
-        (1..=100_000).contains(&u.max_windows_per_batch),
+        (1..=wire::MAX_WINDOWS_PER_BODY as usize).contains(&u.max_windows_per_batch),
         "uplink.max_windows_per_batch",
-        "must be between 1 and 100000",
+        format!("must be between 1 and {}", wire::MAX_WINDOWS_PER_BODY),
     );
+    if let Err(why) = u.body_encoding().validate() {
+        c.require(
+            false,
+            "uplink.relative_error",
+            format!("{why}: use 0 to send window values exact, or e.g. 0.0001 (0.01%)"),
+        );
+    }
     c.require(
         u.retry_min > Duration::ZERO && u.retry_min <= u.retry_max,
         "uplink.retry_min",

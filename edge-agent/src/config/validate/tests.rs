@@ -67,6 +67,33 @@ fn journal_cache_bytes_defaults_and_is_bounded() {
 }
 
 #[test]
+fn uplink_rounding_defaults_and_is_bounded() {
+    let s = AgentConfig::parse(MINIMAL).unwrap().validate().unwrap();
+    assert_eq!(
+        s.uplink.body_encoding(),
+        wire::BodyEncoding::Columnar {
+            relative_error: 1e-4
+        }
+    );
+    // MINIMAL ends inside [uplink].
+    let with = |v: &str| format!("{MINIMAL}\nrelative_error = {v}\n");
+    for fine in ["0", "0.0", "0.001", "0.01", "1e-9"] {
+        let s = AgentConfig::parse(&with(fine)).unwrap().validate();
+        assert!(s.is_ok(), "{fine}: {:?}", s.err());
+    }
+    for bad in ["0.05", "-0.001", "1e-12", "1"] {
+        let problems = AgentConfig::parse(&with(bad))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["uplink.relative_error"], "{bad}");
+        assert!(problems[0].message.contains("0 to send"), "{problems:?}");
+    }
+    assert!(AgentConfig::parse(&with("\"fine\"")).is_err());
+}
+
+#[test]
 fn sparkplug_routes_need_the_sparkplug_namespace() {
     let route = |topic: &str| {
         MINIMAL
