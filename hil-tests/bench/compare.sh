@@ -143,18 +143,11 @@ subscribed() {
 
 start_agent() {
   SINK=$(port); MPORT=$(port)
-  local hash; hash=$(printf bench-token | sha256sum | cut -d' ' -f1)
-  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/sink"\n[[gateways]]\nid = "gw-bench"\ntoken_sha256 = "%s"\n' \
-    "$SINK" "$T" "$hash" > "$T/sink.toml"
+  write_sink_config "$T/sink.toml" "$SINK" "$T"
   "$BIN/cloud-sink" --config "$T/sink.toml" > "$T/sink.log" 2>&1 &
   SINK_PID=$!; PIDS+=("$SINK_PID")
   wait_for 20 curl -sf "http://127.0.0.1:$SINK/metrics"
-  sed -e 's/^gateway_id = .*/gateway_id = "gw-bench"/' -e "s#^data_dir = .*#data_dir = \"$T/agent\"#" \
-      -e "s/^port = 1883/port = $MQ/" -e "s#^url = .*#url = \"http://127.0.0.1:$SINK\"#" \
-      -e "s/^client_id = .*/client_id = \"bench-agent\"/" \
-      -e "s/^# metrics_listen = .*/metrics_listen = \"127.0.0.1:$MPORT\"/" \
-      -e "s#^path = \"\.\./models/#path = \"$ROOT/models/#" \
-      "$ROOT/configs/demo.toml" > "$T/agent.toml"
+  write_agent_config "$T/agent.toml" "$T/agent" "$MQ" "$SINK" "$MPORT"
   [[ -z $AGENT_OUTBOX_MAX ]] || printf '\n[outbox]\nmax_bytes = %s\n' "$AGENT_OUTBOX_MAX" >> "$T/agent.toml"
   [[ -z $AGENT_CACHE ]] || sed -i "s/^\[journal\]\$/[journal]\ncache_bytes = $AGENT_CACHE/" "$T/agent.toml"
   local kv

@@ -47,8 +47,6 @@ done
 OUT=${OUT:-$BENCH/results/uplink-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"; T=$(cd "$OUT" && pwd)
 
-metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $NF} END {printf "%.0f\n", s}'; }
-
 MQ=$(port); SINK=$(port); MPORT=$(port)
 cat > "$T/mosquitto.conf" <<CONF
 listener $MQ 127.0.0.1
@@ -59,18 +57,11 @@ CONF
 PIDS+=($!)
 wait_for 10 mosquitto_sub -h 127.0.0.1 -p "$MQ" -t '$SYS/broker/version' -C 1 -W 1
 
-HASH=$(printf bench-token | sha256sum | cut -d' ' -f1)
-printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/sink"\n[[gateways]]\nid = "gw-bench"\ntoken_sha256 = "%s"\n' \
-  "$SINK" "$T" "$HASH" > "$T/sink.toml"
+write_sink_config "$T/sink.toml" "$SINK" "$T"
 "$BIN/cloud-sink" --config "$T/sink.toml" > "$T/sink.log" 2>&1 &
 PIDS+=($!)
 wait_for 30 curl -sf "http://127.0.0.1:$SINK/v1/health"
-sed -e 's/^gateway_id = .*/gateway_id = "gw-bench"/' -e "s#^data_dir = .*#data_dir = \"$T/agent\"#" \
-    -e "s/^port = 1883/port = $MQ/" -e "s#^url = .*#url = \"http://127.0.0.1:$SINK\"#" \
-    -e "s/^client_id = .*/client_id = \"bench-agent\"/" \
-    -e "s/^# metrics_listen = .*/metrics_listen = \"127.0.0.1:$MPORT\"/" \
-    -e "s#^path = \"\.\./models/#path = \"$ROOT/models/#" \
-    "$ROOT/configs/demo.toml" > "$T/agent.toml"
+write_agent_config "$T/agent.toml" "$T/agent" "$MQ" "$SINK" "$MPORT"
 [[ -z $REL ]] || sed -i "s/^\[uplink\]\$/[uplink]\nrelative_error = $REL/" "$T/agent.toml"
 (cd "$T" && EDGE_TOKEN=bench-token exec "$BIN/edge-agent" --config "$T/agent.toml" > "$T/agent.log" 2>&1) &
 PIDS+=($!)
