@@ -249,7 +249,7 @@ mod tests {
     }
 
     /// The room `worst_window_bytes` gives one escalation (its fixed part is 48),
-    /// measured in the packed form batches are sealed in.
+    /// measured in the packed CBOR form escalations travel in (schema 3 `extras`).
     fn room() -> usize {
         48 + 5 * MAX_ESCALATION_FEATURES
     }
