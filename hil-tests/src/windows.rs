@@ -90,7 +90,9 @@ pub fn expected_windows(
         .collect()
 }
 
-fn summarize(key: &WindowKey, window_ms: i64, points: &[(i64, f64)]) -> ExpectedWindow {
+/// The exact window `key` (of `window_ms`) of `points` (timestamp, value) in
+/// arrival order; `points` must not be empty.
+pub fn summarize(key: &WindowKey, window_ms: i64, points: &[(i64, f64)]) -> ExpectedWindow {
     let count = points.len() as u64;
     let mut sum = 0.0;
     let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);

@@ -15,14 +15,15 @@
 //! - `columns`: per series, in order of first appearance: its device and
 //!   metric name indices, window count `n` and value precision (0: exact,
 //!   else the mantissa bits kept; a series whose readings and sums are all
-//!   integers, such as a counter or a meter, travels exact), then `n` entries of each time
-//!   column (width, start, count, first_ms − start, end − last_ms, rolled_up)
-//!   and each value column (alpha, mean, stddev, sum, p50, p95, p99, max, min,
-//!   first, last), each written against a reference (`series::REFERENCES`:
-//!   the previous window's, a neighbouring field of the same window, or for
-//!   the sum the mean times the count): a rounded code as the difference, an
-//!   exact f64's bits as the XOR, bytes swapped. A series' first entries are written against the series before
-//!   it, so a live cut of one window per series stays small too.
+//!   integers, such as a counter or a meter, travels exact), then `n` entries
+//!   of each time column (width, start, count, first_ms − start, end − last_ms,
+//!   rolled_up) and each value column (alpha, mean, stddev, sum, p50, p95, p99,
+//!   max, min, first, last), each written against a reference
+//!   (`series::REFERENCES`: the previous window's, a neighbouring field of the
+//!   same window, or for the sum the mean times the count): a rounded code as
+//!   the difference, an exact f64's bits as the XOR, bytes swapped. A series'
+//!   first entries are written against the series before it, so a live cut of
+//!   one window per series stays small too.
 //! - `order`: for each window of the body, in body order, its series index
 //!   minus the previous one's, so decoding gives the windows in the order they
 //!   were sealed. With exact values a body decodes to exactly what was encoded.

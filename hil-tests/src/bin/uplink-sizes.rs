@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Parser;
 use hil_tests::skab::{list_files, read_file, SkabFile};
+use hil_tests::windows::summarize;
 use wire::{BatchKey, Body, BodyEncoding, Envelope, WindowSummary};
 
 /// Measure the uplink body encodings on SKAB windows.
@@ -81,33 +82,31 @@ fn windows_of(file: &SkabFile, device: &str) -> (Vec<WindowSummary>, usize) {
     (windows, raw)
 }
 
+/// The exact window of `v` (one reading per second from `start_ms`) as the agent would send
+/// it, without a verdict: `hil_tests::windows::summarize`, the checker's own arithmetic.
 fn summary(device: &str, metric: &str, start_ms: i64, v: &[f64]) -> WindowSummary {
-    let mut sorted = v.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = v.len();
-    let sum: f64 = v.iter().sum();
-    let mean = sum / n as f64;
-    let stddev = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
-    let q = |p: f64| sorted[(p * (n - 1) as f64) as usize];
+    let points: Vec<(i64, f64)> = (start_ms..).step_by(1000).zip(v.iter().copied()).collect();
+    let key = (device.to_owned(), metric.to_owned(), start_ms);
+    let e = summarize(&key, 60_000, &points);
     WindowSummary {
-        device: device.into(),
-        metric: metric.into(),
-        start_ms,
-        end_ms: start_ms + 60_000,
-        count: n as u64,
-        sum,
-        min: sorted[0],
-        max: sorted[n - 1],
-        mean,
-        stddev,
-        p50: q(0.5),
-        p95: q(0.95),
-        p99: q(0.99),
+        device: e.device,
+        metric: e.metric,
+        start_ms: e.start_ms,
+        end_ms: e.end_ms,
+        count: e.count,
+        sum: e.sum,
+        min: e.min,
+        max: e.max,
+        mean: e.mean,
+        stddev: e.stddev,
+        p50: e.p50,
+        p95: e.p95,
+        p99: e.p99,
         sketch_alpha: 0.01,
-        first: v[0],
-        first_ms: start_ms,
-        last: v[n - 1],
-        last_ms: start_ms + (n as i64 - 1) * 1000,
+        first: e.first,
+        first_ms: e.first_ms,
+        last: e.last,
+        last_ms: e.last_ms,
         verdict: None,
         rolled_up: 0,
         template: None,

@@ -31,6 +31,8 @@ enum Reference {
 
 const MEAN: usize = 1;
 const P50: usize = 4;
+const P95: usize = 5;
+const P99: usize = 6;
 const REFERENCES: [Reference; VALUE_COLUMNS] = [
     Reference::Carried,        // alpha
     Reference::Carried,        // mean
@@ -38,8 +40,8 @@ const REFERENCES: [Reference; VALUE_COLUMNS] = [
     Reference::MeanTimesCount, // sum
     Reference::Column(MEAN),   // p50
     Reference::Column(P50),    // p95
-    Reference::Column(5),      // p99 (after p95)
-    Reference::Column(6),      // max (after p99)
+    Reference::Column(P95),    // p99
+    Reference::Column(P99),    // max
     Reference::Column(P50),    // min
     Reference::Column(MEAN),   // first
     Reference::Column(MEAN),   // last
