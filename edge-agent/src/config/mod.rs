@@ -162,6 +162,14 @@ pub struct UplinkConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default = "defaults::batch_interval", with = "humantime_serde")]
     pub batch_interval: Duration,
+    /// Loss and health counts with no window to ride with (a stream of only
+    /// malformed messages, over-budget escalations between window ends) are
+    /// sent on their own at most this often. They are durable on the gateway
+    /// from the commit that counted them; this only bounds how late the sink
+    /// sees them (never sooner than the next cut, `batch_interval`). Each such
+    /// batch costs ~300 bytes on the uplink.
+    #[serde(default = "defaults::counters_interval", with = "humantime_serde")]
+    pub counters_interval: Duration,
     #[serde(default = "defaults::max_windows_per_batch")]
     pub max_windows_per_batch: usize,
     #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
@@ -182,7 +190,8 @@ pub struct UplinkConfig {
     /// travel rounded to within this relative error: 0.0001 keeps 20.00 °C
     /// within 0.002 °C (measured: a 1 Hz fleet's uplink 48–85× smaller than
     /// its raw JSON, BENCHMARKS.md). 0 sends them exact (4–5× the bytes).
-    /// Counts, times, names and verdicts are always exact, and so is a series
+    /// Counts, times, names and verdict counts are always exact (a verdict's
+    /// score and confidence are rounded like the values), and so is a series
     /// whose readings and sums are integers rounding would change (counters,
     /// meters). At most 0.01 (the quantile sketch's own default error).
     #[serde(default = "defaults::relative_error")]
@@ -190,7 +199,7 @@ pub struct UplinkConfig {
 }
 
 impl UplinkConfig {
-    /// The body encoding batches are sealed with (schema version 3).
+    /// The body encoding batches are sealed with (schema version 4).
     pub fn body_encoding(&self) -> wire::BodyEncoding {
         wire::BodyEncoding::Columnar {
             relative_error: self.relative_error,
@@ -389,6 +398,9 @@ mod defaults {
     }
     pub fn batch_interval() -> Duration {
         Duration::from_secs(1)
+    }
+    pub fn counters_interval() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn max_windows_per_batch() -> usize {
         2000

@@ -11,7 +11,7 @@ use std::time::Instant;
 use tracing::{debug, warn};
 use wire::{Counters, Reason};
 
-use super::{now_ms, CutReport, Pipeline, HEALTH_EVERY};
+use super::{now_ms, CutReport, Pipeline};
 use crate::outbox::BatchExtras;
 use crate::rollup;
 use crate::store::{BatchCommit, StoreError};
@@ -57,13 +57,16 @@ impl Pipeline {
         }
         self.last_cut = now;
         let pass = self.windower.close_due(now);
-        let health_due = now.saturating_duration_since(self.counters_sealed) >= HEALTH_EVERY;
+        // Counts alone wait for windows to ride with, up to `counters_interval`:
+        // at a 1 s cut, a batch of counts alone every second would be a third
+        // of a 1 Hz fleet's uplink (BENCHMARKS.md).
+        let counters_due =
+            now.saturating_duration_since(self.counters_sealed) >= self.counters_interval;
         let journal_bytes = self.store.journal_bytes();
         self.journal_floor = self.journal_floor.min(journal_bytes);
         let checkpoint_due = self.next_message > self.checkpoint_mark
             && journal_bytes - self.journal_floor >= self.checkpoint_bytes;
-        if pass.closed.is_empty() && self.counters.inputs_empty() && !health_due && !checkpoint_due
-        {
+        if pass.closed.is_empty() && !counters_due && !checkpoint_due {
             return Ok(None);
         }
         self.health.drain_into(&mut self.counters);

@@ -50,10 +50,6 @@ const SEQ_RESET_GAP: u64 = 1_000_000;
 /// often, which bounds how much journal a start-up re-judges.
 pub const SENSOR_SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 
-/// Health counts alone (no window closed, no input counted) are sealed into
-/// a batch of their own at most this often; otherwise they ride with windows.
-pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
-
 /// Rebirth requests held for `run` to publish; more in one group are not
 /// queued (their nodes are asked again after the retry interval).
 const MAX_PENDING_COMMANDS: usize = 1024;
@@ -76,6 +72,10 @@ pub struct Pipeline {
     routes: Vec<Route>,
     limits: DecodeLimits,
     batch_interval: Duration,
+    /// Counts alone (no window closed) are sealed into a batch of their own
+    /// at most this often (`uplink.counters_interval`); otherwise they ride
+    /// with windows. They are durable from the commit that counted them.
+    counters_interval: Duration,
     /// Seals each cut's batches (gateway, epoch, batch size, body encoding).
     sealer: crate::outbox::BatchSealer,
     commit_max_messages: usize,

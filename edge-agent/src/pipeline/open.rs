@@ -161,6 +161,7 @@ impl Pipeline {
             routes: settings.routes.clone(),
             limits: settings.limits,
             batch_interval: settings.uplink.batch_interval,
+            counters_interval: settings.uplink.counters_interval,
             sealer: sealer.clone(),
             commit_max_messages: settings.journal.commit_max_messages,
             commit_linger: settings.journal.commit_linger,

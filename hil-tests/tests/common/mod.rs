@@ -262,6 +262,9 @@ pub fn agent_config(dir: &Path, broker_port: u16, sink_url: &str) -> PathBuf {
     let uplink = doc["uplink"].as_table_mut().unwrap();
     uplink["url"] = sink_url.into();
     uplink["batch_interval"] = "200ms".into();
+    // Counts alone are sent with every cut, as the tests wait for them (the
+    // default, 60 s, is tested in edge-agent's counters_ride.rs).
+    uplink.insert("counters_interval".into(), "200ms".into());
     uplink["retry_max"] = "1s".into();
     // The checker compares window values with the ledger's exactly (roll-ups
     // included); `end_to_end.rs` checks the default rounding on its own.
