@@ -263,14 +263,15 @@ golden2 = bytes.fromhex(
     "64626f64795884a20081b2006670756d702d31016743757272656e74021b00000170bec97a40031b00000170beca64a0040305f9448006f93c0007f9400008f93e0009f938000af93e000bf940000cf940000dfb3f847ae147ae147b0ef93c000f1b00000170bec97a4010f94000111b00000170bec9821001a2646c61746501696d616c666f726d656402")
 write("wire_envelope", "env-golden-v2", golden2)
 write("wire_body", "body-golden-packed", golden2[golden2.index(bytes.fromhex("5884")) + 2:])
-# Schema version 3 (columnar body): wire/tests/golden.rs GOLDEN_V3_*, read from there.
+# Schema versions 3 and 4 (columnar body): wire/tests/golden.rs GOLDEN_V3_*/V4_*, read from there.
 golden_rs = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../wire/tests/golden.rs")).read()
-for name, tag in [("GOLDEN_V3_ENVELOPE", "exact"), ("GOLDEN_V3_ROUNDED_ENVELOPE", "rounded")]:
+for name, tag in [("GOLDEN_V3_ENVELOPE", "v3-exact"), ("GOLDEN_V3_ROUNDED_ENVELOPE", "v3-rounded"),
+                  ("GOLDEN_V4_ENVELOPE", "v4-exact")]:
     env3 = bytes.fromhex(re.search(name + r': &str =\s*"([0-9a-f]+)"', golden_rs).group(1))
-    write("wire_envelope", "env-golden-v3-" + tag, env3)
+    write("wire_envelope", "env-golden-" + tag, env3)
     at = env3.index(b"\x64body") + 5  # the "body" key, then a byte string of one length byte
     assert env3[at] == 0x58
-    write("wire_columnar", "body-golden-v3-" + tag, env3[at + 2:at + 2 + env3[at + 1]])
+    write("wire_columnar", "body-golden-" + tag, env3[at + 2:at + 2 + env3[at + 1]])
 # Packed keys with gauges (index 2), in a body and in a version-2 envelope.
 packed_gauges = cbor({0: [], 1: {"agent.mqtt_errors": 2}, 2: {"outbox_batches": 3, "open_windows": 0}})
 write("wire_body", "body-packed-gauges", packed_gauges)

@@ -158,6 +158,21 @@ pub struct Verdict {
     pub alarms: u64,
     /// Highest normalized score (1 = threshold).
     pub score: f64,
-    /// Confidence of the verdict, 0 (on the threshold) to 1.
+    /// Confidence of the verdict, 0 (on the threshold) to 1: the gateway
+    /// sets [`Verdict::confidence_at`] its score.
     pub confidence: f64,
+}
+
+impl Verdict {
+    /// Confidence of a verdict at normalized score `r`: `1 − min(r, 1/r)²`,
+    /// so 0 on the threshold, 0.56 at 1.5× or 1/1.5×, 0.89 at 3×; 1 for a
+    /// score that is not positive and finite. Defined here so the columnar
+    /// body can send a verdict's confidence as what differs from it.
+    pub fn confidence_at(r: f64) -> f64 {
+        if r <= 0.0 || !r.is_finite() {
+            return 1.0;
+        }
+        let m = r.min(1.0 / r);
+        1.0 - m * m
+    }
 }

@@ -1,4 +1,4 @@
-//! The schema-3 body: windows laid out per series in columns of small integers,
+//! The schema-3 and schema-4 body: windows laid out per series in columns of small integers,
 //! values exact or rounded (see [`crate::quantize`]). It does not hash, seal or
 //! choose a version ([`crate::Envelope`] does).
 //!
@@ -27,11 +27,16 @@
 //! - `order`: for each window of the body, in body order, its series index
 //!   minus the previous one's, so decoding gives the windows in the order they
 //!   were sealed. With exact values a body decodes to exactly what was encoded.
-//! - `extras`: the optional parts (verdict, template, escalations) of the rare
-//!   windows that have them, by series and window index, in that order.
+//! - `extras`: the optional parts (template, escalations, and in schema 3 the
+//!   verdict) of the rare windows that have them, by series and window index,
+//!   in that order.
 //! - `counters`, `gauges`: as in schema 2.
+//! - `verdicts` (schema 4): each verdict as what differs from its window
+//!   (`columnar/verdicts.rs`); absent when no window has one, so a body
+//!   without verdicts is the same bytes in schema 3 and 4.
 
 mod series;
+mod verdicts;
 
 use std::collections::HashMap;
 
@@ -42,6 +47,7 @@ use crate::{
     codec, Body, CodecError, Counters, Escalation, Gauges, LogTemplate, Verdict, WindowSummary,
 };
 use series::{put_i64, put_u64, Carry, Reader, TIME_COLUMNS, VALUE_COLUMNS};
+use verdicts::VerdictWriter;
 
 /// Most windows one body may hold (the agent's `max_windows_per_batch` is at
 /// most this): decoding refuses more before allocating for them.
@@ -59,6 +65,18 @@ struct ColumnarBody {
     counters: Counters,
     #[serde(default, skip_serializing_if = "Gauges::is_empty")]
     gauges: Gauges,
+    /// Schema 4: the verdicts (see `verdicts.rs`); schema 3 sent them in `extras`.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    verdicts: Vec<u8>,
+}
+
+/// Where a columnar body puts its windows' verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Schema 3: in `extras`, as CBOR.
+    VerdictsInExtras,
+    /// Schema 4: in the `verdicts` column.
+    VerdictColumn,
 }
 
 /// The optional parts of one window, by its series and its index within it.
@@ -74,8 +92,8 @@ struct WindowExtras {
     escalations: Vec<Escalation>,
 }
 
-/// Encodes `body` with values through `quantizer`.
-pub(crate) fn encode(body: &Body, quantizer: Quantizer) -> Vec<u8> {
+/// Encodes `body` with values through `quantizer`, verdicts as `layout` says.
+pub(crate) fn encode(body: &Body, quantizer: Quantizer, layout: Layout) -> Vec<u8> {
     let mut names: Vec<String> = Vec::new();
     let mut name_index: HashMap<&str, u32> = HashMap::new();
     // Which series each window belongs to, and each series' windows in order.
@@ -98,6 +116,7 @@ pub(crate) fn encode(body: &Body, quantizer: Quantizer) -> Vec<u8> {
     let mut carry = Carry::default();
     let mut columns = Vec::with_capacity(body.windows.len() * (TIME_COLUMNS + VALUE_COLUMNS) * 2);
     let mut extras = Vec::new();
+    let mut verdicts = VerdictWriter::default();
     for (s, windows) in members.iter().enumerate() {
         let device = intern(&mut names, &mut name_index, &windows[0].device);
         let metric = intern(&mut names, &mut name_index, &windows[0].metric);
@@ -108,11 +127,16 @@ pub(crate) fn encode(body: &Body, quantizer: Quantizer) -> Vec<u8> {
         put_u64(&mut columns, quantizer.bits().into());
         carry.write(&mut columns, windows, metric.into(), quantizer);
         for (i, w) in windows.iter().enumerate() {
-            if w.verdict.is_some() || w.template.is_some() || !w.escalations.is_empty() {
+            let mut verdict = w.verdict;
+            if let (Some(v), Layout::VerdictColumn) = (&verdict, layout) {
+                verdicts.push(s as u64, i as u64, w, v, quantizer);
+                verdict = None;
+            }
+            if verdict.is_some() || w.template.is_some() || !w.escalations.is_empty() {
                 extras.push(WindowExtras {
                     series: s as u32,
                     window: i as u32,
-                    verdict: w.verdict,
+                    verdict,
                     template: w.template.clone(),
                     escalations: w.escalations.clone(),
                 });
@@ -126,6 +150,7 @@ pub(crate) fn encode(body: &Body, quantizer: Quantizer) -> Vec<u8> {
         extras,
         counters: body.counters.clone(),
         gauges: body.gauges.clone(),
+        verdicts: verdicts.finish(),
     })
 }
 
@@ -158,18 +183,20 @@ fn intern<'a>(names: &mut Vec<String>, index: &mut HashMap<&'a str, u32>, name: 
     })
 }
 
-/// Decodes a schema-3 body from untrusted bytes (the caller capped their size).
+/// Decodes a schema-3 or schema-4 body from untrusted bytes (the caller capped their size).
 pub(crate) fn decode(bytes: &[u8]) -> Result<Body, CodecError> {
     let body: ColumnarBody = codec::decode_capped(bytes, crate::MAX_ENVELOPE_BYTES)?;
     let mut per_series = Vec::new();
+    let mut quantizers = Vec::new();
     let mut total = 0u64;
     let mut carry = Carry::default();
     let mut r = Reader::new(&body.columns);
     while !r.is_empty() {
         let s = per_series.len();
-        let windows = decode_series(&mut r, &body.names, &mut carry, &mut total)
+        let (windows, quantizer) = decode_series(&mut r, &body.names, &mut carry, &mut total)
             .map_err(|e| malformed(format!("series {s}: {e}")))?;
         per_series.push(windows);
+        quantizers.push(quantizer);
     }
     let mut next = (0u32, 0u32);
     for extras in body.extras {
@@ -184,6 +211,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Body, CodecError> {
         w.template = extras.template;
         w.escalations = extras.escalations;
     }
+    verdicts::read(&body.verdicts, &mut per_series, &quantizers)
+        .map_err(|e| malformed(format!("verdicts: {e}")))?;
     let mut per_series: Vec<_> = per_series.into_iter().map(Vec::into_iter).collect();
     let mut windows = Vec::with_capacity(total as usize);
     let mut order = Reader::new(&body.order);
@@ -212,14 +241,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Body, CodecError> {
     })
 }
 
-/// One series off the columns: its names, window count and columns.
+/// One series off the columns: its names, window count and columns, and the
+/// quantizer its values travel through.
 /// `total` counts the body's windows so far, capped at [`MAX_WINDOWS_PER_BODY`].
 fn decode_series(
     r: &mut Reader<'_>,
     names: &[String],
     carry: &mut Carry,
     total: &mut u64,
-) -> Result<Vec<WindowSummary>, String> {
+) -> Result<(Vec<WindowSummary>, Quantizer), String> {
     let mut name = || -> Result<(&String, u64), String> {
         let i = r.u64()?;
         let name = usize::try_from(i)
@@ -246,13 +276,9 @@ fn decode_series(
         return Err(format!("{bits} mantissa bits (an f64 has 52)"));
     }
     let mut windows: Vec<WindowSummary> = (0..n).map(|_| blank_window(device, metric)).collect();
-    carry.read(
-        r,
-        &mut windows,
-        metric_index,
-        Quantizer::from_bits(bits as u32),
-    )?;
-    Ok(windows)
+    let quantizer = Quantizer::from_bits(bits as u32);
+    carry.read(r, &mut windows, metric_index, quantizer)?;
+    Ok((windows, quantizer))
 }
 
 fn blank_window(device: &str, metric: &str) -> WindowSummary {

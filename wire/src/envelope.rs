@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::columnar::Layout;
 use crate::quantize::Quantizer;
 use crate::{
     codec, columnar, Body, CodecError, MAX_ENVELOPE_BYTES, MIN_SCHEMA_VERSION, SCHEMA_VERSION,
@@ -16,9 +17,13 @@ use crate::{
 pub enum BodyEncoding {
     /// Schema version 2: one packed CBOR row per window, values exact.
     Packed,
-    /// Schema version 3: per-series columns (see [`crate::columnar`]), values
-    /// within `relative_error` of the originals, or exact when it is 0.
+    /// Schema version 4: per-series columns (see [`crate::columnar`]), values
+    /// within `relative_error` of the originals, or exact when it is 0;
+    /// verdicts in a column of their own, written against their window.
     Columnar { relative_error: f64 },
+    /// Schema version 3: as version 4, but verdicts travel as CBOR beside the
+    /// columns (for sinks older than version 4).
+    ColumnarV3 { relative_error: f64 },
 }
 
 impl BodyEncoding {
@@ -31,7 +36,8 @@ impl BodyEncoding {
     pub fn version(&self) -> u16 {
         match self {
             BodyEncoding::Packed => 2,
-            BodyEncoding::Columnar { .. } => 3,
+            BodyEncoding::Columnar { .. } => 4,
+            BodyEncoding::ColumnarV3 { .. } => 3,
         }
     }
 
@@ -40,7 +46,8 @@ impl BodyEncoding {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             BodyEncoding::Packed => Ok(()),
-            BodyEncoding::Columnar { relative_error } => {
+            BodyEncoding::Columnar { relative_error }
+            | BodyEncoding::ColumnarV3 { relative_error } => {
                 Quantizer::new(*relative_error).map(|_| ()).ok_or_else(|| {
                     format!(
                         "relative error {relative_error} is not 0 (exact) or within [{}, {}]",
@@ -56,12 +63,17 @@ impl BodyEncoding {
         match self {
             BodyEncoding::Packed => codec::encode_packed(body),
             BodyEncoding::Columnar { relative_error } => {
-                let quantizer = Quantizer::new(*relative_error)
-                    .expect("a validated relative error (see BodyEncoding::validate)");
-                columnar::encode(body, quantizer)
+                columnar::encode(body, quantizer(*relative_error), Layout::VerdictColumn)
+            }
+            BodyEncoding::ColumnarV3 { relative_error } => {
+                columnar::encode(body, quantizer(*relative_error), Layout::VerdictsInExtras)
             }
         }
     }
+}
+
+fn quantizer(relative_error: f64) -> Quantizer {
+    Quantizer::new(relative_error).expect("a validated relative error (see BodyEncoding::validate)")
 }
 
 /// The idempotency key of a batch: the sink stores each key at most once.
@@ -86,7 +98,7 @@ pub struct Envelope {
     #[serde(with = "serde_bytes")]
     pub body_sha256: Vec<u8>,
     /// The encoded [`Body`] (named CBOR in version 1, packed in 2, columnar in
-    /// 3), exactly the bytes that were hashed.
+    /// 3 and 4), exactly the bytes that were hashed.
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
@@ -105,7 +117,7 @@ pub enum OpenError {
 }
 
 impl Envelope {
-    /// Encodes `body` in columns with exact values (schema version 3) and wraps
+    /// Encodes `body` in columns with exact values (schema version 4) and wraps
     /// it with its hash and the given key: the body opens to exactly `body`.
     pub fn seal(key: &BatchKey, created_ms: i64, body: &Body) -> Envelope {
         Envelope::seal_as(key, created_ms, body, BodyEncoding::EXACT)

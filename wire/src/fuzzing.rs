@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::columnar::Layout;
 use crate::quantize::Quantizer;
 use crate::{
     columnar, decode_capped, encode, encode_packed, Body, CodecError, Counters, Envelope,
@@ -53,7 +54,7 @@ pub fn open_envelope(bytes: &[u8]) {
     );
 }
 
-/// The schema-3 (columnar) body decoder on untrusted bytes, as `open` runs it
+/// The schema-3/4 (columnar) body decoder on untrusted bytes, as `open` runs it
 /// once the hash matched. Asserts: a decoded body encodes with exact values
 /// to bytes that decode and encode again to the same bytes, and with rounded
 /// values to bytes that decode to as many windows, series by series in the
@@ -62,16 +63,30 @@ pub fn decode_columnar(bytes: &[u8]) {
     let Ok(body) = columnar::decode(bytes) else {
         return;
     };
-    let exact = columnar::encode(&body, Quantizer::Exact);
-    let again = columnar::decode(&exact).expect("an encoded body decodes");
-    assert_eq!(
-        columnar::encode(&again, Quantizer::Exact),
-        exact,
-        "columnar encoding is unstable"
-    );
+    for layout in [Layout::VerdictColumn, Layout::VerdictsInExtras] {
+        let exact = columnar::encode(&body, Quantizer::Exact, layout);
+        let again = columnar::decode(&exact).expect("an encoded body decodes");
+        assert_eq!(
+            columnar::encode(&again, Quantizer::Exact, layout),
+            exact,
+            "columnar encoding is unstable ({layout:?})"
+        );
+    }
     let rounded = Quantizer::new(1e-4).expect("a valid error");
-    let coarse =
-        columnar::decode(&columnar::encode(&body, rounded)).expect("a rounded body decodes");
+    let coarse = columnar::decode(&columnar::encode(&body, rounded, Layout::VerdictColumn))
+        .expect("a rounded body decodes");
+    assert_eq!(
+        coarse
+            .windows
+            .iter()
+            .map(|w| w.verdict.is_some())
+            .collect::<Vec<_>>(),
+        body.windows
+            .iter()
+            .map(|w| w.verdict.is_some())
+            .collect::<Vec<_>>(),
+        "every verdict survives rounding"
+    );
     let names = |b: &Body| -> Vec<(String, String, i64)> {
         b.windows
             .iter()

@@ -3,7 +3,7 @@
 //! A gateway sends [`Envelope`]s: a small header (who, which boot epoch, which
 //! sequence number, a SHA-256 of the body) around an opaque CBOR [`Body`] of
 //! closed-window summaries and input counters, laid out in per-series columns
-//! since schema version 3. Hashing the *encoded* body means
+//! since schema version 3 (verdicts in a column since 4). Hashing the *encoded* body means
 //! the idempotency check at the sink never depends on re-encoding.
 //!
 //! This crate owns every use of `serde_cbor` (unmaintained, RUSTSEC-2021-0127):
@@ -32,8 +32,10 @@ pub use quantize::{MAX_RELATIVE_ERROR, MIN_RELATIVE_ERROR};
 /// 1: body CBOR with named struct keys. 2: the same body with packed (index) keys,
 /// about 40% smaller; the header stays named so any version can read `version`.
 /// 3: the body in per-series columns, values exact or rounded to a relative
-/// error (see [`BodyEncoding`]); a sink that opens 3 still opens 1 and 2.
-pub const SCHEMA_VERSION: u16 = 3;
+/// error (see [`BodyEncoding`]). 4: as 3, with each window's verdict in a
+/// column of its own, written as what differs from its window (a live fleet's
+/// uplink ~15% smaller). A sink that opens 4 still opens 1 to 3.
+pub const SCHEMA_VERSION: u16 = 4;
 
 /// Oldest schema version this build still opens (outboxes sealed before an upgrade).
 pub const MIN_SCHEMA_VERSION: u16 = 1;

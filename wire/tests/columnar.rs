@@ -1,4 +1,4 @@
-//! The schema-3 (columnar) body: exact bodies round-trip bit for bit, rounded ones
+//! The schema-3/4 (columnar) body: exact bodies round-trip bit for bit, rounded ones
 //! stay within their error and round to themselves, malformed ones are refused
 //! with a reason, and the layout is smaller than schema 2 where it should be.
 
@@ -110,7 +110,7 @@ fn any_window() -> impl Strategy<Value = WindowSummary> {
         ),
         proptest::collection::vec(any_float(), 11),
         (any::<i64>(), any::<i64>()),
-        proptest::option::of((any::<bool>(), any::<u64>(), -2.0..2.0f64)),
+        proptest::option::of((any::<bool>(), any::<u64>(), -2.0..2.0f64, any::<bool>())),
         proptest::option::of("[a-z <*>]{0,20}"),
         proptest::collection::vec(
             (any::<i64>(), proptest::collection::vec(-3.0..3.0f32, 0..4)),
@@ -145,12 +145,25 @@ fn any_window() -> impl Strategy<Value = WindowSummary> {
                     first_ms,
                     last: f[10],
                     last_ms,
-                    verdict: verdict.map(|(anomalous, judged, score)| Verdict {
-                        anomalous,
-                        judged,
-                        alarms: judged / 2,
-                        score,
-                        confidence: score.abs() / 2.0,
+                    // As the agent makes them (derived from the window), or anything.
+                    verdict: verdict.map(|(anomalous, judged, score, derived)| {
+                        if derived {
+                            Verdict {
+                                anomalous: judged % 3 > 0,
+                                judged: count,
+                                alarms: judged % 3,
+                                score: f[2],
+                                confidence: Verdict::confidence_at(f[2]),
+                            }
+                        } else {
+                            Verdict {
+                                anomalous,
+                                judged,
+                                alarms: judged / 2,
+                                score,
+                                confidence: score.abs() / 2.0,
+                            }
+                        }
                     }),
                     rolled_up: rolled,
                     template: template.map(|text| LogTemplate {
@@ -180,13 +193,15 @@ proptest! {
         let mut counters = Counters::default();
         counters.add_health("starts", 2);
         let body = Body { windows, counters, gauges: [("uptime_s".to_string(), 5)].into() };
-        let env = Envelope::seal(&key(), 0, &body);
-        prop_assert_eq!(env.version, 3);
-        let opened = open(&env);
-        prop_assert_eq!(opened.windows.iter().map(exactly).collect::<Vec<_>>(),
-            body.windows.iter().map(exactly).collect::<Vec<_>>());
-        prop_assert_eq!(opened.counters, body.counters);
-        prop_assert_eq!(opened.gauges, body.gauges);
+        let v3 = BodyEncoding::ColumnarV3 { relative_error: 0.0 };
+        for env in [Envelope::seal(&key(), 0, &body), Envelope::seal_as(&key(), 0, &body, v3)] {
+            let opened = open(&env);
+            prop_assert_eq!(opened.windows.iter().map(exactly).collect::<Vec<_>>(),
+                body.windows.iter().map(exactly).collect::<Vec<_>>(), "version {}", env.version);
+            prop_assert_eq!(&opened.counters, &body.counters);
+            prop_assert_eq!(&opened.gauges, &body.gauges);
+        }
+        prop_assert_eq!(Envelope::seal(&key(), 0, &body).version, 4);
     }
 
     #[test]
@@ -195,7 +210,12 @@ proptest! {
         a in prop_oneof![Just(1e-4), Just(1e-3), Just(1e-6)],
     ) {
         let windows: Vec<_> = values.iter().enumerate()
-            .map(|(i, &v)| window(["a", "b"][i % 2], ["x", "y", "z"][i % 3], 60_000 * i as i64, v))
+            .map(|(i, &v)| {
+                let mut w = window(["a", "b"][i % 2], ["x", "y", "z"][i % 3], 60_000 * i as i64, v);
+                // Every third window is judged, as the agent judges (see `verdict`).
+                w.verdict = (i % 3 == 2).then(|| verdict(&w, i as u64));
+                w
+            })
             .collect();
         let body = Body { windows, ..Body::default() };
         let env = seal(&body, a);
@@ -211,9 +231,28 @@ proptest! {
                 prop_assert!((g - w).abs() <= a * w.abs() * (1.0 + 1e-9), "{} vs {} at {}", g, w, a);
             }
             prop_assert!(got.min <= got.p50 && got.p50 <= got.max, "rounding keeps order");
+            prop_assert_eq!(got.verdict.is_some(), want.verdict.is_some());
+            if let (Some(g), Some(w)) = (got.verdict, want.verdict) {
+                prop_assert_eq!((g.anomalous, g.judged, g.alarms), (w.anomalous, w.judged, w.alarms));
+                prop_assert_eq!(g.score, got.max, "the score is the rounded max");
+                for (g, w) in [(g.score, w.score), (g.confidence, w.confidence)] {
+                    prop_assert!((g - w).abs() <= a * w.abs() * (1.0 + 1e-9), "{} vs {} at {}", g, w, a);
+                }
+            }
         }
         // Opened and sealed again (a roll-up does this): the same bytes.
         prop_assert_eq!(seal(&opened, a).body, env.body);
+    }
+}
+
+/// A verdict as the agent makes it for window `w` (its `i`th alarm count).
+fn verdict(w: &WindowSummary, i: u64) -> Verdict {
+    Verdict {
+        anomalous: i % 2 == 1,
+        judged: w.count,
+        alarms: i % 2,
+        score: w.max,
+        confidence: Verdict::confidence_at(w.max),
     }
 }
 
@@ -337,7 +376,6 @@ fn malformed_bodies_are_refused_with_a_reason() {
         windows: vec![window("a", "x", 0, 1.0), window("a", "y", 0, 2.0)],
         ..Body::default()
     };
-    type Edit = Box<dyn FnOnce(&mut serde_cbor::Value)>;
     let cases: Vec<(&str, Edit)> = vec![
         (
             "series 0: 60 mantissa bits",
@@ -371,5 +409,80 @@ fn malformed_bodies_are_refused_with_a_reason() {
             Err(OpenError::Body(e)) => assert!(e.to_string().contains(why), "{why}: {e}"),
             other => panic!("{why}: {other:?}"),
         }
+    }
+}
+
+/// The verdict column (packed entry 6) replaced by `bytes`.
+fn with_verdicts(bytes: Vec<u8>) -> Edit {
+    Box::new(move |v| {
+        let serde_cbor::Value::Map(map) = v else {
+            panic!("a map")
+        };
+        map.insert(
+            serde_cbor::Value::Integer(6),
+            serde_cbor::Value::Bytes(bytes),
+        );
+    })
+}
+
+type Edit = Box<dyn FnOnce(&mut serde_cbor::Value)>;
+
+#[test]
+fn malformed_verdict_columns_are_refused_with_a_reason() {
+    let mut body = Body {
+        windows: vec![window("a", "x", 0, 1.0), window("a", "y", 0, 2.0)],
+        ..Body::default()
+    };
+    body.windows[1].verdict = Some(verdict(&body.windows[1], 1));
+    // As sealed: series 1, window 0, alarms 1, anomalous 1, judged − count 0,
+    // score and confidence as their references (exact: XOR 0).
+    let sealed = {
+        let mut v: serde_cbor::Value =
+            serde_cbor::from_slice(&Envelope::seal(&key(), 0, &body).body).unwrap();
+        match entry(&mut v, 6) {
+            serde_cbor::Value::Bytes(b) => b.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(sealed, [1, 0, 1, 1, 0, 0, 0]);
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "a verdict for series 2, which is not in the body",
+            with_verdicts(vec![2, 0, 1, 1, 0, 0, 0]),
+        ),
+        (
+            "a verdict for window 1 of series 1",
+            with_verdicts(vec![1, 1, 1, 1, 0, 0, 0]),
+        ),
+        ("anomalous is 2", with_verdicts(vec![1, 0, 1, 2, 0, 0, 0])),
+        ("truncated varint", with_verdicts(vec![1, 0, 1, 1, 0, 0])),
+    ];
+    for (why, edit) in cases {
+        match Envelope::open(&tampered(&body, edit)) {
+            Err(OpenError::Body(e)) => assert!(e.to_string().contains(why), "{why}: {e}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    // The column opens to the verdict it was sealed from.
+    let opened = Envelope::open(&tampered(&body, with_verdicts(sealed.clone())))
+        .unwrap()
+        .1;
+    assert_eq!(opened, body);
+    // Schema 3 sent the verdict in the extras: one in the column too is one too many.
+    let v3 = BodyEncoding::ColumnarV3 {
+        relative_error: 0.0,
+    };
+    let mut env = Envelope::seal_as(&key(), 0, &body, v3);
+    let mut value: serde_cbor::Value = serde_cbor::from_slice(&env.body).unwrap();
+    with_verdicts(sealed)(&mut value);
+    env.body = serde_cbor::to_vec(&value).unwrap();
+    env.body_sha256 = sha2_of(&env.body);
+    match Envelope::open(&env.to_bytes()) {
+        Err(OpenError::Body(e)) => assert!(
+            e.to_string()
+                .contains("two verdicts for window 0 of series 1"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
     }
 }

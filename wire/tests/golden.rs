@@ -2,27 +2,44 @@
 //!
 //! If one of these fails, the bytes on the wire changed. That breaks every
 //! deployed gateway/sink pair, so it needs a schema version bump, not a new vector.
-//! Version 3 (columnar body, values exact or rounded) is sealed today; version 2
-//! (packed body keys) can still be sealed and must open, and so must version 1.
+//! Version 4 (columnar body, values exact or rounded, verdicts in a column) is
+//! sealed today; versions 3 and 2 (packed body keys) can still be sealed and
+//! must open, and so must version 1.
 
-use wire::{BatchKey, Body, BodyEncoding, Counters, Envelope, Reason, WindowSummary};
+use wire::{BatchKey, Body, BodyEncoding, Counters, Envelope, Reason, Verdict, WindowSummary};
 
 const V2: BodyEncoding = BodyEncoding::Packed;
+const V3_EXACT: BodyEncoding = BodyEncoding::ColumnarV3 {
+    relative_error: 0.0,
+};
 /// The agent's default rounding (`uplink.relative_error`).
+const V3_ROUNDED: BodyEncoding = BodyEncoding::ColumnarV3 {
+    relative_error: 1e-4,
+};
 const ROUNDED: BodyEncoding = BodyEncoding::Columnar {
     relative_error: 1e-4,
 };
 
 /// Seals `body` as version 2, version 3 exact and version 3 rounded, checks
 /// each body's SHA-256 against `hashes` in that order, and that the first two
-/// open to `body` exactly.
+/// open to `body` exactly. A body without verdicts is the same bytes in
+/// version 4 as in version 3.
 fn assert_frozen(body: &Body, hashes: [&str; 3]) {
-    let sealed = [V2, BodyEncoding::EXACT, ROUNDED]
+    let sealed = [V2, V3_EXACT, V3_ROUNDED]
         .map(|encoding| Envelope::seal_as(&sample_key(), 1_700_000_000_000, body, encoding));
     let got = sealed.each_ref().map(Envelope::body_hash_hex);
     assert_eq!(got, hashes.map(str::to_owned), "v2, v3 exact, v3 rounded");
     for env in &sealed[..2] {
         assert_eq!(&Envelope::open(&env.to_bytes()).unwrap().1, body);
+    }
+    if body.windows.iter().all(|w| w.verdict.is_none()) {
+        let v4 = [BodyEncoding::EXACT, ROUNDED]
+            .map(|encoding| Envelope::seal_as(&sample_key(), 1_700_000_000_000, body, encoding));
+        assert_eq!(v4.each_ref().map(|e| e.version), [4, 4]);
+        assert_eq!(
+            v4.each_ref().map(|e| &e.body),
+            [&sealed[1].body, &sealed[2].body]
+        );
     }
 }
 
@@ -220,7 +237,7 @@ fn health_bytes_are_frozen() {
     assert_eq!(wire::encode_packed(&sample_body())[0], 0xa2);
 }
 
-/// The sample sealed as version 3, exact values: what `Envelope::seal` sends.
+/// The sample sealed as version 3, exact values.
 const GOLDEN_V3_ENVELOPE: &str = "a76776657273696f6e0367676174657761796467772d316565706f63680763736571182a6a637265617465645f6d731b0000018bcfe568006b626f64795f736861323536582041551b7540ac8eea64bfcf3f0064c017601d07e31efb6a29c6a91e002e79edca64626f6479585ba400826670756d702d316743757272656e7401583000010100c0a90780e9cbec975c0300a08a0700bf88ea8bfec8ab8a7bbff003bfc0030000fff003000080108010fff00302410004a2646c61746501696d616c666f726d656402";
 
 /// The sample sealed as version 3 with values rounded to 1e-4 (the agent's default).
@@ -228,10 +245,10 @@ const GOLDEN_V3_ROUNDED_ENVELOPE: &str = "a76776657273696f6e03676761746577617964
 
 #[test]
 fn version_3_envelope_bytes_are_frozen() {
-    let exact = Envelope::seal(&sample_key(), 1_700_000_000_000, &sample_body());
+    let exact = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &sample_body(), V3_EXACT);
     assert_eq!(exact.version, 3);
     assert_eq!(hex::encode(exact.to_bytes()), GOLDEN_V3_ENVELOPE);
-    let rounded = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &sample_body(), ROUNDED);
+    let rounded = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &sample_body(), V3_ROUNDED);
     assert_eq!(hex::encode(rounded.to_bytes()), GOLDEN_V3_ROUNDED_ENVELOPE);
     // The sample's values are exact on the grid or within its error.
     let (env, body) = Envelope::open(&hex::decode(GOLDEN_V3_ROUNDED_ENVELOPE).unwrap()).unwrap();
@@ -259,4 +276,92 @@ fn version_3_envelope_bytes_are_frozen() {
         rounded.body.len(),
         v2.body.len()
     );
+}
+
+/// A sensor judgement window as the agent makes it (verdict: judged = count,
+/// score = max, confidence at the score) in a batch with a plain window, and
+/// a rolled-up one whose verdict repeats nothing (every field an exception).
+fn verdict_body() -> Body {
+    let mut body = sample_body();
+    let mut judged = body.windows[0].clone();
+    judged.metric = "anomaly.score".into();
+    judged.count = 60;
+    judged.max = 1.375;
+    judged.verdict = Some(Verdict {
+        anomalous: true,
+        judged: 60,
+        alarms: 2,
+        score: 1.375,
+        confidence: Verdict::confidence_at(1.375),
+    });
+    let mut odd = judged.clone();
+    odd.device = "pump-2".into();
+    odd.verdict = Some(Verdict {
+        anomalous: false,
+        judged: 7,
+        alarms: 0,
+        score: 0.8125,
+        confidence: 0.3,
+    });
+    body.windows.push(judged);
+    body.windows.push(odd);
+    body
+}
+
+#[test]
+fn verdict_bytes_are_frozen() {
+    let body = verdict_body();
+    assert_frozen(
+        &body,
+        [
+            "6a1d1c6d1a1bea7fb7967719eeaca9b885a67973588770528d57044cc9b00393",
+            "3fb690f2d0f31ce254331e734ffb6e0179995aae8f09d33ff7aba2f21e448644",
+            "f51fd589720413c0677bb08067d29443bbd205165356c8c4c1ffc139b555092a",
+        ],
+    );
+    let v4 = [BodyEncoding::EXACT, ROUNDED]
+        .map(|encoding| Envelope::seal_as(&sample_key(), 1_700_000_000_000, &body, encoding));
+    assert_eq!(
+        v4.each_ref().map(Envelope::body_hash_hex),
+        [
+            "8ee4cdecf7f959eb0bc5e8b4581ef30f9f1ec6778d71b8c1b374c17db0ace3b6",
+            "bb11da889916cb1cfa3f85ee28662288aa3f9024539c9261f2ffc3941d6144d2",
+        ]
+        .map(str::to_owned),
+        "v4 exact, v4 rounded"
+    );
+    assert_eq!(Envelope::open(&v4[0].to_bytes()).unwrap().1, body);
+    let rounded = Envelope::open(&v4[1].to_bytes()).unwrap().1;
+    for (got, want) in rounded.windows.iter().zip(&body.windows) {
+        let (Some(got), Some(want)) = (got.verdict, want.verdict) else {
+            assert_eq!(got.verdict, want.verdict);
+            continue;
+        };
+        assert_eq!(
+            (got.anomalous, got.judged, got.alarms),
+            (want.anomalous, want.judged, want.alarms)
+        );
+        assert!((got.score - want.score).abs() <= 1e-4 * want.score);
+        assert!((got.confidence - want.confidence).abs() <= 1e-4 * want.confidence);
+    }
+    // The verdict column is smaller than the verdicts as CBOR.
+    let v3 = Envelope::seal_as(&sample_key(), 1_700_000_000_000, &body, V3_EXACT);
+    assert!(
+        v4[0].body.len() + 30 < v3.body.len(),
+        "{} vs {}",
+        v4[0].body.len(),
+        v3.body.len()
+    );
+}
+
+/// The sample sealed as version 4 (exact): what `Envelope::seal` sends.
+const GOLDEN_V4_ENVELOPE: &str = "a76776657273696f6e0467676174657761796467772d316565706f63680763736571182a6a637265617465645f6d731b0000018bcfe568006b626f64795f73686132353658208ee4cdecf7f959eb0bc5e8b4581ef30f9f1ec6778d71b8c1b374c17db0ace3b664626f647958cfa500846670756d702d316743757272656e746d616e6f6d616c792e73636f72656670756d702d3201587400010100c0a90780e9cbec975c0300a08a0700bf88ea8bfec8ab8a7bbff003bfc0030000fff003000080108010fff0030002010000003c00a08a07000000008088810400fff00300ffec0380108010fff0030302010000003c00a08a07000000008088810400fff00300ffec0380108010fff003024300020204a2646c61746501696d616c666f726d65640206570100020100000001000000698038808ccc9fb3e6cc9933";
+
+#[test]
+fn version_4_envelope_bytes_are_frozen() {
+    let env = Envelope::seal(&sample_key(), 1_700_000_000_000, &verdict_body());
+    assert_eq!(env.version, 4);
+    assert_eq!(hex::encode(env.to_bytes()), GOLDEN_V4_ENVELOPE);
+    let (_, body) = Envelope::open(&hex::decode(GOLDEN_V4_ENVELOPE).unwrap()).unwrap();
+    assert_eq!(body, verdict_body());
 }

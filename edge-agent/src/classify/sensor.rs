@@ -45,11 +45,7 @@ pub fn normalize(smoothed: f64, threshold: f64) -> f64 {
 /// Confidence of a verdict at normalized score `r`: `1 − min(r, 1/r)²`,
 /// so 0 on the threshold, 0.56 at 1.5× or 1/1.5×, 0.89 at 3×.
 pub fn confidence(r: f64) -> f64 {
-    if r <= 0.0 || !r.is_finite() {
-        return 1.0;
-    }
-    let m = r.min(1.0 / r);
-    1.0 - m * m
+    wire::Verdict::confidence_at(r)
 }
 
 #[derive(Debug, Clone)]

@@ -236,7 +236,7 @@ fn value_field_mut(w: &mut WindowSummary, column: usize) -> &mut f64 {
 /// A value's code against its reference: a rounded code as the (zigzagged)
 /// difference; an exact one (an f64's bits) as the XOR, bytes swapped, so a
 /// repeated value takes one byte and a short one (1.0, 0.5) a few.
-fn put_code(out: &mut Vec<u8>, q: Quantizer, code: i64, reference: i64) {
+pub(super) fn put_code(out: &mut Vec<u8>, q: Quantizer, code: i64, reference: i64) {
     match q {
         Quantizer::Exact => put_u64(out, ((code ^ reference) as u64).swap_bytes()),
         Quantizer::Rounded { .. } => put_i64(out, code.wrapping_sub(reference)),
@@ -286,7 +286,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The code after `reference` in a column written by [`put_code`].
-    fn code(&mut self, q: Quantizer, reference: i64) -> Result<i64, String> {
+    pub(super) fn code(&mut self, q: Quantizer, reference: i64) -> Result<i64, String> {
         Ok(match q {
             Quantizer::Exact => (self.u64()?.swap_bytes() as i64) ^ reference,
             Quantizer::Rounded { .. } => reference.wrapping_add(self.i64()?),
