@@ -16,6 +16,7 @@ pub mod paths;
 pub mod plan;
 pub mod publisher;
 pub mod route_eval;
+pub mod sensor_uplink;
 pub mod sim;
 pub mod sink_client;
 pub mod skab;
