@@ -46,8 +46,13 @@ fn round(r: usize) -> Vec<Delivery> {
     (0..DEVICES)
         .map(|d| {
             let fields: Vec<String> = (0..METRICS)
-                // Sevenths: full f64 mantissas, as real sensors give.
-                .map(|m| format!(r#""m{m}":{}"#, ((r * 31 + d * 7 + m) % 97) as f64 / 7.0))
+                // Sevenths: full f64 mantissas, as real sensors give; spread
+                // over many values, so neighbouring series do not repeat each
+                // other (the columnar body would shrink them below the cap).
+                .map(|m| {
+                    let v = (r * 7_919 + d * 104_729 + m * 1_299_709) % 100_003;
+                    format!(r#""m{m}":{}"#, v as f64 / 7.0)
+                })
                 .collect();
             let ts = T0 + r as i64 * 10_000;
             Delivery {

@@ -21,11 +21,10 @@
 //! published (what forwarding every reading sends), and the same as newline-separated JSON
 //! gzip-compressed one minute of the fleet at a time (a forwarder that batches each minute).
 //!
-//! It does not measure time or talk MQTT or HTTP. Sizes are not byte-for-byte repeatable: the
-//! agent closes a cut's windows in hash-map order, which changes from run to run and with it
-//! the columnar encoding's references (about 0.3% of the bytes), and each batch carries the
-//! store's disk use and the wall-clock time of its cut. [`Totals::sorted_gzip_bytes`] re-seals
-//! every batch with its windows in (device, metric, start) order, which takes the first away.
+//! It does not measure time or talk MQTT or HTTP. Sizes are not byte-for-byte repeatable:
+//! each batch carries the store's disk use and the wall-clock time of its cut (tens of bytes
+//! a run). [`Totals::sorted_gzip_bytes`] re-seals every batch with its windows in (device,
+//! metric, start) order, the order the agent's cut seals them in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -129,10 +128,14 @@ pub struct Totals {
     pub counters_only_batches: u64,
     /// Their gzip bytes (part of `gzip_bytes`).
     pub counters_only_gzip_bytes: u64,
-    /// `gzip_bytes` had each batch's windows been sorted by device, metric and start: the
-    /// agent closes windows in hash-map order, which changes from run to run (and with it
-    /// the columnar encoding's references), this order does not.
+    /// `gzip_bytes` had each batch's windows been sorted by device, metric and start (the
+    /// agent's cut sorts them so since 2026-12-03; before, they came in the windower's
+    /// hash-map order, which changed from run to run): equal to `gzip_bytes` but for a
+    /// re-seal's clock and gauge differences.
     pub sorted_gzip_bytes: u64,
+    /// `gzip_bytes` had each batch been sealed as wire schema 3 (verdicts as CBOR beside
+    /// the columns) at the same rounding.
+    pub schema3_gzip_bytes: u64,
     pub windows: u64,
     /// Windows carrying a model verdict.
     pub verdicts: u64,
@@ -164,6 +167,7 @@ impl Totals {
         self.sealed_bytes += b.sealed;
         self.gzip_bytes += b.gzip;
         self.sorted_gzip_bytes += b.sorted_gzip;
+        self.schema3_gzip_bytes += b.schema3_gzip;
         self.batches += 1;
         if b.windows == 0 {
             self.counters_only_batches += 1;
@@ -277,6 +281,8 @@ pub struct BatchRecord {
     pub gzip: u64,
     /// Gzip bytes with the windows sorted by device, metric and start.
     pub sorted_gzip: u64,
+    /// Gzip bytes sealed as wire schema 3 (verdicts as CBOR) at the same rounding.
+    pub schema3_gzip: u64,
     pub windows: u64,
     pub verdicts: u64,
     pub escalations: u64,
@@ -325,12 +331,20 @@ fn measure(
         (&x.device, &x.metric, x.start_ms).cmp(&(&y.device, &y.metric, y.start_ms))
     });
     let (_, sorted_gzip) = sizes(&sorted);
+    let schema3 = match encoding {
+        BodyEncoding::Columnar { relative_error } => BodyEncoding::ColumnarV3 { relative_error },
+        other => other,
+    };
+    let schema3_gzip =
+        wire::transport::gzip(&Envelope::seal_as(&key, env.created_ms, &body, schema3).to_bytes())
+            .len() as u64;
     let gzip = wire::transport::gzip(bytes).len() as u64;
     let out = BatchRecord {
         seq,
         sealed: bytes.len() as u64,
         gzip,
         sorted_gzip: sorted_gzip as u64,
+        schema3_gzip,
         windows: body.windows.len() as u64,
         verdicts: body.windows.iter().filter(|w| w.verdict.is_some()).count() as u64,
         escalations: body

@@ -33,8 +33,8 @@ pub use quantize::{MAX_RELATIVE_ERROR, MIN_RELATIVE_ERROR};
 /// about 40% smaller; the header stays named so any version can read `version`.
 /// 3: the body in per-series columns, values exact or rounded to a relative
 /// error (see [`BodyEncoding`]). 4: as 3, with each window's verdict in a
-/// column of its own, written as what differs from its window (a live fleet's
-/// uplink ~15% smaller). A sink that opens 4 still opens 1 to 3.
+/// column of its own, written as what differs from its window (a 1 Hz fleet's
+/// uplink 4% smaller, BENCHMARKS.md). A sink that opens 4 still opens 1 to 3.
 pub const SCHEMA_VERSION: u16 = 4;
 
 /// Oldest schema version this build still opens (outboxes sealed before an upgrade).

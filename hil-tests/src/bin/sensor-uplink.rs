@@ -25,9 +25,9 @@ use hil_tests::sensor_uplink::{replay, Attribution, Options, Report, Totals};
 ///   raw bytes        the JSON payloads published (what forwarding every reading sends);
 ///   raw gzip         the same as NDJSON, gzip-compressed one fleet-minute at a time;
 ///   uplink gzip      the sealed batches gzip-compressed one by one, as the agent sends them
-///                    (and re-sealed with each batch's windows sorted by device and metric:
-///                    the agent's close order follows a hash map, so sizes vary ~0.3% from
-///                    run to run; the sorted figure does not vary with it);
+///                    (and re-sealed with each batch's windows sorted by device and metric,
+///                    the order the agent's cut seals them in: a check; and as wire
+///                    schema 3, verdicts as CBOR, for comparison);
 ///   raw ÷ uplink     both ratios; bytes per window; batches (counters-only ones: no window),
 ///                    windows, verdicts, escalations shipped (and kept local over budget);
 ///   attribution      the uplink gzip bytes by what they carry, measured by re-sealing each
@@ -157,6 +157,9 @@ fn print_table(r: &Report) {
     row("uplink gzip bytes", &|t| t.gzip_bytes.to_string());
     row("  with windows sorted (device, metric)", &|t| {
         t.sorted_gzip_bytes.to_string()
+    });
+    row("  as wire schema 3 (verdicts as CBOR)", &|t| {
+        t.schema3_gzip_bytes.to_string()
     });
     row("raw ÷ uplink gzip", &|t| ratio(t.messages, t.ratio()));
     row("raw gzip ÷ uplink gzip", &|t| {

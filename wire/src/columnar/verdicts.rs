@@ -4,10 +4,10 @@
 //!
 //! A gateway's verdict repeats its window: `judged` is the count, `score` the
 //! max, `confidence` [`Verdict::confidence_at`] the score, and `anomalous`
-//! says `alarms > 0`. Schema 3 sent all of it as CBOR (two f64s, ~30 bytes a
-//! window, a fifth of a live fleet's uplink); here a verdict takes about seven
-//! one-byte varints, and any verdict still round-trips: exact values as the
-//! XOR with their reference, rounded ones as the difference of codes.
+//! says `alarms > 0`. Schema 3 sent all of it as CBOR (two f64s; 4% of a 1 Hz
+//! fleet's gzip uplink, measured); here a verdict takes about seven one-byte
+//! varints, and any verdict still round-trips: exact values as the XOR with
+//! their reference, rounded ones as the difference of codes.
 //!
 //! Entry layout, in series then window order: the series index minus the
 //! previous entry's; the window index (when the series is the same, minus the
