@@ -194,7 +194,7 @@ impl Window {
                 judged: self.count,
                 alarms: self.above_one,
                 score: self.max,
-                confidence: crate::classify::sensor::confidence(self.max),
+                confidence: wire::Verdict::confidence_at(self.max),
             }),
             rolled_up: 0,
             template: (!self.exemplars.is_empty()).then(|| LogTemplate {

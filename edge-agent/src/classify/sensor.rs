@@ -42,12 +42,6 @@ pub fn normalize(smoothed: f64, threshold: f64) -> f64 {
     }
 }
 
-/// Confidence of a verdict at normalized score `r`: `1 − min(r, 1/r)²`,
-/// so 0 on the threshold, 0.56 at 1.5× or 1/1.5×, 0.89 at 3×.
-pub fn confidence(r: f64) -> f64 {
-    wire::Verdict::confidence_at(r)
-}
-
 #[derive(Debug, Clone)]
 struct Ready {
     threshold: f64,
@@ -158,7 +152,7 @@ impl SensorClassifier {
             };
             let decision = ready.decider.push(scores[k * stride]);
             let score = normalize(decision.smoothed, ready.threshold);
-            let confidence = confidence(score);
+            let confidence = wire::Verdict::confidence_at(score);
             if confidence < keep_below {
                 kept[i] = kept_rows
                     .get(k * width..(k + 1) * width)
